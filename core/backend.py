@@ -1,0 +1,122 @@
+"""The one interface both backends implement (local = default, vertex = Google Cloud).
+
+The CLI and the TUI only ever talk to a `Backend`; which one is chosen by
+`--backend`/profile in the config (see core/backends.py). Long calls take an optional
+progress callback and an optional cancel event so a UI can show and stop them.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from core.types import Dataset, Job, ModelVersion
+
+
+@dataclass
+class Progress:
+    """One progress report: `done` of `total` units (total 0 when unknown)."""
+
+    stage: str
+    done: int
+    total: int = 0
+    message: str = ""
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+@dataclass
+class TrainOptions:
+    """What a person chooses for a training run; everything else comes from the preset."""
+
+    preset: str = "seed"
+    max_steps: int | None = None
+    batch_size: int | None = None
+    seed: int | None = None
+    loss: str | None = None              # "vaegan" (default) or "seed"
+    image_size: int | None = None
+    embedding_size: int | None = None
+    extra_args: list[str] = field(default_factory=list)   # passed through to trainer.task
+    replicas: int = 1                    # vertex only: number of machines
+    machine_type: str | None = None      # vertex only
+
+    def trainer_args(self) -> list[str]:
+        args = ["--preset", self.preset]
+        for flag, value in (("--max-steps", self.max_steps), ("--batch-size", self.batch_size),
+                            ("--seed", self.seed), ("--loss", self.loss), ("--image-size", self.image_size),
+                            ("--embedding-size", self.embedding_size)):
+            if value is not None:
+                args += [flag, str(value)]
+        return args + list(self.extra_args)
+
+
+@dataclass
+class LogChunk:
+    lines: list[str]
+    cursor: Any            # opaque: pass back to read_log to get what came after
+
+
+@dataclass
+class BatchResult:
+    output_dir: str
+    predictions: int
+    errors: int
+    files: list[str]
+
+
+class Predictor(Protocol):
+    """A loaded model: generation and encoding without serialising through JSON."""
+
+    image_size: int
+    embedding_size: int
+
+    def generate(self, z: np.ndarray) -> np.ndarray:
+        """(N, E) float32 -> (N, H, W, 3) uint8."""
+        ...
+
+    def encode(self, images: list[bytes]) -> np.ndarray:
+        """Encoded JPEG/PNG files -> (N, E) float32 means."""
+        ...
+
+    def predict(self, instances: list[Any]) -> list[dict[str, Any]]:
+        """The seed's instance formats in, one prediction or {"error", "key"} per instance out."""
+        ...
+
+
+class Backend(Protocol):
+    name: str
+
+    # datasets
+    def list_datasets(self) -> list[Dataset]: ...
+    def get_dataset(self, name: str) -> Dataset: ...
+    def dataset_manifest(self, name: str) -> dict[str, Any]: ...
+    def contact_sheet(self, name: str) -> bytes | None: ...
+    def add_dataset(self, source: Path, name: str, *, crop: str = "random", image_size: int = 64,
+                    progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> Dataset: ...
+    def make_demo_dataset(self, name: str = "demo", count: int = 2000, *, progress: ProgressFn | None = None,
+                          cancel: threading.Event | None = None) -> Dataset: ...
+    def remove_dataset(self, name: str) -> None: ...
+
+    # jobs
+    def submit_job(self, dataset: str, options: TrainOptions) -> Job: ...
+    def list_jobs(self) -> list[Job]: ...
+    def get_job(self, job_id: str) -> Job: ...
+    def cancel_job(self, job_id: str) -> Job: ...
+    def resume_job(self, job_id: str) -> Job: ...
+    def read_log(self, job_id: str, cursor: Any = None, max_lines: int = 5000) -> LogChunk: ...
+
+    # models
+    def deploy(self, job_id: str, name: str | None = None) -> ModelVersion: ...
+    def list_models(self) -> list[ModelVersion]: ...
+    def get_model(self, ref: str) -> ModelVersion: ...
+    def undeploy(self, ref: str) -> ModelVersion: ...
+    def remove_model(self, ref: str) -> None: ...
+
+    # prediction
+    def predictor(self, ref: str) -> Predictor: ...
+    def batch_predict(self, ref: str, input_path: Path, output_dir: Path, *,
+                      progress: ProgressFn | None = None) -> BatchResult: ...

@@ -1,0 +1,107 @@
+"""The records both backends speak: datasets, jobs and model versions.
+
+Job states use Vertex AI's names so the TUI and CLI show one vocabulary everywhere.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class JobState(str, enum.Enum):
+    QUEUED = "JOB_STATE_QUEUED"
+    PENDING = "JOB_STATE_PENDING"
+    RUNNING = "JOB_STATE_RUNNING"
+    SUCCEEDED = "JOB_STATE_SUCCEEDED"
+    FAILED = "JOB_STATE_FAILED"
+    CANCELLING = "JOB_STATE_CANCELLING"
+    CANCELLED = "JOB_STATE_CANCELLED"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+    @property
+    def short(self) -> str:
+        return self.value.removeprefix("JOB_STATE_")
+
+    @classmethod
+    def parse(cls, value: str) -> "JobState":
+        """Accept Vertex's extra states by mapping them onto ours."""
+        extra = {"JOB_STATE_PAUSED": cls.PENDING, "JOB_STATE_UPDATING": cls.RUNNING,
+                 "JOB_STATE_EXPIRED": cls.FAILED, "JOB_STATE_PARTIALLY_SUCCEEDED": cls.FAILED,
+                 "JOB_STATE_UNSPECIFIED": cls.PENDING}
+        if value in extra:
+            return extra[value]
+        if not value.startswith("JOB_STATE_"):
+            value = "JOB_STATE_" + value.upper()
+        return cls(value)
+
+
+class _Record:
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)  # type: ignore[call-overload]
+        for k, v in d.items():
+            if isinstance(v, enum.Enum):
+                d[k] = v.value
+        return d
+
+
+@dataclass
+class Dataset(_Record):
+    name: str
+    path: str                      # local folder, or gs:// URI for a cloud copy
+    created: float
+    train_count: int = 0
+    validation_count: int = 0
+    skipped_count: int = 0
+    duplicate_count: int = 0
+    crop: str = "random"
+    image_size: int = 64
+    backend: str = "local"
+
+
+@dataclass
+class Job(_Record):
+    id: str
+    dataset: str
+    state: JobState
+    backend: str = "local"
+    created: float = 0.0
+    started: float | None = None
+    ended: float | None = None
+    job_dir: str = ""              # local folder or gs:// URI: the self-describing job dir
+    options: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+    step: int = 0
+    max_steps: int = 0
+    images_per_sec: float | None = None
+    pid: int | None = None
+    remote: dict[str, Any] = field(default_factory=dict)   # backend-specific (Vertex resource name ...)
+
+    @property
+    def eta_seconds(self) -> float | None:
+        if self.state is not JobState.RUNNING or not self.images_per_sec or not self.max_steps:
+            return None
+        batch = int(self.options.get("batch_size", 64) or 64)
+        return max(0, self.max_steps - self.step) * batch / self.images_per_sec
+
+
+@dataclass
+class ModelVersion(_Record):
+    name: str
+    version: int
+    job_id: str
+    path: str                      # the SavedModel folder (local) or gs:// URI
+    created: float
+    deployed: bool = True
+    backend: str = "local"
+    metrics: dict[str, Any] = field(default_factory=dict)   # swd, psnr, ssim, step
+    info: dict[str, Any] = field(default_factory=dict)      # image_size, embedding_size, preset...
+    remote: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@v{self.version}"

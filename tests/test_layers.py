@@ -1,0 +1,43 @@
+"""The layer rules of DESIGN.md, checked on the source (import-linter checks them too, in `make test`)."""
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def imports(pkg: str, top_level_only: bool = False) -> list[tuple[str, str]]:
+    found = []
+    for path in (ROOT / pkg).rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        nodes = tree.body if top_level_only else list(ast.walk(tree))
+        for node in nodes:
+            if isinstance(node, ast.Import):
+                found += [(str(path.relative_to(ROOT)), a.name.split(".")[0]) for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found.append((str(path.relative_to(ROOT)), node.module.split(".")[0]))
+    return found
+
+
+def test_core_has_no_ui_code() -> None:
+    bad = [(f, m) for f, m in imports("core") if m in {"textual", "tui", "rich_pixels", "textual_image"}]
+    assert bad == []
+
+
+def test_trainer_ships_alone() -> None:
+    bad = [(f, m) for f, m in imports("trainer") if m in {"core", "tui"}]
+    assert bad == []
+
+
+def test_tui_does_not_import_tensorflow_at_module_level() -> None:
+    bad = [(f, m) for f, m in imports("tui", top_level_only=True) if m in {"tensorflow", "keras"}]
+    assert bad == []
+
+
+def test_importing_the_app_and_cli_does_not_load_tensorflow() -> None:
+    code = ("import sys, tui.app, tui.cli, core.backends; "
+            "assert 'tensorflow' not in sys.modules, 'tensorflow loaded at import'")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

@@ -1,0 +1,85 @@
+"""`genml`: every capability as a command, for scripts and people who prefer them.
+
+Built with click (composable groups, one module per group, tested with CliRunner).
+Expected failures (core.errors.GenmlError) print a message and a hint, never a traceback.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from core.errors import GenmlError
+
+
+class Context:
+    """Carried on click's context: opens the backend only when a command needs it."""
+
+    def __init__(self, backend_name: str | None) -> None:
+        self.backend_name = backend_name
+        self._backend = None
+
+    @property
+    def backend(self):  # -> core.backend.Backend
+        if self._backend is None:
+            from core.backends import open_backend
+            self._backend = open_backend(self.backend_name)
+        return self._backend
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+def echo_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2, default=str))
+
+
+class GenmlGroup(click.Group):
+    """Turns GenmlError into a message + hint on stderr and its exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except GenmlError as exc:
+            click.secho(f"error: {exc.message}", fg="red", err=True)
+            if exc.hint:
+                click.secho(f"hint: {exc.hint}", fg="yellow", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.secho("interrupted", fg="yellow", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=GenmlGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--backend", "backend_name", envvar="GENML_BACKEND", default=None,
+              help="Backend or profile from the config file: local (default) or vertex.")
+@click.version_option(package_name="genml")
+@click.pass_context
+def cli(ctx: click.Context, backend_name: str | None) -> None:
+    """Train a VAE-GAN on your own images and generate from it, locally or on Vertex AI.
+
+    \b
+    Workspace: $GENML_HOME, else the XDG data dir. Config: $GENML_CONFIG, else
+    the XDG config dir's genml/config.toml.
+    """
+    ctx.obj = Context(backend_name)
+
+
+def _register() -> None:
+    from tui.cli import dataset, jobs, models, predict, vertex  # noqa: F401  (each adds its commands)
+    for mod in (dataset, jobs, models, predict, vertex):
+        for command in getattr(mod, "COMMANDS", []):
+            cli.add_command(command)
+
+
+_register()
+
+
+def main() -> None:
+    cli(prog_name="genml")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,4 @@
+"""genml dataset commands."""
+from __future__ import annotations
+
+COMMANDS: list = []

@@ -1,0 +1,4 @@
+"""genml jobs commands."""
+from __future__ import annotations
+
+COMMANDS: list = []

@@ -1,0 +1,4 @@
+"""genml models commands."""
+from __future__ import annotations
+
+COMMANDS: list = []

@@ -1,0 +1,4 @@
+"""genml predict commands."""
+from __future__ import annotations
+
+COMMANDS: list = []

@@ -1,0 +1,4 @@
+"""genml vertex commands."""
+from __future__ import annotations
+
+COMMANDS: list = []
