@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import multiprocessing as mp
+from pathlib import Path
+
+import pytest
+
+from core import config
+from core.errors import AlreadyExists, InvalidInput, NotFound
+from core.registry import MIGRATIONS, Registry, parse_model_ref
+from core.types import Dataset, Job, JobState
+
+
+def test_schema_is_migrated_and_versioned(tmp_path: Path) -> None:
+    reg = Registry(tmp_path / "r.sqlite")
+    assert reg.schema_version == len(MIGRATIONS)
+    mode = reg._conn.execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+    reg.close()
+    # re-opening does not re-run migrations
+    assert Registry(tmp_path / "r.sqlite").schema_version == len(MIGRATIONS)
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    reg = Registry(tmp_path / "r.sqlite")
+    reg._conn.execute("PRAGMA user_version=999")
+    reg.close()
+    with pytest.raises(Exception, match="newer genml"):
+        Registry(tmp_path / "r.sqlite")
+
+
+def test_jobs_compare_and_set(tmp_path: Path) -> None:
+    reg = Registry(tmp_path / "r.sqlite")
+    reg.add_job(Job(id="j1", dataset="d", state=JobState.QUEUED, created=1.0))
+    assert reg.update_job("j1", expect=[JobState.QUEUED], state=JobState.RUNNING)
+    assert not reg.update_job("j1", expect=[JobState.QUEUED], state=JobState.RUNNING)
+    assert reg.get_job("j1").state is JobState.RUNNING
+    with pytest.raises(AlreadyExists):
+        reg.add_job(Job(id="j1", dataset="d", state=JobState.QUEUED, created=1.0))
+    with pytest.raises(NotFound):
+        reg.get_job("nope")
+
+
+def _deploy_many(path: str, n: int) -> None:
+    reg = Registry(path)
+    for _ in range(n):
+        reg.add_model_version("m", "job", "/x")
+        reg.list_models()
+
+
+def test_two_processes_deploying_get_distinct_versions(tmp_path: Path) -> None:
+    path = str(tmp_path / "r.sqlite")
+    Registry(path).close()
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_deploy_many, args=(path, 25)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    versions = [m.version for m in Registry(path).list_models()]
+    assert sorted(versions) == list(range(1, 51))
+
+
+def test_model_refs() -> None:
+    assert parse_model_ref("faces") == ("faces", None)
+    assert parse_model_ref("faces@v3") == ("faces", 3)
+    assert parse_model_ref("faces@3") == ("faces", 3)
+    with pytest.raises(InvalidInput):
+        parse_model_ref("faces@latest")
+
+
+def test_dataset_roundtrip(tmp_path: Path) -> None:
+    reg = Registry(tmp_path / "r.sqlite")
+    reg.add_dataset(Dataset(name="d", path="/p", created=1.0, train_count=9, validation_count=1))
+    assert reg.get_dataset("d").train_count == 9
+    reg.remove_dataset("d")
+    with pytest.raises(NotFound):
+        reg.remove_dataset("d")
+
+
+def test_config_roundtrip_and_errors(tmp_path: Path) -> None:
+    p = tmp_path / "c.toml"
+    cfg = config.load(p)
+    cfg.profiles["cloud"] = {"backend": "vertex", "project": "p", "region": "us-central1", "replicas": 2}
+    cfg.max_concurrent_jobs = 3
+    config.save(cfg, p)
+    again = config.load(p)
+    assert again.max_concurrent_jobs == 3
+    assert again.profile("cloud")["region"] == "us-central1"
+    assert again.profile("cloud")["backend"] == "vertex"
+    with pytest.raises(InvalidInput):
+        again.profile("nope")
+    p.write_text("backend = [", encoding="utf-8")
+    with pytest.raises(InvalidInput, match="not valid TOML"):
+        config.load(p)
