@@ -1,6 +1,163 @@
-"""genml-tui: placeholder until issue 5 lands."""
+"""genml-tui: datasets, jobs with live logs, models, and a generator that draws in the terminal.
+
+The app talks only to a core.backend.Backend. It never imports TensorFlow itself: the
+generator's Predictor does, lazily, in a worker thread, the first time a model is opened.
+"""
 from __future__ import annotations
 
+import argparse
+import os
+import sys
+from typing import Any
 
-def main() -> None:
-    raise SystemExit("genml-tui is being built")
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.widgets import Footer, TabbedContent, TabPane
+
+from core.errors import GenmlError
+from tui import images
+from tui.commands import GenmlCommands
+from tui.widgets.datasets import DatasetsPane
+from tui.widgets.generator import GeneratorPane
+from tui.widgets.jobs import JobsPane
+from tui.widgets.models import ModelsPane
+from tui.widgets.pane import Pane
+
+PANES: list[tuple[str, str, type[Pane]]] = [
+    ("datasets", "1 Datasets", DatasetsPane),
+    ("jobs", "2 Jobs", JobsPane),
+    ("models", "3 Models", ModelsPane),
+    ("generator", "4 Generator", GeneratorPane),
+]
+
+
+class GenmlApp(App[None]):
+    CSS_PATH = "app.tcss"
+    TITLE = "genml"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
+    COMMANDS = App.COMMANDS | {GenmlCommands}
+    BINDINGS = [
+        Binding("1", "show_pane('datasets')", "Datasets", show=False),
+        Binding("2", "show_pane('jobs')", "Jobs", show=False),
+        Binding("3", "show_pane('models')", "Models", show=False),
+        Binding("4", "show_pane('generator')", "Generator", show=False),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("m", "cycle_image_mode", "Image mode", show=False),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(self, backend: Any = None, *, image_mode: str = images.HALFBLOCK,
+                 image_modes: list[str] | None = None, backend_name: str | None = None) -> None:
+        super().__init__()
+        if backend is None:
+            from core.backends import open_backend
+            backend = open_backend(backend_name)
+        self.backend = backend
+        self.image_mode = image_mode
+        self.image_modes = image_modes or [image_mode]
+        self.panes: dict[str, Pane] = {}
+
+    def compose(self) -> ComposeResult:
+        with TabbedContent(initial="datasets"):
+            for pane_id, title, cls in PANES:
+                with TabPane(title, id=pane_id):
+                    pane = cls(id=f"{pane_id}-pane")
+                    self.panes[pane_id] = pane
+                    yield pane
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.call_after_refresh(self._focus_pane, "datasets")
+
+    # ---- panes -------------------------------------------------------------------------
+    @property
+    def current_pane(self) -> Pane | None:
+        active = self.query_one(TabbedContent).active
+        return self.panes.get(active)
+
+    def action_show_pane(self, pane_id: str) -> None:
+        self.show_pane(pane_id)
+
+    def show_pane(self, pane_id: str) -> None:
+        self.query_one(TabbedContent).active = pane_id
+        self._focus_pane(pane_id)
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        pane_id = event.pane.id or ""
+        if pane_id in self.panes:
+            self.call_after_refresh(self._focus_pane, pane_id)
+            self.panes[pane_id].poll_now()
+
+    def _focus_pane(self, pane_id: str) -> None:
+        pane = self.panes[pane_id]
+        if self.focused is not None and pane in self.focused.ancestors_with_self:
+            return
+        from tui.widgets.table import FilterTable
+        tables = [t for t in pane.query(FilterTable) if t.display]
+        if tables:
+            tables[0].focus_table()
+        else:
+            pane.focus()
+
+    def open_generator(self, ref: str) -> None:
+        self.show_pane("generator")
+        gen = self.panes["generator"]
+        assert isinstance(gen, GeneratorPane)
+        if gen.model_ref != ref:
+            gen.load_model(ref)
+
+    # ---- help, images, errors --------------------------------------------------------------
+    def action_help(self) -> None:
+        from tui.screens.help import HelpScreen
+        pane = self.current_pane
+        app_rows = [(b.key_display or b.key.replace("question_mark", "?"), b.description)
+                    for b in self.BINDINGS if isinstance(b, Binding)]
+        app_rows += [("1-4", "switch pane"), ("ctrl+p", "command palette: every action"),
+                     ("tab / shift+tab", "move focus"), ("escape", "back / close")]
+        sections = [(pane.TITLE if pane else "", pane.help_rows() if pane else []), ("Everywhere", app_rows)]
+        self.push_screen(HelpScreen(f"Keys: {pane.TITLE if pane else 'genml'}", sections))
+
+    def action_cycle_image_mode(self) -> None:
+        modes = self.image_modes
+        self.image_mode = modes[(modes.index(self.image_mode) + 1) % len(modes)] if self.image_mode in modes \
+            else modes[0]
+        for view in self.query(images.ImageView):
+            view.mode = self.image_mode
+        extra = "" if len(modes) > 1 else " (this terminal shows half-blocks only; see --image-mode)"
+        self.notify(f"Image mode: {self.image_mode}{extra}", timeout=3)
+
+    def show_error(self, exc: BaseException) -> None:
+        """Expected failures as message + hint; anything else still as one line, never a traceback."""
+        if isinstance(exc, GenmlError):
+            self.notify(exc.message + (f"\n{exc.hint}" if exc.hint else ""), title="Error", severity="error",
+                        timeout=12)
+        elif isinstance(exc, NotImplementedError):
+            self.notify("This backend cannot do that yet.", title="Not available", severity="warning")
+        else:
+            self.log.error(repr(exc))
+            self.notify(f"{type(exc).__name__}: {exc}", title="Unexpected error", severity="error", timeout=12)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="genml-tui", description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", default=os.environ.get("GENML_BACKEND"),
+                        help="backend or profile from the config file (default: local)")
+    parser.add_argument("--image-mode", default=os.environ.get("GENML_IMAGE_MODE", "auto"),
+                        help="auto, halfblock, tgp (kitty graphics) or sixel; env GENML_IMAGE_MODE")
+    args = parser.parse_args(argv)
+    try:
+        mode, modes = images.detect(args.image_mode)
+    except ValueError as exc:
+        parser.error(str(exc))
+    try:
+        app = GenmlApp(image_mode=mode, image_modes=modes, backend_name=args.backend)
+    except GenmlError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
+        raise SystemExit(exc.exit_code)
+    app.run()
+
+
+if __name__ == "__main__":
+    main()

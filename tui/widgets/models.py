@@ -1,0 +1,135 @@
+"""Pane 3: models. List; deploy from a finished job, undeploy, delete; enter opens the generator."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import Static
+
+from core.types import JobState, ModelVersion
+from tui.widgets.pane import Pane
+from tui.widgets.table import FilterTable
+
+WELCOME = """[b]No models yet.[/b]
+
+A model comes from a finished training job.
+
+  [b]D[/b]  deploy a finished job as a model
+
+No finished job? Press [b]2[/b] and start one with [b]n[/b].
+"""
+
+
+def _num(v: Any, fmt: str) -> str:
+    return fmt.format(v) if isinstance(v, (int, float)) else "-"
+
+
+def model_row(m: ModelVersion) -> tuple[Any, ...]:
+    return (m.name, f"v{m.version}", m.job_id, _num(m.metrics.get("swd"), "{:.3f}"),
+            _num(m.metrics.get("psnr"), "{:.1f}"), "[green]yes[/]" if m.deployed else "no", m.backend)
+
+
+class ModelsPane(Pane):
+    TITLE = "Models"
+    BINDINGS = [
+        Binding("D", "deploy", "Deploy job"),
+        Binding("u", "undeploy", "Undeploy"),
+        Binding("x,delete", "delete", "Delete"),
+        Binding("o", "open", "Open in generator"),
+        Binding("escape", "back", "Back", show=False),
+    ]
+    COMMANDS = [("deploy", "Deploy a finished job as a model"), ("undeploy", "Undeploy the selected model"),
+                ("delete", "Delete the selected model version"), ("open", "Open the selected model in the generator")]
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.models: dict[str, ModelVersion] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Static(WELCOME, id="welcome", classes="welcome")
+        yield FilterTable(["name", "version", "source job", "SWD", "PSNR", "deployed", "backend"], id="models")
+        yield Static("", id="model-detail", classes="model-detail")
+
+    def fetch(self) -> list[ModelVersion]:
+        return self.backend.list_models()
+
+    def apply(self, models: list[ModelVersion]) -> None:
+        self.models = {m.ref: m for m in models}
+        self.query_one("#welcome").display = not models
+        self.query_one(FilterTable).display = bool(models)
+        self.query_one("#model-detail").display = bool(models)
+        self.query_one(FilterTable).set_rows([(m.ref, model_row(m)) for m in models])
+        self._detail(self.query_one(FilterTable).current_key)
+
+    @on(FilterTable.Selected)
+    def _selected(self, event: FilterTable.Selected) -> None:
+        self._detail(event.key)
+
+    def _detail(self, ref: str | None) -> None:
+        m = self.models.get(ref or "")
+        if m is None:
+            self.query_one("#model-detail", Static).update("")
+            return
+        info = ", ".join(f"{k} {v}" for k, v in m.info.items() if not isinstance(v, (dict, list)))
+        self.query_one("#model-detail", Static).update(
+            f"[b]{m.ref}[/b]  from job {m.job_id}  created {time.strftime('%Y-%m-%d %H:%M', time.localtime(m.created))}"
+            f"\n[dim]{m.path}[/dim]\n{info}\n[dim]enter or o: open in the generator[/dim]")
+
+    @on(FilterTable.Activated)
+    def _activated(self, event: FilterTable.Activated) -> None:
+        self.app.open_generator(event.key)  # type: ignore[attr-defined]
+
+    def current(self) -> ModelVersion | None:
+        return self.models.get(self.query_one(FilterTable).current_key or "")
+
+    def action_back(self) -> None:
+        self.query_one(FilterTable).focus_table()
+
+    def action_open(self) -> None:
+        m = self.current()
+        if m is not None:
+            self.app.open_generator(m.ref)  # type: ignore[attr-defined]
+
+    def action_deploy(self) -> None:
+        from tui.screens.dialogs import ChoiceDialog
+        backend = self.backend
+
+        def finished() -> list[Any]:
+            return [j for j in backend.list_jobs() if j.state is JobState.SUCCEEDED]
+
+        def choose(jobs: list[Any]) -> None:
+            if not jobs:
+                self.app.notify("No finished job to deploy yet.", severity="warning")
+                return
+            options = [(f"{j.id}  ({j.dataset}, step {j.step})", j.id) for j in jobs]
+            self.app.push_screen(ChoiceDialog("Deploy a finished job", options, ok="Deploy",
+                                              with_name=jobs[0].dataset), self._deploy)
+        self.call_backend(finished, choose)
+
+    def _deploy(self, answer: dict[str, Any] | None) -> None:
+        if not answer:
+            return
+        self.call_backend(lambda: self.backend.deploy(answer["choice"], answer["name"]),
+                          lambda m: self.app.notify(f"Deployed {m.ref}. Press enter on it (or 4) to generate.",
+                                                    title="Model deployed"))
+
+    def action_undeploy(self) -> None:
+        m = self.current()
+        if m is not None:
+            self.call_backend(lambda: self.backend.undeploy(m.ref),
+                              lambda mv: self.app.notify(f"Undeployed {mv.ref}."))
+
+    def action_delete(self) -> None:
+        m = self.current()
+        if m is None:
+            return
+        from tui.screens.dialogs import ConfirmDialog
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.call_backend(lambda: self.backend.remove_model(m.ref),
+                                  lambda _: self.app.notify(f"Deleted {m.ref}."))
+        self.app.push_screen(ConfirmDialog(f"Delete model [b]{m.ref}[/b]? (its job dir stays)"), answered)
