@@ -1,5 +1,9 @@
-"""The embedded local backend (skeleton: datasets delegate to core/datasets/catalog.py;
-jobs, models and prediction are filled in by the local-backend work, issue 4)."""
+"""The embedded local backend: everything on this machine, nothing to set up.
+
+Datasets delegate to core/datasets/catalog.py; jobs to core/local/jobs.py (detached
+supervisors, reconciled on every open); models to core/local/models.py; prediction to
+core/predict.py and core/batch.py. docs/local.md explains the choices.
+"""
 from __future__ import annotations
 
 import threading
@@ -8,6 +12,7 @@ from typing import Any
 
 from core import config as config_mod
 from core.backend import BatchResult, LogChunk, Predictor, ProgressFn, TrainOptions
+from core.local import jobs, models
 from core.registry import Registry
 from core.types import Dataset, Job, ModelVersion
 from core.workspace import Workspace
@@ -20,6 +25,7 @@ class LocalBackend:
         self.ws = workspace
         self.cfg = cfg or config_mod.load()
         self.registry = Registry(workspace.registry_path)
+        jobs.reconcile(self.registry)
 
     # ---- datasets (core/datasets/catalog.py) -------------------------------------
     def list_datasets(self) -> list[Dataset]:
@@ -51,43 +57,54 @@ class LocalBackend:
         from core.datasets import catalog
         catalog.remove(self.ws, self.registry, name)
 
-    # ---- jobs, models, prediction: issue 4 ---------------------------------------
+    # ---- jobs (core/local/jobs.py + runner.py) ------------------------------------
+    def reconcile(self) -> list[str]:
+        """Settle jobs whose processes died; runs on every open (see jobs.reconcile)."""
+        return jobs.reconcile(self.registry)
+
     def submit_job(self, dataset: str, options: TrainOptions) -> Job:
-        raise NotImplementedError
+        return jobs.submit(self.ws, self.registry, dataset, options)
 
     def list_jobs(self) -> list[Job]:
-        return self.registry.list_jobs()
+        return [jobs.refresh(j) for j in self.registry.list_jobs()]
 
     def get_job(self, job_id: str) -> Job:
-        return self.registry.get_job(job_id)
+        return jobs.get(self.registry, job_id)
 
     def cancel_job(self, job_id: str) -> Job:
-        raise NotImplementedError
+        return jobs.cancel(self.registry, self.get_job(job_id).id)
 
     def resume_job(self, job_id: str) -> Job:
-        raise NotImplementedError
+        return jobs.resume(self.ws, self.registry, self.get_job(job_id).id)
 
     def read_log(self, job_id: str, cursor: Any = None, max_lines: int = 5000) -> LogChunk:
-        raise NotImplementedError
+        return jobs.read_log(self.registry, self.get_job(job_id).id, cursor, max_lines)
 
+    # ---- models (core/local/models.py) ----------------------------------------------
     def deploy(self, job_id: str, name: str | None = None) -> ModelVersion:
-        raise NotImplementedError
+        jobs.reconcile(self.registry)
+        return models.deploy(self.registry, self.get_job(job_id), name)
 
     def list_models(self) -> list[ModelVersion]:
         return self.registry.list_models()
 
     def get_model(self, ref: str) -> ModelVersion:
-        raise NotImplementedError
+        return models.get(self.registry, ref)
 
     def undeploy(self, ref: str) -> ModelVersion:
-        raise NotImplementedError
+        return models.undeploy(self.registry, ref)
 
     def remove_model(self, ref: str) -> None:
-        raise NotImplementedError
+        models.remove(self.registry, ref)
 
+    # ---- prediction (core/predict.py, core/batch.py) --------------------------------
     def predictor(self, ref: str) -> Predictor:
-        raise NotImplementedError
+        from core.predict import load_predictor
+        return load_predictor(models.get_deployed(self.registry, ref).path)
 
     def batch_predict(self, ref: str, input_path: Path, output_dir: Path, *,
                       progress: ProgressFn | None = None) -> BatchResult:
-        raise NotImplementedError
+        from core import batch
+        mv = models.get_deployed(self.registry, ref)
+        return batch.run(self.predictor(mv.ref), Path(input_path), Path(output_dir), model_ref=mv.ref,
+                         progress=progress)

@@ -1,4 +1,100 @@
-"""genml models commands."""
+"""genml models: deploy a finished job's model as a version of a name, list, show, undeploy, rm."""
 from __future__ import annotations
 
-COMMANDS: list = []
+import time
+from typing import Any
+
+import click
+
+from core.types import ModelVersion
+from tui.cli import Context, echo_json, pass_ctx
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return "-" if v is None else str(v)
+
+
+@click.group()
+def models() -> None:
+    """Deployed models: versions of a name, each pointing at a finished job's export."""
+
+
+@models.command()
+@click.argument("job_id")
+@click.option("--name", default=None, help="Model name (default: the job's dataset name).")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def deploy(ctx: Context, job_id: str, name: str | None, as_json: bool) -> None:
+    """Register JOB's exported model as the next version of NAME."""
+    mv = ctx.backend.deploy(job_id, name)
+    if as_json:
+        echo_json(mv.to_dict())
+        return
+    click.echo(mv.ref)
+    click.secho(f"deployed {mv.ref}; try: genml generate {mv.name} -n 4", err=True, fg="green")
+
+
+@models.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--all", "show_all", is_flag=True, help="Include undeployed versions.")
+@pass_ctx
+def list_(ctx: Context, as_json: bool, show_all: bool) -> None:
+    """Model versions with their job and last evaluation (swd lower is better; psnr, ssim higher)."""
+    mvs: list[ModelVersion] = [m for m in ctx.backend.list_models() if show_all or m.deployed]
+    if as_json:
+        echo_json([m.to_dict() for m in mvs])
+        return
+    if not mvs:
+        click.echo("No models. Deploy a finished job with: genml models deploy JOB", err=True)
+        return
+    header = ["MODEL", "JOB", "DEPLOYED", "SWD", "PSNR", "SSIM", "STEP", "CREATED"]
+    rows = [[m.ref, m.job_id, "yes" if m.deployed else "no", _fmt(m.metrics.get("swd")), _fmt(m.metrics.get("psnr")),
+             _fmt(m.metrics.get("ssim")), _fmt(m.metrics.get("step")),
+             time.strftime("%Y-%m-%d %H:%M", time.localtime(m.created))] for m in mvs]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, *rows]:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+
+
+@models.command()
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def show(ctx: Context, ref: str, as_json: bool) -> None:
+    """One model version (REF is NAME for the newest deployed, or NAME@vN)."""
+    mv = ctx.backend.get_model(ref)
+    if as_json:
+        echo_json(mv.to_dict())
+        return
+    click.echo(f"model:     {mv.ref}{'' if mv.deployed else '  (undeployed)'}")
+    click.echo(f"job:       {mv.job_id}")
+    click.echo(f"path:      {mv.path}")
+    click.echo(f"created:   {time.strftime('%Y-%m-%d %H:%M', time.localtime(mv.created))}")
+    for k in ("image_size", "embedding_size", "preset", "step", "dataset"):
+        if k in mv.info:
+            click.echo(f"{k + ':':<10} {mv.info[k]}")
+    if mv.metrics:
+        click.echo("metrics:   " + ", ".join(f"{k} {_fmt(v)}" for k, v in mv.metrics.items()))
+
+
+@models.command()
+@click.argument("ref")
+@pass_ctx
+def undeploy(ctx: Context, ref: str) -> None:
+    """Stop serving a version (it stays listed with --all; its job dir is untouched)."""
+    mv = ctx.backend.undeploy(ref)
+    click.echo(f"{mv.ref} undeployed")
+
+
+@models.command()
+@click.argument("ref")
+@pass_ctx
+def rm(ctx: Context, ref: str) -> None:
+    """Forget NAME (every version) or NAME@vN. The job dir and its export stay on disk."""
+    ctx.backend.remove_model(ref)
+    click.echo(f"{ref} removed")
+
+
+COMMANDS: list = [models]

@@ -1,4 +1,225 @@
-"""genml predict commands."""
+"""genml predict, generate, encode, serve and batch-predict: using a deployed model.
+
+TensorFlow loads only inside these commands (through core/predict.py), never when the
+CLI starts.
+"""
 from __future__ import annotations
 
-COMMANDS: list = []
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import click
+import numpy as np
+
+from core.errors import InvalidInput
+from tui.cli import Context, echo_json, pass_ctx
+
+BATCH = 64
+
+
+def _read_jsonl(path: Path) -> Iterator[Any]:
+    """Each non-blank line parsed; a line that is not JSON becomes a marker the parser rejects."""
+    from core.predict import BadInstance
+    with open(path, "rb") as f:
+        n = 0
+        for lineno, raw in enumerate(f, start=1):
+            if not raw.strip():
+                continue
+            try:
+                yield json.loads(raw)
+            except (ValueError, UnicodeDecodeError) as exc:
+                yield BadInstance(n, None, f"instance {n} (line {lineno}): not valid JSON ({str(exc)[:120]})")
+            n += 1
+
+
+@click.command()
+@click.argument("model")
+@click.option("--json-instances", "instances_file", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help='JSON Lines: {"embeddings": [...], "key": "0"} or {"image_bytes": {"b64": ...}, "key": "0"}.')
+@pass_ctx
+def predict(ctx: Context, model: str, instances_file: Path) -> None:
+    """Online prediction with the seed's instance formats; one JSON prediction per line.
+
+    Exits 1 if any instance was rejected (its line says why, with its key).
+    """
+    from core.predict import BadInstance, parse_instance
+    p = ctx.backend.predictor(model)
+    bad = 0
+    batch: list[tuple[int, Any]] = []
+
+    def flush() -> int:
+        if hasattr(p, "predict_parsed"):      # local: parsed here, so errors name the instance in the file
+            preds = p.predict_parsed([o if isinstance(o, BadInstance) else parse_instance(o, i, p.embedding_size)
+                                      for i, o in batch])
+        else:                                 # another backend parses on its side
+            good = [o for _, o in batch if not isinstance(o, BadInstance)]
+            it = iter(p.predict(good) if good else [])
+            preds = [o.as_prediction() if isinstance(o, BadInstance) else next(it) for _, o in batch]
+        for pred in preds:
+            click.echo(json.dumps(pred))
+        batch.clear()
+        return sum(1 for x in preds if "error" in x)
+
+    for i, obj in enumerate(_read_jsonl(instances_file)):
+        batch.append((i, obj))
+        if len(batch) >= BATCH:
+            bad += flush()
+    if batch:
+        bad += flush()
+    if bad:
+        click.secho(f"{bad} instance(s) rejected", err=True, fg="yellow")
+        sys.exit(1)
+
+
+def _load_embeddings(path: Path, size: int) -> np.ndarray:
+    """A .npy array (N, E), a JSON list of lists, or JSON Lines of {"embeddings": [...]}/lists."""
+    try:
+        if path.suffix == ".npy":
+            z = np.load(path, allow_pickle=False)
+        else:
+            text = path.read_text()
+            try:
+                data = json.loads(text)
+                rows = data if isinstance(data, list) and data and isinstance(data[0], list) else [data]
+            except ValueError:
+                rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+            rows = [r["embeddings"] if isinstance(r, dict) else r for r in rows]
+            z = np.asarray(rows, dtype=np.float32)
+    except (ValueError, KeyError, TypeError, OSError) as exc:
+        raise InvalidInput(f"Cannot read embeddings from {path}: {exc}.",
+                           'Give a .npy (N, E) array, a JSON list of lists, or JSON Lines {"embeddings": [...]}.') from exc
+    if z.ndim == 1:
+        z = z[None, :]
+    if z.ndim != 2 or z.shape[1] != size:
+        raise InvalidInput(f"{path} holds embeddings of shape {z.shape}; the model takes {size} numbers each.",
+                           f"Give N rows of {size} numbers.")
+    if not np.all(np.isfinite(z)):
+        raise InvalidInput(f"{path} holds NaN or infinite values.", "Use finite numbers.")
+    return z.astype(np.float32)
+
+
+def _draw(images: np.ndarray) -> None:
+    """Half-block pixels in the terminal: up to as many images side by side as fit."""
+    from PIL import Image
+    from rich.console import Console
+    from rich_pixels import HalfcellRenderer, Pixels
+    console = Console()
+    h, w = images.shape[1:3]
+    scale = max(1, 32 // max(h, w))
+    tile = w * scale + 1
+    per_row = max(1, min(len(images), console.width // tile))
+    for start in range(0, len(images), per_row):
+        row = images[start:start + per_row]
+        canvas = Image.new("RGB", (tile * len(row) - 1, h * scale), (0, 0, 0))
+        for i, im in enumerate(row):
+            canvas.paste(Image.fromarray(im).resize((w * scale, h * scale), Image.NEAREST), (i * tile, 0))
+        console.print(Pixels.from_image(canvas, renderer=HalfcellRenderer()))
+
+
+def _out_paths(out: Path, n: int) -> list[Path]:
+    if n == 1:
+        return [out]
+    return [out.with_name(f"{out.stem}-{i:03d}{out.suffix or '.png'}") for i in range(n)]
+
+
+@click.command()
+@click.argument("model")
+@click.option("-n", "count", type=click.IntRange(1, 4096), default=1, show_default=True, help="How many images.")
+@click.option("--seed", type=int, default=None, help="Random seed for the embeddings (repeatable images).")
+@click.option("--embedding-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Use these embeddings instead of random ones (.npy, JSON, or JSON Lines).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("generated.png"),
+              show_default=True, help="PNG to write (with -n > 1: NAME-000.png, NAME-001.png, ...).")
+@click.option("--show/--no-show", default=None, help="Draw the images here (default: when stdout is a terminal).")
+@pass_ctx
+def generate(ctx: Context, model: str, count: int, seed: int | None, embedding_file: Path | None,
+             output: Path, show: bool | None) -> None:
+    """Images from random (standard normal) or given embeddings, saved as PNG."""
+    from PIL import Image
+    p = ctx.backend.predictor(model)
+    if embedding_file:
+        z = _load_embeddings(embedding_file, p.embedding_size)
+    else:
+        z = np.random.default_rng(seed).standard_normal((count, p.embedding_size)).astype(np.float32)
+    images = p.generate(z)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    for path, im in zip(_out_paths(output, len(images)), images):
+        buf = io.BytesIO()
+        Image.fromarray(im).save(buf, format="PNG")
+        from core import atomic
+        atomic.write_bytes(path, buf.getvalue())
+        click.echo(str(path))
+    if show if show is not None else sys.stdout.isatty():
+        _draw(images)
+
+
+@click.command()
+@click.argument("model")
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="One JSON array of {file, embeddings} instead of lines.")
+@pass_ctx
+def encode(ctx: Context, model: str, images: tuple[Path, ...], as_json: bool) -> None:
+    """Embeddings of IMAGE files (the encoder's mean), one JSON line per image."""
+    p = ctx.backend.predictor(model)
+    z = p.encode([path.read_bytes() for path in images])
+    rows = [{"file": str(path), "embeddings": [float(x) for x in v]} for path, v in zip(images, z)]
+    if as_json:
+        echo_json(rows)
+    else:
+        for r in rows:
+            click.echo(json.dumps(r))
+
+
+@click.command()
+@click.argument("model")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback unless --token).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="0 picks a free port.")
+@click.option("--token", envvar="GENML_SERVE_TOKEN", default=None,
+              help="Require 'Authorization: Bearer TOKEN' (needed to listen beyond loopback). Env: GENML_SERVE_TOKEN.")
+@click.option("--quiet", is_flag=True, help="No access log.")
+@pass_ctx
+def serve(ctx: Context, model: str, host: str, port: int, token: str | None, quiet: bool) -> None:
+    """Serve MODEL over REST in the Vertex AI / TF Serving shape until Ctrl-C or SIGTERM."""
+    from core.serve import check_bind, make_server, serve_until_signal
+    check_bind(host, token)                     # before the slow model load
+    mv = ctx.backend.get_model(model)
+    p = ctx.backend.predictor(model)
+    server = make_server(p, mv.name, host, port, token=token, version=mv.version, quiet=quiet)
+
+    def ready(s: Any) -> None:
+        click.echo(f"serving {mv.ref} on {s.url}", err=False)
+        click.secho(f"  POST {s.url}/v1/models/{mv.name}:predict   GET {s.url}/healthz   (Ctrl-C stops)",
+                    err=True)
+        sys.stdout.flush()
+
+    serve_until_signal(server, ready)
+    click.secho("stopped", err=True)
+
+
+@click.command("batch-predict")
+@click.argument("model")
+@click.option("--input", "input_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="JSON Lines of instances.")
+@click.option("--output", "output_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for predictions-NNNNN-of-NNNNN.jsonl and errors-*.jsonl; rerun to resume.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def batch_predict(ctx: Context, model: str, input_path: Path, output_dir: Path, as_json: bool) -> None:
+    """Predict every line of a file into sharded output; safe to kill and rerun."""
+    def progress(pr: Any) -> None:
+        if not as_json:
+            click.echo(f"\r{pr.done}/{pr.total} lines ({pr.message})", nl=False, err=True)
+
+    res = ctx.backend.batch_predict(model, input_path, output_dir, progress=progress)
+    if as_json:
+        echo_json(vars(res))
+        return
+    click.echo("", err=True)
+    click.echo(f"{res.predictions} predictions, {res.errors} errors in {res.output_dir}")
+
+
+COMMANDS: list = [predict, generate, encode, serve, batch_predict]
