@@ -1,0 +1,107 @@
+"""The SavedModel that serving loads: four signatures (docs/contracts.md).
+
+Both networks run in inference mode (batch norm uses its moving statistics), the
+decoder is the EMA copy, and image -> embedding returns the mean, so the same image
+always gives the same embedding whatever the batch around it.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from trainer.data import center_crop_resize
+
+
+class ServingModule(tf.Module):
+    def __init__(self, encoder: keras.Model, decoder: keras.Model, image_size: int,
+                 embedding_size: int) -> None:
+        super().__init__(name="genml")
+        self.encoder, self.decoder = encoder, decoder
+        size, dim = image_size, embedding_size
+
+        def to_uint8(x: tf.Tensor) -> tf.Tensor:
+            return tf.cast(tf.clip_by_value(tf.round((x + 1.0) * 127.5), 0.0, 255.0), tf.uint8)
+
+        def encode_images(images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            x = tf.cast(images, tf.float32) / 127.5 - 1.0
+            mean, logvar = self.encoder(x, training=False)
+            return mean, logvar
+
+        @tf.function(input_signature=[tf.TensorSpec([None, dim], tf.float32, name="z")])
+        def decode_raw(z: tf.Tensor) -> dict[str, tf.Tensor]:
+            return {"images": to_uint8(self.decoder(z, training=False))}
+
+        @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.uint8, name="images")])
+        def encode_raw(images: tf.Tensor) -> dict[str, tf.Tensor]:
+            mean, logvar = encode_images(images)
+            return {"mean": mean, "logvar": logvar}
+
+        @tf.function(input_signature=[tf.TensorSpec([None, dim], tf.float32, name="embeddings"),
+                                      tf.TensorSpec([None], tf.string, name="key")])
+        def generate(embeddings: tf.Tensor, key: tf.Tensor) -> dict[str, tf.Tensor]:
+            images = to_uint8(self.decoder(embeddings, training=False))
+            png = tf.map_fn(tf.io.encode_png, images, fn_output_signature=tf.string)
+            return {"image_bytes": png, "key": tf.identity(key)}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes"),
+                                      tf.TensorSpec([None], tf.string, name="key")])
+        def encode(image_bytes: tf.Tensor, key: tf.Tensor) -> dict[str, tf.Tensor]:
+            def one(b: tf.Tensor) -> tf.Tensor:
+                img = tf.io.decode_image(b, channels=3, expand_animations=False)
+                img.set_shape([None, None, 3])
+                x = center_crop_resize(img, size)
+                return tf.cast(tf.clip_by_value(tf.round(x), 0.0, 255.0), tf.uint8)
+
+            images = tf.map_fn(one, image_bytes,
+                               fn_output_signature=tf.TensorSpec([size, size, 3], tf.uint8))
+            mean, _ = encode_images(images)
+            return {"embeddings": mean, "key": tf.identity(key)}
+
+        self.decode_raw, self.encode_raw, self.generate, self.encode = (
+            decode_raw, encode_raw, generate, encode)
+
+    def signatures(self) -> dict[str, Any]:
+        return {"serving_default": self.generate.get_concrete_function(),
+                "encode": self.encode.get_concrete_function(),
+                "decode_raw": self.decode_raw.get_concrete_function(),
+                "encode_raw": self.encode_raw.get_concrete_function()}
+
+
+def export(model_dir: str, encoder: keras.Model, decoder: keras.Model, image_size: int,
+           embedding_size: int, info: dict[str, Any]) -> None:
+    """Write the SavedModel into a temporary sibling, then swap it in, then genml.json.
+
+    A reader that sees model/saved_model.pb sees a complete model; genml.json comes last.
+    """
+    module = ServingModule(encoder, decoder, image_size, embedding_size)
+    tmp = model_dir.rstrip("/") + ".tmp-export"
+    if tf.io.gfile.exists(tmp):
+        tf.io.gfile.rmtree(tmp)
+    tf.saved_model.save(module, tmp, signatures=module.signatures())
+    tf.io.gfile.makedirs(model_dir)
+    for name in tf.io.gfile.listdir(tmp):
+        dst = os.path.join(model_dir, name.rstrip("/"))
+        if tf.io.gfile.exists(dst):
+            if tf.io.gfile.isdir(dst):
+                tf.io.gfile.rmtree(dst)
+            else:
+                tf.io.gfile.remove(dst)
+    # Data first, saved_model.pb last: its presence is what readers test.
+    names = sorted(tf.io.gfile.listdir(tmp), key=lambda n: n.rstrip("/") == "saved_model.pb")
+    for name in names:
+        tf.io.gfile.rename(os.path.join(tmp, name.rstrip("/")),
+                           os.path.join(model_dir, name.rstrip("/")), overwrite=True)
+    tf.io.gfile.rmtree(tmp)
+    write_json(os.path.join(model_dir, "genml.json"), info)
+
+
+def write_json(path: str, obj: Any) -> None:
+    """Atomic JSON (temporary name, then rename); works on local and /gcs/ paths."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with tf.io.gfile.GFile(tmp, "w") as f:
+        f.write(json.dumps(obj, indent=1))
+    tf.io.gfile.rename(tmp, path, overwrite=True)

@@ -1,0 +1,57 @@
+"""Loss terms, each averaged per sample so their balance does not depend on the batch size.
+
+The seed's versions are kept (`seed_*`) so `--loss seed` can reproduce its formulation
+as a baseline; they are not used by the default model.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+
+def kl_divergence(mean: tf.Tensor, logvar: tf.Tensor) -> tf.Tensor:
+    """True KL(N(mean, exp(logvar)) || N(0, I)), summed over dimensions, averaged over samples."""
+    kl = 0.5 * tf.reduce_sum(tf.exp(logvar) + tf.square(mean) - 1.0 - logvar, axis=-1)
+    return tf.reduce_mean(kl)
+
+
+def per_sample_mse(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+    """Mean squared error over each sample's elements, averaged over samples."""
+    return tf.reduce_mean(tf.square(tf.cast(a, tf.float32) - tf.cast(b, tf.float32)))
+
+
+def d_loss(real_logit: tf.Tensor, fake_logits: list[tf.Tensor]) -> tf.Tensor:
+    """Discriminator: real -> 1, each kind of fake -> 0 (fakes share one half of the weight)."""
+    real = tf.reduce_mean(tf.nn.softplus(-real_logit))
+    fake = tf.add_n([tf.reduce_mean(tf.nn.softplus(f)) for f in fake_logits]) / len(fake_logits)
+    return real + fake
+
+
+def g_loss(fake_logits: list[tf.Tensor]) -> tf.Tensor:
+    """Non-saturating generator loss from logits: -log sigmoid(D(fake)) = softplus(-logit)."""
+    return tf.add_n([tf.reduce_mean(tf.nn.softplus(-f)) for f in fake_logits])
+
+
+# --- the seed's formulation (baseline only) -------------------------------------------
+
+_EPS = 1e-12
+
+
+def seed_kl(mean: tf.Tensor, logvar: tf.Tensor) -> tf.Tensor:
+    """The seed's KL: twice the true KL per sample (it used log(stddev^2) without the 1/2)."""
+    return 2.0 * kl_divergence(mean, logvar)
+
+
+def seed_recon(x: tf.Tensor, xr: tf.Tensor) -> tf.Tensor:
+    """The seed's reconstruction: a sum of squares over the WHOLE batch (scales with batch size)."""
+    return tf.reduce_sum(tf.square(x - xr))
+
+
+def seed_d_loss(real_logit: tf.Tensor, fake_logit: tf.Tensor) -> tf.Tensor:
+    """Clipped logs of sigmoids, as the seed had; D sees real and reconstructions only."""
+    pr, pf = tf.sigmoid(real_logit), tf.sigmoid(fake_logit)
+    return -tf.reduce_mean(tf.math.log(tf.clip_by_value(pr, _EPS, 1.0))
+                           + tf.math.log(tf.clip_by_value(1.0 - pf, _EPS, 1.0)))
+
+
+def seed_g_loss(fake_logit: tf.Tensor) -> tf.Tensor:
+    return -tf.reduce_mean(tf.math.log(tf.clip_by_value(tf.sigmoid(fake_logit), _EPS, 1.0)))

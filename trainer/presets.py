@@ -1,0 +1,90 @@
+"""Training configurations: three named presets and the resolved config a job records.
+
+A preset is a starting point; any command-line flag overrides one field. The resolved
+config goes into the job dir's config.json so a job can be understood (and resumed)
+from the dir alone.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class Config:
+    """Everything a run depends on. Defaults are the seed's sizes (the `seed` preset)."""
+
+    preset: str = "seed"
+    image_size: int = 64
+    embedding_size: int = 100
+    width: int = 64                 # filters of the first conv; doubles per level (64-128-256-512)
+    batch_size: int = 64
+    max_steps: int = 20000
+    seed: int = 0
+    loss: str = "vaegan"            # "vaegan" (fixed, learned similarity) or "seed" (baseline)
+    lr_e: float = 2e-4
+    lr_g: float = 2e-4
+    lr_d: float = 4e-4
+    beta1: float = 0.5
+    kl_weight: float = 1.0          # weight of the per-sample KL against the per-sample recon sum
+    feature_weight: float = 1.0     # learned-similarity term (D features), 0 turns it off
+    pixel_weight: float = 1.0       # pixel L2 term of the reconstruction
+    gamma: float = 20.0             # weight of reconstruction in the generator's loss vs. GAN
+    spectral_norm: bool = True
+    ema_decay: float = 0.999
+    eval_every: int = 1000
+    eval_images: int = 256          # held-out images for PSNR/SSIM/SWD
+    sample_every: int = 500
+    sample_grid: int = 8            # samples/ grids are sample_grid x sample_grid images
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    log_every: int = 50
+    shuffle_buffer: int = 2048
+    cache_limit_mb: int = 2048      # decoded images are cached in memory below this size
+    swd_patches: int = 128          # ProGAN: 128 patches of 7x7 per image per level
+    swd_projections: int = 512
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def fields(cls) -> set[str]:
+        return {f.name for f in dataclasses.fields(cls)}
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Seconds on two CPU cores: for tests and smoke runs. 16x16, narrow, a dozen steps.
+    "tiny": dict(image_size=16, embedding_size=8, width=8, batch_size=8, max_steps=12,
+                 eval_every=12, eval_images=16, sample_every=6, sample_grid=4,
+                 checkpoint_every=6, keep_checkpoints=2, log_every=2, ema_decay=0.9,
+                 shuffle_buffer=64, swd_patches=16, swd_projections=64),
+    # Recognisable samples on the demo dataset within ~10 minutes on 2 CPU cores.
+    "quick": dict(image_size=32, embedding_size=64, width=32, batch_size=32,
+                  max_steps=3000, eval_every=500, eval_images=128, sample_every=250,
+                  checkpoint_every=250, log_every=25, ema_decay=0.995),
+    # The seed's sizes: 64x64, 100-d embedding, 64-128-256-512 stacks.
+    "seed": dict(),
+}
+
+
+def resolve(preset: str, overrides: dict[str, Any]) -> Config:
+    """Preset values, then every override that is not None."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    values: dict[str, Any] = dict(PRESETS[preset], preset=preset)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    cfg = Config(**values)
+    if cfg.image_size not in (16, 32, 64, 128):
+        raise ValueError(f"image size {cfg.image_size} is not supported; use 32, 64 or 128")
+    if cfg.loss not in ("vaegan", "seed"):
+        raise ValueError(f"unknown loss {cfg.loss!r}; use vaegan or seed")
+    return cfg
+
+
+def levels(image_size: int) -> int:
+    """Stride-2 stages from the image down to 4x4 (64 -> 4 stages, as in the seed)."""
+    return max(1, image_size.bit_length() - 1 - 2)
+
+
+__all__ = ["Config", "PRESETS", "resolve", "levels"]

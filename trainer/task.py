@@ -1,0 +1,207 @@
+"""`python -m trainer.task`: train the VAE-GAN on a dataset folder into a job dir.
+
+The command line and the job dir are specified in docs/contracts.md. Exit codes:
+0 succeeded, 2 bad input (reason in status.json), 1 other failure, 143 after SIGTERM.
+"""
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from typing import Any, Sequence
+
+EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_TERM = 0, 1, 2, 143
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m trainer.task", description=__doc__)
+    p.add_argument("--data-dir", required=True, help="dataset folder (local or /gcs/BUCKET/...)")
+    p.add_argument("--job-dir", required=True, help="where checkpoints, metrics, samples, model go")
+    p.add_argument("--preset", default="seed", choices=["tiny", "quick", "seed"])
+    for name, kind in [("max-steps", int), ("batch-size", int), ("seed", int),
+                       ("image-size", int), ("embedding-size", int), ("width", int),
+                       ("eval-every", int), ("sample-every", int), ("checkpoint-every", int),
+                       ("keep-checkpoints", int), ("log-every", int), ("eval-images", int),
+                       ("lr-e", float), ("lr-g", float), ("lr-d", float), ("gamma", float),
+                       ("kl-weight", float), ("feature-weight", float), ("ema-decay", float)]:
+        p.add_argument(f"--{name}", type=kind, default=None)
+    p.add_argument("--loss", choices=["vaegan", "seed"], default=None)
+    p.add_argument("--no-spectral-norm", dest="spectral_norm", action="store_false", default=None)
+    return p.parse_args(argv)
+
+
+def gcs_local(path: str) -> str:
+    """Vertex AI mounts buckets at /gcs/: prefer the mount to the gs:// API where it exists."""
+    if path.startswith("gs://") and os.path.isdir("/gcs"):
+        return "/gcs/" + path[len("gs://"):]
+    return path
+
+
+def resolve_dirs(job_dir: str) -> dict[str, str]:
+    """The job dir's sub-dirs, each overridable by Vertex AI's AIP_* variable."""
+    env = os.environ
+    return {
+        "model": gcs_local(env.get("AIP_MODEL_DIR") or os.path.join(job_dir, "model")),
+        "checkpoints": gcs_local(env.get("AIP_CHECKPOINT_DIR") or os.path.join(job_dir, "checkpoints")),
+        "logs": gcs_local(env.get("AIP_TENSORBOARD_LOG_DIR") or os.path.join(job_dir, "logs")),
+    }
+
+
+class Cancelled(Exception):
+    pass
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    text = str(exc)
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        return True
+    return any(s in text for s in ("No space left", "File too large", "Disk quota", "ENOSPC"))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    job_dir = gcs_local(args.job_dir)
+    data_dir = gcs_local(args.data_dir)
+
+    from trainer import cluster as cluster_mod
+    cluster = cluster_mod.detect()
+
+    from trainer.jobdir import CANCELLED, FAILED, JobDir
+    from trainer.errors import InputError
+    try:
+        jd = JobDir(job_dir, enabled=cluster.is_chief)
+    except OSError as exc:
+        print(f"error: cannot create job dir {job_dir}: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+
+    cancel = {"flag": False}
+
+    def on_term(signum, frame) -> None:  # noqa: ARG001
+        cancel["flag"] = True
+
+    signal.signal(signal.SIGTERM, on_term)
+
+    try:
+        run(args, job_dir, data_dir, cluster, jd, cancel)
+        return EXIT_OK
+    except Cancelled:
+        print("cancelled: checkpoint written", file=sys.stderr)
+        _final_status(jd, CANCELLED, "cancelled by SIGTERM")
+        return EXIT_TERM
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        _final_status(jd, FAILED, str(exc))
+        return EXIT_INPUT
+    except Exception as exc:  # noqa: BLE001 - the status must say why any run ended
+        if is_disk_full(exc):
+            msg = f"disk full while writing to {job_dir}: {exc}"
+            print(f"error: {msg}", file=sys.stderr)
+            _final_status(jd, FAILED, msg)
+            return EXIT_INPUT
+        traceback.print_exc()
+        _final_status(jd, FAILED, f"{type(exc).__name__}: {exc}")
+        return EXIT_FAILED
+
+
+def _final_status(jd: Any, state: str, error: str) -> None:
+    try:
+        jd.status(state=state, error=error)
+    except Exception as exc:  # noqa: BLE001 - e.g. the disk is full; stderr still says why
+        print(f"warning: could not write status.json: {exc}", file=sys.stderr)
+
+
+def run(args: argparse.Namespace, job_dir: str, data_dir: str, cluster: Any, jd: Any,
+        cancel: dict[str, bool]) -> None:
+    from trainer.errors import InputError
+    from trainer.jobdir import RUNNING, SUCCEEDED
+    from trainer.presets import resolve
+
+    overrides = {k: v for k, v in vars(args).items()
+                 if k not in ("data_dir", "job_dir", "preset")}
+    try:
+        cfg = resolve(args.preset, overrides)
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+    jd.status(state=RUNNING, step=0, max_steps=cfg.max_steps, error="")
+
+    import tensorflow as tf  # after the cheap checks: a wrong flag fails in milliseconds
+    from trainer import data
+    from trainer.loop import Trainer
+
+    manifest = data.read_manifest(data_dir)
+    limit = data.max_image_size(manifest)
+    if cfg.image_size > limit:
+        raise InputError(f"image size {cfg.image_size} is larger than the dataset's stored images "
+                         f"allow ({limit}); rebuild the dataset with --image-size {cfg.image_size} "
+                         f"or train with --image-size {limit} or less")
+    dirs = resolve_dirs(job_dir)
+    previous = _read_json(os.path.join(job_dir, "config.json"))
+    if previous and _has_checkpoint(dirs["checkpoints"]):
+        for key in ("embedding_size", "image_size", "width", "loss", "spectral_norm"):
+            old = previous.get("trainer", {}).get(key)
+            if old is not None and old != getattr(cfg, key):
+                raise InputError(f"{key.replace('_', ' ')} {getattr(cfg, key)} does not match the "
+                                 f"checkpoint being resumed ({old}); use --{key.replace('_', '-')} "
+                                 f"{old} or a new job dir")
+    jd.write_json("config.json", {
+        "trainer": cfg.to_json(),
+        "dataset": {"dir": data_dir, "name": manifest.get("name", ""),
+                    "counts": manifest.get("counts", {}), "options": manifest.get("options", {})},
+        "dirs": dirs, "workers": cluster.workers, "tensorflow": tf.__version__,
+    })
+
+    trainer = Trainer(cfg, manifest, data_dir, dirs, cluster, jd)
+    start = trainer.restore()
+    if start:
+        jd.truncate_metrics(start)
+        print(f"resumed from step {start}", file=sys.stderr)
+    jd.status(state=RUNNING, step=start, max_steps=cfg.max_steps)
+    trainer.train(start, lambda: cancel["flag"])
+    if cancel["flag"]:
+        raise Cancelled()
+    metrics = trainer.last_eval
+    if cluster.is_chief:
+        from trainer.export import export
+        export(dirs["model"], trainer.model.encoder, trainer.model.ema_decoder, cfg.image_size,
+               cfg.embedding_size, {
+                   "image_size": cfg.image_size, "embedding_size": cfg.embedding_size,
+                   "preset": cfg.preset, "step": cfg.max_steps,
+                   "dataset": manifest.get("name", ""), "crop_fraction": data.CROP_FRACTION,
+                   "loss": cfg.loss,
+                   "metrics": {k: metrics.get(k) for k in ("swd", "swd_floor", "psnr", "ssim")},
+               })
+    jd.status(state=SUCCEEDED, step=cfg.max_steps)
+
+
+def _read_json(path: str) -> dict[str, Any]:
+    import tensorflow as tf
+    try:
+        with tf.io.gfile.GFile(path, "r") as f:
+            return json.load(f)
+    except (tf.errors.OpError, ValueError):
+        return {}
+
+
+def _has_checkpoint(ckpt_dir: str) -> bool:
+    import tensorflow as tf
+    return tf.train.latest_checkpoint(ckpt_dir) is not None
+
+
+def non_chief_dir(path: str) -> str:
+    """Non-chief workers must save too (the save is collective) but into a throwaway dir."""
+    return tempfile.mkdtemp(prefix="genml-worker-ckpt-")
+
+
+def remove_dir(path: str) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
