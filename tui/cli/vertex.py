@@ -1,4 +1,72 @@
-"""genml vertex commands."""
+"""genml vertex commands: set up a Vertex AI profile and check that it works."""
 from __future__ import annotations
 
-COMMANDS: list = []
+from typing import Any
+
+import click
+
+from core import config as config_mod
+from core.errors import CloudError
+from tui.cli import GenmlGroup, echo_json
+
+
+@click.group("vertex", cls=GenmlGroup)
+def vertex() -> None:
+    """Google Cloud Vertex AI: configure a profile, check credentials, APIs and the bucket."""
+
+
+@vertex.command("configure")
+@click.option("--profile", "name", default="vertex", show_default=True, help="Profile name in the config file.")
+@click.option("--project", help="Google Cloud project ID.")
+@click.option("--region", help="Vertex AI region, e.g. us-central1.")
+@click.option("--bucket", help="Cloud Storage bucket in that region (gs:// optional).")
+@click.option("--service-account", help="Service account the jobs run as (optional).")
+@click.option("--machine-type", help="Training machine type, e.g. n1-standard-8.")
+@click.option("--replicas", type=click.IntRange(1, 64), help="Machines per training job.")
+@click.option("--accelerator-type", help="e.g. NVIDIA_TESLA_T4 (switches to the GPU container).")
+@click.option("--accelerator-count", type=click.IntRange(0, 16))
+@click.option("--credentials", type=click.Path(dir_okay=False), help="Service-account key file (else ADC).")
+@click.option("--default/--no-default", "make_default", default=False, help="Make this profile the default backend.")
+def configure(name: str, make_default: bool, **values: Any) -> None:
+    """Write (or update) a Vertex AI profile in the config file."""
+    cfg = config_mod.load()
+    prof = dict(cfg.profiles.get(name, {}))
+    prof["backend"] = "vertex"
+    for key, value in values.items():
+        if value is not None:
+            prof[key] = value.removeprefix("gs://").strip("/") if key == "bucket" else value
+    from core.vertex.settings import Settings
+    settings = Settings.from_profile(prof)
+    settings.name = name
+    settings.validate()
+    cfg.profiles[name] = prof
+    if make_default:
+        cfg.backend = name
+    path = config_mod.save(cfg)
+    click.echo(f"Saved profile {name!r} in {path}.")
+    click.echo(f"Use it with `genml --backend {name} ...`" + ("" if make_default else
+               f" or make it the default with `genml vertex configure --profile {name} --default`") + ".")
+    click.echo(f"Then run `genml --backend {name} vertex check`.")
+
+
+@vertex.command("check")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def check(ctx: click.Context, as_json: bool) -> None:
+    """Check the profile, credentials, bucket location and the Vertex AI and Logging APIs."""
+    backend = ctx.find_root().obj.backend
+    if getattr(backend, "name", "") != "vertex":
+        raise CloudError("The selected backend is not a Vertex AI profile.",
+                         "Run `genml --backend vertex vertex check` or name your profile with --backend.")
+    results = backend.check()
+    if as_json:
+        echo_json([{"check": c, "ok": ok, "detail": d} for c, ok, d in results])
+    else:
+        for label, ok, detail in results:
+            mark = click.style("ok  ", fg="green") if ok else click.style("FAIL", fg="red")
+            click.echo(f"{mark} {label}: {detail}")
+    if not all(ok for _, ok, _ in results):
+        ctx.exit(1)
+
+
+COMMANDS: list = [vertex]

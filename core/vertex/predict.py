@@ -1,0 +1,142 @@
+"""Online prediction through a Vertex AI endpoint, with the seed's instance formats.
+
+The TF Serving container behind a Vertex endpoint serves the SavedModel's
+`serving_default` signature (embeddings -> image) through `endpoints:predict`. The
+`encode` signature (image -> embedding) is not reachable through `predict`, whose body
+only has `instances` and `parameters`, so genml sends those instances through
+`endpoints:rawPredict` with TF Serving's own body, `{"signature_name": "encode",
+"instances": [...]}`, which the container passes to TF Serving unchanged.
+
+Instances are checked here first, so one bad instance gets its own error (naming the
+instance and the field) and the others still go through, as with the local backend.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import json
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from core.errors import CloudError, InvalidInput
+from core.types import ModelVersion
+
+if TYPE_CHECKING:
+    from core.vertex.backend import VertexBackend
+
+CHUNK = 64          # instances per request: Vertex caps a request body at 1.5 MB
+
+
+def check_instance(i: int, inst: Any, embedding_size: int) -> tuple[str, dict[str, Any]] | dict[str, Any]:
+    """('generate'|'encode', instance) or an error prediction for this instance."""
+    key = inst.get("key") if isinstance(inst, dict) else None
+    key = None if key is None else str(key)
+
+    def error(msg: str) -> dict[str, Any]:
+        return {"error": f"instance {i}: {msg}", "key": key}
+
+    if not isinstance(inst, dict):
+        return error("is not a JSON object; use {\"embeddings\": [...], \"key\": \"0\"} or "
+                     "{\"image_bytes\": {\"b64\": \"...\"}, \"key\": \"0\"}")
+    out_key = key if key is not None else str(i)
+    if "embeddings" in inst:
+        emb = inst["embeddings"]
+        if not isinstance(emb, list) or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in emb):
+            return error("'embeddings' must be a list of numbers")
+        if len(emb) != embedding_size:
+            return error(f"'embeddings' has {len(emb)} values, the model takes {embedding_size}")
+        if not all(np.isfinite(emb)):
+            return error("'embeddings' holds NaN or infinity")
+        return "generate", {"embeddings": [float(x) for x in emb], "key": out_key}
+    if "image_bytes" in inst:
+        ib = inst["image_bytes"]
+        b64 = ib.get("b64") if isinstance(ib, dict) else None
+        if not isinstance(b64, str):
+            return error("'image_bytes' must be {\"b64\": \"<base64 JPEG or PNG>\"}")
+        try:
+            raw = base64.b64decode(b64, validate=True)
+        except ValueError:
+            return error("'image_bytes.b64' is not valid base64")
+        if not (raw.startswith(b"\x89PNG") or raw.startswith(b"\xff\xd8")):
+            return error("'image_bytes' is not a JPEG or PNG image")
+        return "encode", {"image_bytes": {"b64": b64}, "key": out_key}
+    return error("needs 'embeddings' (to generate an image) or 'image_bytes' (to get an embedding)")
+
+
+class VertexPredictor:
+    """core.backend.Predictor over a deployed endpoint."""
+
+    def __init__(self, backend: "VertexBackend", mv: ModelVersion) -> None:
+        self.backend = backend
+        self.mv = mv
+        self.endpoint = str(mv.remote.get("endpoint", ""))
+        self.image_size = int(mv.info.get("image_size", 64))
+        self.embedding_size = int(mv.info.get("embedding_size", 100))
+
+    # ---- requests ---------------------------------------------------------------------
+    def _generate(self, instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        c = self.backend.clients
+        req = c.aiplatform.endpoints().predict(endpoint=self.endpoint, body={"instances": instances})
+        return list(c.call(req, f"Predicting with {self.mv.ref}").get("predictions", []))
+
+    def _encode(self, instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        c = self.backend.clients
+        payload = json.dumps({"signature_name": "encode", "instances": instances}).encode()
+        body = {"httpBody": {"contentType": "application/json", "data": base64.b64encode(payload).decode()}}
+        req = c.aiplatform.endpoints().rawPredict(endpoint=self.endpoint, body=body)
+        return list(c.call(req, f"Encoding with {self.mv.ref}").get("predictions", []))
+
+    def _run(self, kind: str, instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        fn = self._generate if kind == "generate" else self._encode
+        out: list[dict[str, Any]] = []
+        for start in range(0, len(instances), CHUNK):
+            part = instances[start:start + CHUNK]
+            preds = fn(part)
+            if len(preds) != len(part):
+                raise CloudError(f"The endpoint of {self.mv.ref} answered {len(preds)} predictions for {len(part)} instances.",
+                                 "Check the deployed model in the console; redeploy with `genml models deploy`.")
+            out += preds
+        return out
+
+    # ---- Predictor --------------------------------------------------------------------
+    def predict(self, instances: list[Any]) -> list[dict[str, Any]]:
+        results: list[dict[str, Any] | None] = [None] * len(instances)
+        groups: dict[str, list[tuple[int, dict[str, Any]]]] = {"generate": [], "encode": []}
+        for i, inst in enumerate(instances):
+            checked = check_instance(i, inst, self.embedding_size)
+            if isinstance(checked, dict):
+                results[i] = checked
+            else:
+                groups[checked[0]].append((i, checked[1]))
+        for kind, items in groups.items():
+            if not items:
+                continue
+            try:
+                preds = self._run(kind, [inst for _, inst in items])
+            except CloudError as exc:
+                for i, inst in items:
+                    results[i] = {"error": f"instance {i}: {exc.message}", "key": inst.get("key")}
+                continue
+            for (i, inst), pred in zip(items, preds):
+                pred = dict(pred)
+                orig = instances[i].get("key")
+                pred["key"] = None if orig is None else str(orig)   # the key comes back unchanged
+                results[i] = pred
+        return [r or {"error": f"instance {i}: no answer", "key": None} for i, r in enumerate(results)]
+
+    def generate(self, z: np.ndarray) -> np.ndarray:
+        from PIL import Image
+        z = np.asarray(z, dtype=np.float32)
+        if z.ndim != 2 or z.shape[1] != self.embedding_size:
+            raise InvalidInput(f"Embeddings must have shape (N, {self.embedding_size}), not {z.shape}.",
+                               "Use the model's embedding size.")
+        preds = self._run("generate", [{"embeddings": row.tolist(), "key": str(i)} for i, row in enumerate(z)])
+        imgs = [np.asarray(Image.open(io.BytesIO(base64.b64decode(p["image_bytes"]["b64"]))).convert("RGB"))
+                for p in preds]
+        return np.stack(imgs).astype(np.uint8) if imgs else np.zeros((0, self.image_size, self.image_size, 3), np.uint8)
+
+    def encode(self, images: list[bytes]) -> np.ndarray:
+        preds = self._run("encode", [{"image_bytes": {"b64": base64.b64encode(b).decode()}, "key": str(i)}
+                                     for i, b in enumerate(images)])
+        return np.asarray([p["embeddings"] for p in preds], dtype=np.float32).reshape(len(images), self.embedding_size)

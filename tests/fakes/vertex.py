@@ -1,0 +1,657 @@
+"""A fake Vertex AI + Cloud Logging server on 127.0.0.1 for the real google-api-python-client.
+
+Every request is routed and checked with the discovery documents the client ships
+(tests/fakes/discovery.py); a request the real service would reject is answered 400
+and recorded in `rejected`, which the fixtures assert is empty. Resources move through
+their states as in the real service:
+
+- CustomJobs: with `executor="simulate"` each GET moves a job one state on along
+  `job_script` (QUEUED, PENDING, RUNNING, SUCCEEDED by default) and writes log entries;
+  with `executor="trainer"` the job really runs: the uploaded sdist is unpacked and put on
+  PYTHONPATH, `python -m trainer.task` runs with /gcs/BUCKET/... mapped to a local mirror
+  of the emulated bucket (synced down before, and up while and after it runs), and its
+  stdout/stderr become INFO/ERROR log entries, as Vertex logs them.
+- Long-running operations (models:upload, endpoints create/deployModel/undeployModel,
+  deletes) are done after `op_polls` GETs.
+- endpoints:predict / rawPredict and batch prediction call `predict_fn(artifact_uri,
+  signature, instances)`: by default `tf_predict`, which loads the uploaded SavedModel.
+
+`fail_next(method_id, status, body)` queues a recorded error body for the next call of
+a method (e.g. "aiplatform.projects.locations.customJobs.create").
+"""
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import parse_qs, urlparse
+
+from tests.fakes.discovery import Discovery
+
+SIMULATED_STATES = ["JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_SUCCEEDED"]
+PredictFn = Callable[[str, str, list[Any]], list[Any]]
+
+
+def now_rfc3339() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def google_error(code: int, status: str, message: str, details: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "status": status, "details": details or []}}
+
+
+class FakeVertex:
+    def __init__(self, storage_client: Any, workdir: Path, *, project: str = "test-project",
+                 executor: str = "simulate", op_polls: int = 1, predict_fn: PredictFn | None = None) -> None:
+        self.storage = storage_client
+        self.workdir = Path(workdir)
+        self.project = project
+        self.executor = executor
+        self.op_polls = op_polls
+        self.predict_fn: PredictFn = predict_fn or TFPredictor(storage_client, self.workdir / "models").predict
+        self.job_script = list(SIMULATED_STATES)
+        self.aiplatform = Discovery("aiplatform", "v1")
+        self.logging = Discovery("logging", "v2")
+        self.lock = threading.RLock()
+        self.ids = itertools.count(1000)
+        self.requests: list[tuple[str, str, Any]] = []
+        self.rejected: list[str] = []
+        self.failures: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        self.custom_jobs: dict[str, dict[str, Any]] = {}
+        self.runs: dict[str, "TrainerRun"] = {}
+        self.operations: dict[str, dict[str, Any]] = {}
+        self.models: dict[str, dict[str, Any]] = {}
+        self.endpoints: dict[str, dict[str, Any]] = {}
+        self.batch_jobs: dict[str, dict[str, Any]] = {}
+        self.entries: list[dict[str, Any]] = []
+        self.log_reads = 0
+        self._server: ThreadingHTTPServer | None = None
+
+    # ---- lifecycle ----------------------------------------------------------------------
+    def start(self) -> "FakeVertex":
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _serve(self) -> None:
+                n = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(n) if n else b""
+                code, body = fake.handle(self.command, self.path, raw)
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json; charset=UTF-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_DELETE = do_PATCH = _serve
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}/"
+
+    def stop(self) -> None:
+        for run in list(self.runs.values()):
+            run.cancel()
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def fail_next(self, method_id: str, status: int, body: dict[str, Any], times: int = 1) -> None:
+        with self.lock:
+            self.failures.setdefault(method_id, []).extend([(status, body)] * times)
+
+    def calls(self, method_id: str) -> list[Any]:
+        return [b for m, _, b in self.requests if m == method_id]
+
+    # ---- dispatch ----------------------------------------------------------------------
+    def handle(self, http_method: str, raw_path: str, raw_body: bytes) -> tuple[int, Any]:
+        url = urlparse(raw_path)
+        query = parse_qs(url.query)
+        disc = self.logging if url.path.startswith("/v2/") else self.aiplatform
+        route = disc.route(http_method, url.path)
+        if route is None:
+            self.rejected.append(f"{http_method} {url.path}: no such method")
+            return 404, google_error(404, "NOT_FOUND", f"The requested URL {url.path} was not found on this server.")
+        try:
+            body = json.loads(raw_body) if raw_body else None
+        except ValueError:
+            self.rejected.append(f"{route.id}: body is not JSON")
+            return 400, google_error(400, "INVALID_ARGUMENT", "Invalid JSON payload received.")
+        with self.lock:
+            self.requests.append((route.id, url.path, body))
+            queued = self.failures.get(route.id)
+            if queued:
+                return queued.pop(0)
+        errors = disc.check_query(route, query) + disc.check_body(route, body)
+        if errors:
+            self.rejected.append(f"{route.id}: " + "; ".join(errors))
+            return 400, google_error(400, "INVALID_ARGUMENT", "; ".join(errors))
+        name = url.path.split("/", 2)[2]            # drop /v1/
+        handler = getattr(self, "_" + route.id.split(".", 3)[-1].replace(".", "_"), None)
+        if route.id.endswith(".operations.get"):
+            handler = self._operation_get
+        if handler is None:
+            self.rejected.append(f"{route.id}: not implemented by the fake")
+            return 501, google_error(501, "UNIMPLEMENTED", f"{route.id} is not implemented by the fake")
+        with self.lock:
+            try:
+                return handler(name, query, body or {})
+            except FakeError as exc:
+                return exc.code, google_error(exc.code, exc.status, exc.message)
+
+    def _id(self) -> str:
+        return str(next(self.ids))
+
+    def _parent(self, name: str) -> str:
+        return "/".join(name.split("/")[:4])
+
+    def _check_parent(self, name: str) -> None:
+        parts = name.split("/")
+        if parts[1] != self.project:
+            raise FakeError(403, "PERMISSION_DENIED", f"Permission denied on project {parts[1]}")
+
+    # ---- custom jobs ------------------------------------------------------------------
+    def _customJobs_create(self, name: str, query: Any, body: dict[str, Any]) -> tuple[int, Any]:
+        parent = self._parent(name)
+        self._check_parent(parent)
+        pools = body["jobSpec"].get("workerPoolSpecs", [])
+        if not pools or str(pools[0].get("replicaCount", "1")) != "1":
+            raise FakeError(400, "INVALID_ARGUMENT", "workerPoolSpecs[0].replicaCount must be 1 (the chief).")
+        for i, p in enumerate(pools):
+            if not p.get("machineSpec", {}).get("machineType"):
+                raise FakeError(400, "INVALID_ARGUMENT", f"workerPoolSpecs[{i}].machineSpec.machineType is required.")
+            if not (p.get("pythonPackageSpec") or p.get("containerSpec")):
+                raise FakeError(400, "INVALID_ARGUMENT", f"workerPoolSpecs[{i}] needs a task.")
+        jid = self._id()
+        job = dict(body, name=f"{parent}/customJobs/{jid}", state="JOB_STATE_QUEUED", createTime=now_rfc3339(),
+                   updateTime=now_rfc3339())
+        self.custom_jobs[jid] = job
+        self._log(jid, "INFO", "Waiting for job to be provisioned.")
+        if self.executor == "trainer":
+            run = TrainerRun(self, jid, job)
+            self.runs[jid] = run
+            run.start()
+        return 200, job
+
+    def _customJobs_get(self, name: str, query: Any, body: Any) -> tuple[int, Any]:
+        jid = name.rsplit("/", 1)[-1]
+        job = self.custom_jobs.get(jid)
+        if job is None:
+            raise FakeError(404, "NOT_FOUND", f"CustomJob {name} not found.")
+        if self.executor == "simulate" and job["state"] not in ("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED",
+                                                                "JOB_STATE_CANCELLED"):
+            self._advance(jid, job)
+        return 200, job
+
+    def _advance(self, jid: str, job: dict[str, Any]) -> None:
+        if job["state"] == "JOB_STATE_CANCELLING":
+            self.set_job_state(jid, "JOB_STATE_CANCELLED")
+            return
+        script = self.job_script
+        i = script.index(job["state"]) if job["state"] in script else 0
+        if i + 1 < len(script):
+            nxt = script[i + 1]
+            if nxt == "JOB_STATE_FAILED":
+                self._log(jid, "ERROR", "Traceback (most recent call last):")
+                self._log(jid, "ERROR", "ValueError: the dataset has no train shards")
+                job["error"] = {"code": 3, "message": "The replica workerpool0-0 exited with a non-zero status of 1."}
+            self.set_job_state(jid, nxt)
+
+    def set_job_state(self, jid: str, state: str) -> None:
+        with self.lock:
+            job = self.custom_jobs[jid]
+            job["state"] = state
+            job["updateTime"] = now_rfc3339()
+            if state == "JOB_STATE_RUNNING":
+                job.setdefault("startTime", now_rfc3339())
+                if self.executor == "simulate":
+                    self._log(jid, "INFO", "step 1/10 loss_g=1.0")
+            if state in ("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED"):
+                job["endTime"] = now_rfc3339()
+                self._log(jid, "INFO", f"Job {state.removeprefix('JOB_STATE_').lower()}.")
+
+    def _customJobs_list(self, name: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+        jobs = list(self.custom_jobs.values())
+        flt = (query.get("filter") or [""])[0]
+        m = re.search(r'display_name="([^"]+)"', flt)
+        if m:
+            jobs = [j for j in jobs if j.get("displayName") == m.group(1)]
+        size = int((query.get("pageSize") or ["100"])[0])
+        return 200, {"customJobs": jobs[:size]} if jobs else {}
+
+    def _customJobs_cancel(self, name: str, query: Any, body: Any) -> tuple[int, Any]:
+        jid = name.split("/")[-1].split(":")[0]
+        job = self.custom_jobs.get(jid)
+        if job is None:
+            raise FakeError(404, "NOT_FOUND", f"CustomJob {name} not found.")
+        if job["state"] in ("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED"):
+            raise FakeError(400, "FAILED_PRECONDITION", f"Cannot cancel CustomJob {jid} in state {job['state']}.")
+        self.set_job_state(jid, "JOB_STATE_CANCELLING")
+        run = self.runs.get(jid)
+        if run is not None:
+            run.cancel()
+        return 200, {}
+
+    # ---- logging -----------------------------------------------------------------------
+    def _log(self, jid: str, severity: str, text: str, task: str = "workerpool0-0") -> None:
+        with self.lock:
+            self.entries.append({
+                "logName": f"projects/{self.project}/logs/workerpool0-0", "insertId": f"{len(self.entries):08d}",
+                "timestamp": now_rfc3339(), "severity": severity, "textPayload": text,
+                "resource": {"type": "ml_job", "labels": {"job_id": jid, "project_id": self.project,
+                                                          "task_name": task}}})
+
+    def _list(self, name: str, query: Any, body: dict[str, Any]) -> tuple[int, Any]:   # logging entries:list
+        self.log_reads += 1
+        flt = body.get("filter", "")
+        entries = list(self.entries)
+        if 'resource.type="ml_job"' in flt:
+            entries = [e for e in entries if e["resource"]["type"] == "ml_job"]
+        for key in ("job_id", "task_name"):
+            m = re.search(rf'resource\.labels\.{key}="([^"]+)"', flt)
+            if m:
+                entries = [e for e in entries if e["resource"]["labels"].get(key) == m.group(1)]
+        m = re.search(r'timestamp>="([^"]+)"', flt)
+        if m:
+            entries = [e for e in entries if e["timestamp"] >= m.group(1)]
+        if "severity>=ERROR" in flt:
+            entries = [e for e in entries if e["severity"] in ("ERROR", "CRITICAL", "ALERT", "EMERGENCY")]
+        if body.get("orderBy", "timestamp asc").endswith("desc"):
+            entries.reverse()
+        start = int(body.get("pageToken") or 0)
+        size = int(body.get("pageSize") or 50)
+        page = entries[start:start + size]
+        out: dict[str, Any] = {"entries": page} if page else {}
+        if start + size < len(entries):
+            out["nextPageToken"] = str(start + size)
+        return 200, out
+
+    # ---- operations --------------------------------------------------------------------
+    def _operation(self, resource: str, response: dict[str, Any] | None, kind: str,
+                   error: dict[str, Any] | None = None, on_done: Callable[[], None] | None = None) -> dict[str, Any]:
+        op = {"name": f"{resource}/operations/{self._id()}", "metadata": {
+            "@type": f"type.googleapis.com/google.cloud.aiplatform.v1.{kind}OperationMetadata",
+            "genericMetadata": {"createTime": now_rfc3339()}}}
+        self.operations[op["name"]] = {"op": op, "polls": 0, "response": response, "error": error, "on_done": on_done}
+        return op
+
+    def _operation_get(self, name: str, query: Any, body: Any) -> tuple[int, Any]:
+        rec = self.operations.get(name)
+        if rec is None:
+            raise FakeError(404, "NOT_FOUND", f"Operation {name} not found.")
+        rec["polls"] += 1
+        op = dict(rec["op"])
+        if rec["polls"] >= self.op_polls:
+            op["done"] = True
+            if rec["on_done"] is not None:
+                rec["on_done"]()
+                rec["on_done"] = None
+            if rec["error"]:
+                op["error"] = rec["error"]
+            else:
+                op["response"] = rec["response"] or {}
+        return 200, op
+
+    # ---- models and endpoints ---------------------------------------------------------
+    def _models_upload(self, name: str, query: Any, body: dict[str, Any]) -> tuple[int, Any]:
+        parent = self._parent(name)
+        self._check_parent(parent)
+        model = body["model"]
+        if not model.get("containerSpec", {}).get("imageUri"):
+            raise FakeError(400, "INVALID_ARGUMENT", "model.containerSpec.imageUri is required.")
+        mid = self._id()
+        mname = f"{parent}/models/{mid}"
+        uri = model.get("artifactUri", "")
+        error = None
+        if not self._exists(uri.rstrip("/") + "/saved_model.pb"):
+            error = {"code": 3, "message": f"There are no files under \"{uri}\" to copy (saved_model.pb missing)."}
+        stored = dict(model, name=mname, createTime=now_rfc3339())
+
+        def done() -> None:
+            if error is None:
+                self.models[mid] = stored
+        return 200, self._operation(mname, {"@type": "type.googleapis.com/google.cloud.aiplatform.v1.UploadModelResponse",
+                                            "model": mname}, "UploadModel", error, done)
+
+    def _exists(self, uri: str) -> bool:
+        if not uri.startswith("gs://"):
+            return False
+        bucket, _, key = uri[5:].partition("/")
+        return self.storage.bucket(bucket).blob(key).exists()
+
+    def _models_get(self, name: str, query: Any, body: Any) -> tuple[int, Any]:
+        model = self.models.get(name.rsplit("/", 1)[-1])
+        if model is None:
+            raise FakeError(404, "NOT_FOUND", f"Model {name} not found.")
+        return 200, model
+
+    def _models_delete(self, name: str, query: Any, body: Any) -> tuple[int, Any]:
+        mid = name.rsplit("/", 1)[-1]
+        if mid not in self.models:
+            raise FakeError(404, "NOT_FOUND", f"Model {name} not found.")
+        for ep in self.endpoints.values():
+            if any(d["model"] == name for d in ep.get("deployedModels", [])):
+                raise FakeError(400, "FAILED_PRECONDITION", f"Model {name} is deployed to {ep['name']}; undeploy it first.")
+        return 200, self._operation(name, {}, "DeleteOperationMetadata".removesuffix("OperationMetadata"),
+                                    on_done=lambda: self.models.pop(mid, None))
+
+    def _endpoints_create(self, name: str, query: Any, body: dict[str, Any]) -> tuple[int, Any]:
+        parent = self._parent(name)
+        self._check_parent(parent)
+        eid = self._id()
+        ep = dict(body, name=f"{parent}/endpoints/{eid}", createTime=now_rfc3339(), deployedModels=[], trafficSplit={})
+        return 200, self._operation(ep["name"], dict(ep, **{"@type": "type.googleapis.com/google.cloud.aiplatform.v1.Endpoint"}),
+                                    "CreateEndpoint", on_done=lambda: self.endpoints.__setitem__(eid, ep))
+
+    def _endpoint(self, name: str) -> dict[str, Any]:
+        ep = self.endpoints.get(name.split("/")[-1].split(":")[0])
+        if ep is None:
+            raise FakeError(404, "NOT_FOUND", f"Endpoint {name} not found.")
+        return ep
+
+    def _endpoints_get(self, name: str, query: Any, body: Any) -> tuple[int, Any]:
+        return 200, self._endpoint(name)
+
+    def _endpoints_delete(self, name: str, query: Any, body: Any) -> tuple[int, Any]:
+        ep = self._endpoint(name)
+        if ep["deployedModels"]:
+            raise FakeError(400, "FAILED_PRECONDITION", "The endpoint has deployed models; undeploy them first.")
+        eid = ep["name"].rsplit("/", 1)[-1]
+        return 200, self._operation(ep["name"], {}, "Delete", on_done=lambda: self.endpoints.pop(eid, None))
+
+    def _endpoints_deployModel(self, name: str, query: Any, body: dict[str, Any]) -> tuple[int, Any]:
+        ep = self._endpoint(name)
+        dm = body["deployedModel"]
+        mid = dm["model"].rsplit("/", 1)[-1]
+        if mid not in self.models:
+            raise FakeError(404, "NOT_FOUND", f"Model {dm['model']} not found.")
+        if not dm.get("dedicatedResources") and not dm.get("automaticResources"):
+            raise FakeError(400, "INVALID_ARGUMENT", "deployedModel needs dedicatedResources for this model type.")
+        did = self._id()
+        deployed = dict(dm, id=did, createTime=now_rfc3339())
+
+        def done() -> None:
+            ep["deployedModels"].append(deployed)
+            ep["trafficSplit"] = {did: 100}
+        return 200, self._operation(ep["name"], {"@type": "type.googleapis.com/google.cloud.aiplatform.v1.DeployModelResponse",
+                                                 "deployedModel": {"id": did}}, "DeployModel", on_done=done)
+
+    def _endpoints_undeployModel(self, name: str, query: Any, body: dict[str, Any]) -> tuple[int, Any]:
+        ep = self._endpoint(name)
+        did = body["deployedModelId"]
+        if not any(d["id"] == did for d in ep["deployedModels"]):
+            raise FakeError(400, "FAILED_PRECONDITION", f"Deployed model {did} is not on {ep['name']}.")
+
+        def done() -> None:
+            ep["deployedModels"] = [d for d in ep["deployedModels"] if d["id"] != did]
+            ep["trafficSplit"] = {}
+        return 200, self._operation(ep["name"], {}, "UndeployModel", on_done=done)
+
+    def _serving_model(self, ep: dict[str, Any]) -> dict[str, Any]:
+        if not ep["deployedModels"]:
+            raise FakeError(400, "FAILED_PRECONDITION", f"Endpoint {ep['name']} does not have any deployed models.")
+        return self.models[ep["deployedModels"][0]["model"].rsplit("/", 1)[-1]]
+
+    def _endpoints_predict(self, name: str, query: Any, body: dict[str, Any]) -> tuple[int, Any]:
+        ep = self._endpoint(name)
+        model = self._serving_model(ep)
+        preds = self._predict(model, "serving_default", body.get("instances", []))
+        return 200, {"predictions": preds, "deployedModelId": ep["deployedModels"][0]["id"], "model": model["name"]}
+
+    def _endpoints_rawPredict(self, name: str, query: Any, body: dict[str, Any]) -> tuple[int, Any]:
+        ep = self._endpoint(name)
+        model = self._serving_model(ep)
+        payload = json.loads(base64.b64decode(body["httpBody"]["data"]))
+        return 200, {"predictions": self._predict(model, payload.get("signature_name", "serving_default"),
+                                                  payload.get("instances", []))}
+
+    def _predict(self, model: dict[str, Any], signature: str, instances: list[Any]) -> list[Any]:
+        try:
+            return self.predict_fn(model["artifactUri"], signature, instances)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise FakeError(400, "FAILED_PRECONDITION", f"{{\"error\": \"{exc}\"}}") from exc
+
+    # ---- batch prediction -------------------------------------------------------------
+    def _batchPredictionJobs_create(self, name: str, query: Any, body: dict[str, Any]) -> tuple[int, Any]:
+        parent = self._parent(name)
+        self._check_parent(parent)
+        mid = body["model"].rsplit("/", 1)[-1]
+        if mid not in self.models:
+            raise FakeError(404, "NOT_FOUND", f"Model {body['model']} not found.")
+        if body["inputConfig"].get("instancesFormat") != "jsonl":
+            raise FakeError(400, "INVALID_ARGUMENT", "instancesFormat must be jsonl here.")
+        bid = self._id()
+        job = dict(body, name=f"{parent}/batchPredictionJobs/{bid}", state="JOB_STATE_PENDING", createTime=now_rfc3339())
+        self.batch_jobs[bid] = job
+        return 200, job
+
+    def _batchPredictionJobs_get(self, name: str, query: Any, body: Any) -> tuple[int, Any]:
+        job = self.batch_jobs.get(name.rsplit("/", 1)[-1])
+        if job is None:
+            raise FakeError(404, "NOT_FOUND", f"BatchPredictionJob {name} not found.")
+        if job["state"] == "JOB_STATE_PENDING":
+            job["state"] = "JOB_STATE_RUNNING"
+        elif job["state"] == "JOB_STATE_RUNNING":
+            self._run_batch(job)
+        return 200, job
+
+    def _run_batch(self, job: dict[str, Any]) -> None:
+        model = self.models[job["model"].rsplit("/", 1)[-1]]
+        lines: list[str] = []
+        for uri in job["inputConfig"]["gcsSource"]["uris"]:
+            bucket, _, key = uri[5:].partition("/")
+            lines += [x for x in self.storage.bucket(bucket).blob(key).download_as_text().splitlines() if x.strip()]
+        instances = [json.loads(x) for x in lines]
+        preds = self.predict_fn(model["artifactUri"], "serving_default", instances) if instances else []
+        out = job["outputConfig"]["gcsDestination"]["outputUriPrefix"].rstrip("/") + \
+            f"/prediction-{model.get('displayName', 'model')}-{datetime.now(timezone.utc).strftime('%Y_%m_%dT%H_%M_%S_%fZ')}"
+        bucket, _, key = out[5:].partition("/")
+        text = "".join(json.dumps({"instance": i, "prediction": p}) + "\n" for i, p in zip(instances, preds))
+        self.storage.bucket(bucket).blob(key + "/prediction.results-00000-of-00001").upload_from_string(text)
+        self.storage.bucket(bucket).blob(key + "/prediction.errors_stats-00000-of-00001").upload_from_string("")
+        job.update(state="JOB_STATE_SUCCEEDED", endTime=now_rfc3339(), outputInfo={"gcsOutputDirectory": out},
+                   completionStats={"successfulCount": str(len(preds)), "failedCount": "0"})
+
+
+class FakeError(Exception):
+    def __init__(self, code: int, status: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.status, self.message = code, status, message
+
+
+# ---- running the trainer for real ------------------------------------------------------------
+def _sync_down(client: Any, bucket: str, prefix: str, dest: Path) -> None:
+    for blob in client.list_blobs(bucket, prefix=prefix):
+        if blob.name.endswith("/"):
+            continue
+        path = dest / blob.name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(blob.download_as_bytes())
+
+
+def _sync_up(client: Any, bucket: str, root: Path, prefix: str, seen: dict[str, tuple[int, float]]) -> None:
+    """Upload files under root/prefix that changed since the last sync (as Cloud Storage FUSE would)."""
+    base = root / prefix
+    if not base.exists():
+        return
+    b = client.bucket(bucket)
+    for path in sorted(base.rglob("*")):
+        if not path.is_file() or ".tmp" in path.name:
+            continue
+        try:
+            st = path.stat()
+            key = path.relative_to(root).as_posix()
+            sig = (st.st_size, st.st_mtime)
+            if seen.get(key) == sig:
+                continue
+            b.blob(key).upload_from_filename(str(path))
+            seen[key] = sig
+        except FileNotFoundError:
+            continue          # replaced while we looked (atomic rename by the trainer)
+
+
+class TrainerRun:
+    """One CustomJob's chief, run as `python -m trainer.task` from the uploaded sdist."""
+
+    def __init__(self, fake: FakeVertex, jid: str, job: dict[str, Any]) -> None:
+        self.fake, self.jid, self.job = fake, jid, job
+        self.dir = fake.workdir / f"customjob-{jid}"
+        self.mount = self.dir / "gcs"
+        self.proc: subprocess.Popen[str] | None = None
+        self.cancelled = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+
+    def _map(self, value: str) -> str:
+        if value.startswith("/gcs/"):
+            return str(self.mount) + "/" + value[5:]
+        if value.startswith("gs://"):
+            return str(self.mount) + "/" + value[5:]
+        return value
+
+    def _run(self) -> None:
+        fake, client = self.fake, self.fake.storage
+        try:
+            spec = self.job["jobSpec"]["workerPoolSpecs"][0]["pythonPackageSpec"]
+            base = self.job["jobSpec"]["baseOutputDirectory"]["outputUriPrefix"].rstrip("/")
+            bucket, _, job_prefix = base[5:].partition("/")
+            fake.set_job_state(self.jid, "JOB_STATE_PENDING")
+            # install the package: unpack the sdist and put it on PYTHONPATH (TF comes from this venv,
+            # as it comes from the prebuilt container on Vertex)
+            pkg_uri = spec["packageUris"][0]
+            pb, _, pk = pkg_uri[5:].partition("/")
+            self.dir.mkdir(parents=True, exist_ok=True)
+            sdist = self.dir / "package.tar.gz"
+            sdist.write_bytes(client.bucket(pb).blob(pk).download_as_bytes())
+            with tarfile.open(sdist) as tar:
+                tar.extractall(self.dir / "pkg", filter="data")
+            pkg_root = next((self.dir / "pkg").iterdir())
+            if not (pkg_root / "setup.py").exists():
+                raise RuntimeError("the package has no setup.py")
+            # the bucket mount: datasets and this job's dir (for resumed jobs)
+            _sync_down(client, bucket, "genml/datasets/", self.mount / bucket)
+            _sync_down(client, bucket, job_prefix + "/", self.mount / bucket)
+            args = [self._map(a) for a in spec.get("args", [])]
+            env = {k: v for k, v in os.environ.items() if not k.startswith(("AIP_", "TF_CONFIG", "CLUSTER_SPEC"))}
+            local_base = self._map(base)
+            env.update(PYTHONPATH=str(pkg_root), AIP_MODEL_DIR=local_base + "/model/",
+                       AIP_CHECKPOINT_DIR=local_base + "/checkpoints/", AIP_TENSORBOARD_LOG_DIR=local_base + "/logs/",
+                       CLOUD_ML_JOB_ID=self.jid, PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES="-1",
+                       TF_CPP_MIN_LOG_LEVEL="2")
+            if self.cancelled.is_set():
+                fake.set_job_state(self.jid, "JOB_STATE_CANCELLED")
+                return
+            fake.set_job_state(self.jid, "JOB_STATE_RUNNING")
+            self.proc = subprocess.Popen([sys.executable, "-m", spec["pythonModule"], *args], cwd=self.dir,
+                                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            readers = [threading.Thread(target=self._pump, args=(s, sev), daemon=True)
+                       for s, sev in ((self.proc.stdout, "INFO"), (self.proc.stderr, "ERROR"))]
+            for r in readers:
+                r.start()
+            seen: dict[str, tuple[int, float]] = {}
+            while self.proc.poll() is None:
+                _sync_up(client, bucket, self.mount / bucket, job_prefix, seen)
+                self.cancelled.wait(0.5)
+            for r in readers:
+                r.join(timeout=5)
+            _sync_up(client, bucket, self.mount / bucket, job_prefix, seen)
+            rc = self.proc.returncode
+            if self.cancelled.is_set():
+                fake.set_job_state(self.jid, "JOB_STATE_CANCELLED")
+            elif rc == 0:
+                fake.set_job_state(self.jid, "JOB_STATE_SUCCEEDED")
+            else:
+                with fake.lock:
+                    fake.custom_jobs[self.jid]["error"] = {
+                        "code": 3, "message": f"The replica workerpool0-0 exited with a non-zero status of {rc}."}
+                fake.set_job_state(self.jid, "JOB_STATE_FAILED")
+        except Exception as exc:  # the fake must never leave a job hanging
+            with fake.lock:
+                fake.custom_jobs[self.jid]["error"] = {"code": 13, "message": f"fake executor: {exc!r}"}
+            fake._log(self.jid, "ERROR", f"fake executor: {exc!r}")
+            fake.set_job_state(self.jid, "JOB_STATE_FAILED")
+
+    def _pump(self, stream: Any, severity: str) -> None:
+        for line in stream:
+            self.fake._log(self.jid, severity, line.rstrip("\n"))
+
+
+# ---- serving a SavedModel like TF Serving's REST row format -------------------------------
+class TFPredictor:
+    """Loads an uploaded SavedModel from the emulated bucket and answers TF Serving row-format requests."""
+
+    def __init__(self, storage_client: Any, cache: Path) -> None:
+        self.storage = storage_client
+        self.cache = Path(cache)
+        self.loaded: dict[str, Any] = {}
+        self.lock = threading.Lock()
+
+    def _load(self, uri: str) -> Any:
+        with self.lock:
+            if uri not in self.loaded:
+                import tensorflow as tf
+                bucket, _, prefix = uri[5:].rstrip("/").partition("/")
+                dest = self.cache / f"m{len(self.loaded)}"
+                if dest.exists():
+                    shutil.rmtree(dest)
+                _sync_down(self.storage, bucket, prefix + "/", dest)
+                self.loaded[uri] = tf.saved_model.load(str(dest / prefix))
+            return self.loaded[uri]
+
+    def predict(self, uri: str, signature: str, instances: list[Any]) -> list[Any]:
+        import numpy as np
+        import tensorflow as tf
+        model = self._load(uri)
+        if signature not in model.signatures:
+            raise ValueError(f"Serving signature name: \"{signature}\" not found in signature def")
+        fn = model.signatures[signature]
+        specs = fn.structured_input_signature[1]
+        inputs: dict[str, Any] = {}
+        for key, spec in specs.items():
+            if not all(isinstance(i, dict) and key in i for i in instances):
+                raise ValueError(f"Missing input '{key}' in an instance")
+            vals = [i[key] for i in instances]
+            if spec.dtype == tf.string:
+                vals = [base64.b64decode(v["b64"]) if isinstance(v, dict) else str(v).encode() for v in vals]
+            inputs[key] = tf.constant(vals, dtype=spec.dtype)
+        out = fn(**inputs)
+        rows: list[dict[str, Any]] = [{} for _ in instances]
+        for key, tensor in out.items():
+            arr = tensor.numpy()
+            for i in range(len(instances)):
+                v = arr[i]
+                if isinstance(v, bytes):
+                    rows[i][key] = {"b64": base64.b64encode(v).decode()} if key.endswith("_bytes") else v.decode()
+                else:
+                    rows[i][key] = np.asarray(v).tolist()
+        return rows
