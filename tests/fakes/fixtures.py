@@ -20,7 +20,7 @@ REGION = "us-central1"
 BUCKET = "genml-test-bucket"
 
 __all__ = ["gcs_emulator", "storage_client", "fake_vertex", "vertex_profile", "vertex_backend",
-           "PROJECT", "REGION", "BUCKET", "make_backend"]
+           "PROJECT", "REGION", "BUCKET", "make_backend", "make_bucket"]
 
 
 @pytest.fixture(scope="session")
@@ -44,12 +44,18 @@ def storage_client(gcs_emulator: str, monkeypatch: pytest.MonkeyPatch) -> Iterat
         for blob in list(client.list_blobs(b.name)):
             blob.delete()
         b.delete()
-    bucket = client.bucket(BUCKET)
-    bucket.location = REGION.upper()
-    client.create_bucket(bucket)
+    make_bucket(client, BUCKET, REGION.upper())
     gcs.set_default_client(client)
     yield client
     gcs.set_default_client(None)
+
+
+def make_bucket(client: Any, name: str, location: str) -> Any:
+    """The emulator ignores the location on insert but keeps it on patch."""
+    bucket = client.create_bucket(name)
+    bucket._patch_property("location", location)
+    bucket.patch()
+    return bucket
 
 
 @pytest.fixture
