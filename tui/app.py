@@ -89,11 +89,15 @@ class GenmlApp(App[None]):
             self.panes[pane_id].poll_now()
 
     def _focus_pane(self, pane_id: str) -> None:
-        pane = self.panes[pane_id]
-        if self.focused is not None and pane in self.focused.ancestors_with_self:
+        self.focus_pane(self.panes[pane_id])
+
+    def focus_pane(self, pane: Pane) -> None:
+        """Give the pane's list (or the pane itself) focus unless something inside it has it."""
+        f = self.focused
+        if f is not None and pane in f.ancestors_with_self and f.display and f.region.area:
             return
         from tui.widgets.table import FilterTable
-        tables = [t for t in pane.query(FilterTable) if t.display]
+        tables = [t for t in pane.query(FilterTable) if t.display and t.parent is not None and t.parent.display]
         if tables:
             tables[0].focus_table()
         else:

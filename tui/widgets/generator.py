@@ -56,7 +56,7 @@ def tile(images: list[PILImage.Image], cols: int, gap: int = 2) -> PILImage.Imag
     return sheet
 
 
-@dataclass
+@dataclass(eq=False)
 class Sample:
     kind: str                         # random | grid | interp | file
     z: np.ndarray                     # (N, E)

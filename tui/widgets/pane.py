@@ -11,6 +11,7 @@ from typing import Any, Callable
 from textual import work
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.screen import ModalScreen
 from textual.timer import Timer
 
 from core.errors import GenmlError
@@ -71,6 +72,10 @@ class Pane(Vertical):
                 self.poll_failed(data)
             else:
                 self.apply(data)
+                if self.visible_pane and not isinstance(self.screen, ModalScreen):
+                    focused = self.app.focused
+                    if focused is None or self not in focused.ancestors_with_self or not focused.display:
+                        self.app.focus_pane(self)  # type: ignore[attr-defined]
         finally:
             if self.is_attached and not self.app._exit:  # type: ignore[attr-defined]
                 delay = self.POLL_VISIBLE if self.visible_pane else self.POLL_HIDDEN

@@ -1,0 +1,249 @@
+"""Pilot tests of genml-tui's panes against a workspace the test writes (tests/tui_workspace.py)."""
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.registry import Registry
+from core.types import JobState
+from tests import tui_workspace
+from tui.app import GenmlApp
+from tui.widgets.generator import GeneratorPane, embedding, slerp
+from tui.widgets.logview import LogView
+from tui.widgets.table import FilterTable
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def sync(fn):  # noqa: ANN001, ANN201
+    """Run an async test with asyncio.run (no async pytest plugin is a dependency)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        return asyncio.run(fn(*args, **kwargs))
+    return wrapper
+
+
+@pytest.fixture(autouse=True)
+def utc(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+
+
+@pytest.fixture
+def ws(workspace):  # noqa: ANN001, ANN201
+    return tui_workspace.build(workspace)
+
+
+def make_app(ws, **kw) -> GenmlApp:  # noqa: ANN001
+    return GenmlApp(tui_workspace.FixedBackend(ws), **kw)
+
+
+async def until(pilot, cond, timeout: float = 10.0) -> None:  # noqa: ANN001
+    """Poll a condition with a deadline (no sleeps as synchronisation)."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await pilot.pause(0.02)
+
+
+async def typed(pilot, app, text: str, enter: bool = True, clear: bool = False) -> None:  # noqa: ANN001
+    """Type into the input that has (or is about to get) focus: focus moves on the next tick."""
+    from textual.widgets import Input
+    await until(pilot, lambda: isinstance(app.focused, Input))
+    if clear:
+        app.focused.value = ""
+    await pilot.press(*text, *(["enter"] if enter else []))
+
+
+def table_keys(app: GenmlApp, pane: str) -> list[str]:
+    t = app.panes[pane].query_one(FilterTable).table
+    return [str(k.value) for k in t.rows]
+
+
+@sync
+async def test_empty_workspace_greets_with_next_step(workspace) -> None:  # noqa: ANN001
+    app = make_app(workspace)
+    async with app.run_test(size=(80, 24)) as pilot:
+        welcome = app.panes["datasets"].query_one("#welcome")
+        await until(pilot, lambda: welcome.display)
+        assert "make the demo dataset" in str(welcome.render())
+        await pilot.press("2")
+        await until(pilot, lambda: app.panes["jobs"].query_one("#welcome").display)
+        await pilot.press("3")
+        await until(pilot, lambda: app.panes["models"].query_one("#welcome").display)
+
+
+@sync
+async def test_datasets_list_filter_detail_delete(ws) -> None:  # noqa: ANN001
+    app = make_app(ws)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: table_keys(app, "datasets") == ["cats", "dogs"])
+        pane = app.panes["datasets"]
+        await until(pilot, lambda: "bad/0.jpg" in str(pane.query_one("#skipped").render()))
+        assert pane.query_one("#sheet").image is not None
+        await pilot.press("slash")
+        await typed(pilot, app, "dog", enter=False)
+        await until(pilot, lambda: table_keys(app, "datasets") == ["dogs"])
+        await pilot.press("escape")
+        await until(pilot, lambda: table_keys(app, "datasets") == ["cats", "dogs"])
+        await pilot.press("j")                      # vim down: dogs
+        await until(pilot, lambda: "dogs" in str(pane.query_one("#skipped").render()))
+        await pilot.press("x")
+        await pilot.press("y")
+        await until(pilot, lambda: table_keys(app, "datasets") == ["cats"])
+    assert [d.name for d in Registry(ws.registry_path).list_datasets()] == ["cats"]
+
+
+@sync
+async def test_jobs_live_list_log_search_and_finish_notification(ws) -> None:  # noqa: ANN001
+    app = make_app(ws)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("2")
+        await until(pilot, lambda: len(table_keys(app, "jobs")) == 3)
+        pane = app.panes["jobs"]
+        view = pane.query_one(LogView)
+        await until(pilot, lambda: len(view.lines) == 60)
+        # follow the running job's state change: RUNNING -> SUCCEEDED rings and notifies
+        running = "cats-20251128-181320"
+        pane.query_one(FilterTable).select(running)
+        await until(pilot, lambda: pane.query_one("#log").border_title.startswith(running))
+        await until(pilot, lambda: len(view.lines) == 60)
+        await pilot.press("l")
+        await until(pilot, lambda: isinstance(app.focused, LogView))
+        await pilot.press("slash")
+        await typed(pilot, app, "step 10")
+        await until(pilot, lambda: view.matches == [1, 10])
+        first = view.current
+        await pilot.press("n")
+        assert view.current == (first + 1) % len(view.matches)
+        await pilot.press("N")
+        assert view.current == first
+        assert not view.follow                      # a search jump pauses follow
+        await pilot.press("w")
+        assert view.wrap
+        await pilot.press("G")
+        assert view.follow
+        await pilot.press("escape")
+        reg = Registry(ws.registry_path)
+        reg.update_job(running, state=JobState.SUCCEEDED)
+        await until(pilot, lambda: any("finished" in n.message for n in app._notifications))
+
+
+@sync
+async def test_jobs_cancel_refuses_finished_job(ws) -> None:  # noqa: ANN001
+    app = make_app(ws)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("2")
+        await until(pilot, lambda: len(table_keys(app, "jobs")) == 3)
+        app.panes["jobs"].query_one(FilterTable).select("cats-20251128-171320")
+        await pilot.press("c")
+        await until(pilot, lambda: any("already succeeded" in n.message for n in app._notifications))
+
+
+@sync
+async def test_models_list_undeploy_delete(ws) -> None:  # noqa: ANN001
+    app = make_app(ws)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("3")
+        await until(pilot, lambda: table_keys(app, "models") == ["cats@v1"])
+        await pilot.press("u")
+        await until(pilot, lambda: not Registry(ws.registry_path).get_model("cats", 1).deployed)
+        await pilot.press("x", "y")
+        await until(pilot, lambda: table_keys(app, "models") == [])
+
+
+@sync
+async def test_generator_resample_history_pin_interpolate_save(ws, tmp_path: Path) -> None:  # noqa: ANN001
+    app = make_app(ws)
+    async with app.run_test(size=(80, 24)) as pilot:
+        gen = app.panes["generator"]
+        assert isinstance(gen, GeneratorPane)
+        gen.save_dir = tmp_path / "out"
+        await pilot.press("3")
+        await until(pilot, lambda: table_keys(app, "models") == ["cats@v1"])
+        await pilot.press("enter")                  # open in the generator
+        await until(pilot, lambda: len(gen.history) == 1)
+        first = gen.current
+        assert first is not None and first.kind == "random"
+        np.testing.assert_array_equal(first.z[0], embedding(first.seeds[0], 100))
+        await pilot.press("r")
+        await until(pilot, lambda: len(gen.history) == 2)
+        assert gen.current.seeds != first.seeds
+        await pilot.press("p", "h", "p")            # pin the second, go back, pin the first
+        assert gen.current is first and len(gen.pins) == 2
+        await pilot.press("l")
+        assert gen.index == 1
+        await pilot.press("s")
+        seed = gen.current.seeds[0]
+        await until(pilot, lambda: (tmp_path / "out" / f"cats-v1-seed{seed}.json").exists())
+        saved = json.loads((tmp_path / "out" / f"cats-v1-seed{seed}.json").read_text())
+        assert saved["key"] == "0"
+        np.testing.assert_allclose(saved["embeddings"], embedding(seed, 100), rtol=1e-6)
+        assert (tmp_path / "out" / f"cats-v1-seed{seed}.png").exists()
+        await pilot.press("g")
+        await until(pilot, lambda: gen.current.kind == "grid")
+        assert gen.current.z.shape == (16, 100)
+        await pilot.press("i")
+        await typed(pilot, app, "5", clear=True)
+        await until(pilot, lambda: gen.current.kind == "interp")
+        assert gen.current.z.shape == (5, 100)
+        # open an image: embedding + reconstruction side by side
+        img = tmp_path / "in.png"
+        img.write_bytes(tui_workspace.png(np.random.default_rng(0), 80, 60))
+        await pilot.press("o")
+        await typed(pilot, app, str(img))
+        await until(pilot, lambda: gen.current.kind == "file")
+        assert gen.current.image.size == (64 * 2 + 4, 64)
+
+
+def test_slerp_ends_and_norm() -> None:
+    a, b = embedding(1, 100), embedding(2, 100)
+    path = slerp(a, b, 7)
+    np.testing.assert_allclose(path[0], a, rtol=1e-5)
+    np.testing.assert_allclose(path[-1], b, rtol=1e-5, atol=1e-6)
+    norms = np.linalg.norm(path, axis=1)
+    assert norms.min() > 0.8 * min(np.linalg.norm(a), np.linalg.norm(b))
+
+
+@sync
+async def test_help_lists_pane_bindings_and_palette_has_actions(ws) -> None:  # noqa: ANN001
+    from textual.command import CommandPalette
+
+    from tui.screens.help import HelpScreen
+    app = make_app(ws)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("2", "question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        text = str(app.screen.query_one("Static").render())
+        for words in ("New job", "Cancel job", "Resume", "TensorBoard", "Follow", "Wrap", "Next match", "Filter"):
+            assert words in text
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, HelpScreen))
+        await pilot.press("ctrl+p")
+        await until(pilot, lambda: isinstance(app.screen, CommandPalette))
+        await typed(pilot, app, "demo", enter=False)
+        await until(pilot, lambda: "Datasets: Make the demo dataset" in str(
+            app.screen.query_one("CommandList").get_option_at_index(0).prompt))
+
+
+def test_first_paint_does_not_import_tensorflow(tmp_path: Path) -> None:
+    code = ("import asyncio, sys\n"
+            "from tui.app import GenmlApp\n"
+            "async def main():\n"
+            "    app = GenmlApp()\n"
+            "    async with app.run_test(size=(80, 24)) as pilot:\n"
+            "        await pilot.pause()\n"
+            "asyncio.run(main())\n"
+            "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n")
+    env = dict(os.environ, GENML_HOME=str(tmp_path / "home"), GENML_CONFIG=str(tmp_path / "c.toml"))
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True, timeout=60)
