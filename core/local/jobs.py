@@ -59,6 +59,7 @@ def child_env(ws: Workspace) -> dict[str, str]:
     root = str(code_root())
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.setdefault("PYTHONUNBUFFERED", "1")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")     # keep train.log about training, not TF's start-up chatter
     return env
 
 

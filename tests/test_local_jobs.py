@@ -1,0 +1,213 @@
+"""Local jobs: ids, logs, reconcile, the concurrency queue, cancel, SIGKILL + resume (real processes)."""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from core.backend import TrainOptions
+from core.errors import InvalidState
+from core.local import jobs, logs, procs
+from core.local.backend import LocalBackend
+from core.registry import Registry
+from core.types import Dataset, Job, JobState
+from core.workspace import Workspace
+from tests.local_support import register_tiny_dataset, wait_for
+
+
+def _row(ws: Workspace, job_id: str, state: JobState = JobState.RUNNING, **kw: object) -> Job:
+    d = ws.job_dir(job_id)
+    d.mkdir(parents=True, exist_ok=True)
+    job = Job(id=job_id, dataset="x", state=state, created=time.time() - 3600, job_dir=str(d), **kw)  # type: ignore[arg-type]
+    Registry(ws.registry_path).add_job(job)
+    return job
+
+
+def _sleeper(marker: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", marker])
+
+
+def test_job_ids_are_readable_and_never_reused(workspace: Workspace) -> None:
+    reg = Registry(workspace.registry_path)
+    t = time.mktime((2026, 11, 28, 17, 30, 5, 0, 0, -1))
+    first = jobs.new_job_id(reg, "my faces!", t)
+    assert first == "my-faces-20261128-173005"
+    _row(workspace, first)
+    assert jobs.new_job_id(reg, "my faces!", t) == first + "-2"
+
+
+def test_log_tail_reads_from_the_end_and_follows_by_byte_cursor(tmp_path: Path) -> None:
+    log = tmp_path / "train.log"
+    with open(log, "w") as f:
+        for i in range(200_000):                      # ~3 MB: tail must not need all of it
+            f.write(f"line {i}\n")
+    lines, cursor = logs.tail(log, 3)
+    assert lines == ["line 199997", "line 199998", "line 199999"]
+    assert cursor == log.stat().st_size
+    with open(log, "a") as f:
+        f.write("new one\nhalf a li")
+    lines, cursor2 = logs.forward(log, cursor, 100)
+    assert lines == ["new one"]                       # the partial line waits for its newline
+    with open(log, "a") as f:
+        f.write("ne\n")
+    lines, _ = logs.forward(log, cursor2, 100)
+    assert lines == ["half a line"]
+    lines, c = logs.forward(log, 0, 2)                # max_lines bounds a read
+    assert lines == ["line 0", "line 1"] and c == len(b"line 0\nline 1\n")
+    assert logs.tail(tmp_path / "missing.log", 5) == ([], 0)
+
+
+def test_read_log_through_the_backend(workspace: Workspace) -> None:
+    job = _row(workspace, "j-1", JobState.SUCCEEDED)
+    Path(job.job_dir, "train.log").write_text("".join(f"{i}\n" for i in range(10)) + "last, no newline")
+    b = LocalBackend(workspace)
+    chunk = b.read_log("j-1", None, 3)
+    assert chunk.lines == ["8", "9", "last, no newline"]     # a finished job's partial line is shown
+    assert b.read_log("j-1", chunk.cursor).lines == []
+
+
+def test_process_identity_needs_pid_start_time_and_marker() -> None:
+    p = _sleeper("job-abc")
+    try:
+        st = procs.start_time(p.pid)
+        assert st is not None
+        assert procs.is_ours(p.pid, "job-abc", st)
+        assert not procs.is_ours(p.pid, "job-xyz", st)          # someone else's process
+        assert not procs.is_ours(p.pid, "job-abc", st + 1)      # same pid, different process (reused)
+    finally:
+        p.kill()
+        p.wait()
+    assert not procs.alive(p.pid)
+
+
+def test_reconcile_fails_a_job_whose_processes_died_with_its_last_log_lines(workspace: Workspace) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass", "dead-1"])
+    dead.wait()
+    job = _row(workspace, "dead-1", pid=dead.pid, remote={"runner_start": 1})
+    Path(job.job_dir, "train.log").write_text("step 1\nstep 2\nTraceback: out of memory\n")
+    LocalBackend(workspace)                                   # every open reconciles
+    got = Registry(workspace.registry_path).get_job("dead-1")
+    assert got.state is JobState.FAILED
+    assert "out of memory" in got.error and "ended without finishing" in got.error
+    assert got.ended
+
+
+def test_reconcile_keeps_live_jobs_and_catches_reused_pids(workspace: Workspace) -> None:
+    p = _sleeper("live-1 live-2")
+    try:
+        _row(workspace, "live-1", pid=p.pid, remote={"runner_start": procs.start_time(p.pid)})
+        _row(workspace, "live-2", pid=p.pid, remote={"runner_start": (procs.start_time(p.pid) or 0) + 7})
+        reg = Registry(workspace.registry_path)
+        assert jobs.reconcile(reg) == ["live-2"]
+        assert reg.get_job("live-1").state is JobState.RUNNING
+        assert reg.get_job("live-2").state is JobState.FAILED
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_reconcile_takes_the_final_state_from_status_json(workspace: Workspace) -> None:
+    job = _row(workspace, "done-1", pid=None)
+    d = Path(job.job_dir)
+    (d / "model").mkdir()
+    (d / "model" / "saved_model.pb").write_bytes(b"x")
+    (d / "status.json").write_text(json.dumps({"state": "JOB_STATE_SUCCEEDED", "step": 12}))
+    reg = Registry(workspace.registry_path)
+    jobs.reconcile(reg)
+    got = reg.get_job("done-1")
+    assert got.state is JobState.SUCCEEDED and got.step == 12
+
+
+def test_a_job_being_spawned_is_left_alone(workspace: Workspace) -> None:
+    _row(workspace, "new-1", JobState.QUEUED, pid=None, remote={"spawned_at": time.time()})
+    reg = Registry(workspace.registry_path)
+    assert jobs.reconcile(reg) == []
+    assert jobs.reconcile(reg, now=time.time() + 3600) == ["new-1"]
+
+
+def _fake_dataset(ws: Workspace, name: str = "fake") -> None:
+    d = ws.dataset_dir(name)
+    d.mkdir(parents=True)
+    (d / "manifest.json").write_text("{}")
+    Registry(ws.registry_path).add_dataset(Dataset(name=name, path=str(d), created=time.time()))
+
+
+def test_jobs_wait_for_a_slot_and_can_be_cancelled_while_queued(workspace: Workspace) -> None:
+    """A real supervisor process waits in QUEUED while every slot is taken; cancel ends it."""
+    _fake_dataset(workspace)
+    slots = workspace.jobs_dir / ".slots"
+    slots.mkdir()
+    holder = open(slots / "slot-0.lock", "ab")           # default limit on 2 cores is 1 job
+    fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        b = LocalBackend(workspace)
+        job = b.submit_job("fake", TrainOptions(preset="tiny"))
+        assert job.state is JobState.QUEUED and job.pid
+        log = Path(job.job_dir) / "train.log"
+        wait_for(lambda: "queued: waiting" in log.read_text(), 30, what="the supervisor to queue")
+        assert LocalBackend(workspace).get_job(job.id).state is JobState.QUEUED     # reconcile leaves it
+        cancelled = b.cancel_job(job.id)
+        assert cancelled.state is JobState.CANCELLED
+        wait_for(lambda: not procs.alive(job.pid), 30, what="the supervisor to exit")
+        with pytest.raises(InvalidState):
+            b.cancel_job(job.id)
+    finally:
+        holder.close()
+
+
+def test_refusals_name_the_state(workspace: Workspace) -> None:
+    _row(workspace, "ok-1", JobState.SUCCEEDED)
+    b = LocalBackend(workspace)
+    with pytest.raises(InvalidState, match="already succeeded"):
+        b.resume_job("ok-1")
+    with pytest.raises(InvalidState, match="already ended"):
+        b.cancel_job("ok-1")
+    assert b.get_job("ok").id == "ok-1"                      # a unique prefix is enough
+
+
+@pytest.mark.slow
+def test_cancel_sigkill_reconcile_and_resume_a_real_job(workspace: Workspace) -> None:
+    """One real tiny job: SIGTERM -> CANCELLED; resume; SIGKILL -> FAILED on reconcile; resume -> SUCCEEDED."""
+    register_tiny_dataset(workspace)
+    b = LocalBackend(workspace)
+    opts = TrainOptions(preset="tiny", max_steps=150, extra_args=["--checkpoint-every", "5", "--eval-every", "150"])
+    job = b.submit_job("tiny", opts)
+    ckpts = Path(job.job_dir) / "checkpoints"
+
+    def checkpointed() -> bool:
+        return ckpts.is_dir() and any(n.endswith(".index") for n in os.listdir(ckpts))
+
+    def state() -> JobState:
+        return LocalBackend(workspace).get_job(job.id).state
+
+    wait_for(checkpointed, 120, what="a first checkpoint")
+    assert b.cancel_job(job.id).state in (JobState.CANCELLING, JobState.CANCELLED)
+    wait_for(lambda: state() is JobState.CANCELLED, 60, what="CANCELLED")
+    step_cancelled = json.loads((Path(job.job_dir) / "status.json").read_text())["step"]
+    assert 0 < step_cancelled < 150
+
+    resumed = b.resume_job(job.id)
+    runner_pid = resumed.pid
+    assert runner_pid
+    wait_for(lambda: json.loads((Path(job.job_dir) / "status.json").read_text()).get("step", 0) > step_cancelled
+             and b.get_job(job.id).state is JobState.RUNNING, 120, what="the resumed run to make progress")
+    os.killpg(runner_pid, signal.SIGKILL)                 # supervisor and trainer: no chance to record anything
+    wait_for(lambda: not procs.alive(runner_pid), 30, what="the kill")
+    failed = LocalBackend(workspace).get_job(job.id)      # a fresh open reconciles
+    assert failed.state is JobState.FAILED
+    assert "Last log lines" in failed.error
+
+    b.resume_job(job.id)
+    wait_for(lambda: state().terminal, 120, what="the second resume to end")
+    done = LocalBackend(workspace).get_job(job.id)
+    assert done.state is JobState.SUCCEEDED, done.error
+    assert done.step == 150
+    log = (Path(job.job_dir) / "train.log").read_text()
+    assert log.count("genml: resuming job") == 2
