@@ -53,7 +53,6 @@ class Clients:
         self._lock = threading.Lock()
         self._local = threading.local()
         self._creds: Any = None
-        self._services: dict[str, Any] = {}
         self._storage: Any = None
 
     # ---- construction -----------------------------------------------------------------
@@ -65,15 +64,8 @@ class Clients:
             return self._creds
 
     def _service(self, api: str, version: str, endpoint: str) -> Any:
-        creds = self.credentials
-        with self._lock:
-            if api not in self._services:
-                from google.api_core.client_options import ClientOptions
-                from googleapiclient import discovery
-                self._services[api] = discovery.build(
-                    api, version, credentials=creds, client_options=ClientOptions(api_endpoint=endpoint),
-                    static_discovery=True, cache_discovery=False)
-            return self._services[api]
+        self.credentials            # fail early, with the credentials hint, before any request is built
+        return _built(api, version, endpoint)
 
     @property
     def aiplatform(self) -> Any:
@@ -153,6 +145,28 @@ class Clients:
                 found = before_retry()
                 if found is not None:
                     return found
+
+
+_built_lock = threading.Lock()
+_built_cache: dict[tuple[str, str, str], Any] = {}
+
+
+def _built(api: str, version: str, endpoint: str) -> Any:
+    """Building from the 3 MB aiplatform document takes ~0.6 s, so it happens once per process.
+
+    The service carries no credentials of its own: every request is executed with the
+    calling thread's authorised http (Clients._http).
+    """
+    key = (api, version, endpoint)
+    with _built_lock:
+        if key not in _built_cache:
+            from google.api_core.client_options import ClientOptions
+            from google.auth.credentials import AnonymousCredentials
+            from googleapiclient import discovery
+            _built_cache[key] = discovery.build(
+                api, version, credentials=AnonymousCredentials(), client_options=ClientOptions(api_endpoint=endpoint),
+                static_discovery=True, cache_discovery=False)
+        return _built_cache[key]
 
 
 def _retry_after(exc: Any) -> float | None:

@@ -29,12 +29,25 @@ class Route:
 
 
 class Discovery:
-    def __init__(self, api: str, version: str) -> None:
-        with open(os.path.join(DOCS, f"{api}.{version}.json"), encoding="utf-8") as f:
-            self.doc = json.load(f)
-        self.schemas: dict[str, Any] = self.doc["schemas"]
-        self.routes: list[Route] = []
-        self._collect(self.doc)
+    """Routes and schemas of one API; parsed once per process (read-only afterwards)."""
+
+    _cache: dict[tuple[str, str], "Discovery"] = {}
+
+    def __new__(cls, api: str, version: str) -> "Discovery":
+        key = (api, version)
+        if key not in cls._cache:
+            self = super().__new__(cls)
+            with open(os.path.join(DOCS, f"{api}.{version}.json"), encoding="utf-8") as f:
+                self.doc = json.load(f)
+            self.schemas = self.doc["schemas"]
+            self.routes = []
+            self._collect(self.doc)
+            cls._cache[key] = self
+        return cls._cache[key]
+
+    doc: dict[str, Any]
+    schemas: dict[str, Any]
+    routes: list[Route]
 
     def _collect(self, node: dict[str, Any]) -> None:
         for m in (node.get("methods") or {}).values():
