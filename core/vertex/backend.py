@@ -41,7 +41,6 @@ BILLING_NOTICE = (
     "while they run, a deployed model bills per node-hour until you undeploy it (`genml models undeploy`), "
     "batch prediction bills per node-hour, and the bucket bills for what it stores. See docs/vertex.md for "
     "typical costs. (Shown once.)")
-REFRESH_TTL_S = 5.0
 
 
 def _ts(value: str | None) -> float | None:
@@ -293,7 +292,7 @@ class VertexBackend:
         if not name or (job.state.terminal and job.remote.get("final")):
             return job
         now = time.monotonic()
-        if not force and now - self._refreshed.get(job.id, -1e9) < REFRESH_TTL_S:
+        if now - self._refreshed.get(job.id, -1e9) < (0.0 if force else self.settings.refresh_interval_s):
             return job
         self._refreshed[job.id] = now
         cj = self.clients.call(self.clients.aiplatform.customJobs().get(name=name), f"Reading job {job.id}")
@@ -325,7 +324,7 @@ class VertexBackend:
         return out
 
     def get_job(self, job_id: str) -> Job:
-        return self._refresh(self._vertex_job(job_id), force=True)
+        return self._refresh(self._vertex_job(job_id))
 
     def cancel_job(self, job_id: str) -> Job:
         job = self._refresh(self._vertex_job(job_id), force=True)

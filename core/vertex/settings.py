@@ -57,7 +57,8 @@ class Settings:
     call_deadline_s: float = 120.0       # one API call, retries included
     operation_deadline_s: float = 1800.0  # one long-running operation (deploy can take 20+ minutes)
     retry_initial_s: float = 1.0
-    poll_interval_s: float = 10.0
+    poll_interval_s: float = 10.0          # long-running operations and batch jobs
+    refresh_interval_s: float = 5.0        # re-read a running job from Vertex AI at most this often
     log_reads_per_minute: int = 60
     name: str = "vertex"
 
