@@ -137,10 +137,11 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     app: App
     quiet: bool = True
+    read_timeout: float = READ_TIMEOUT_S
 
     def setup(self) -> None:
         super().setup()
-        self.connection.settimeout(READ_TIMEOUT_S)
+        self.connection.settimeout(self.read_timeout)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         if not self.quiet:
@@ -209,8 +210,9 @@ class Server(ThreadingHTTPServer):
     block_on_close = True
     allow_reuse_address = True
 
-    def __init__(self, addr: tuple[str, int], app: App, quiet: bool = True) -> None:
-        handler = type("Handler", (_Handler,), {"app": app, "quiet": quiet})
+    def __init__(self, addr: tuple[str, int], app: App, quiet: bool = True,
+                 read_timeout: float = READ_TIMEOUT_S) -> None:
+        handler = type("Handler", (_Handler,), {"app": app, "quiet": quiet, "read_timeout": read_timeout})
         family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
         self.address_family = family
         super().__init__(addr, handler)
@@ -224,11 +226,11 @@ class Server(ThreadingHTTPServer):
 
 def make_server(predictor: Any, name: str, host: str = "127.0.0.1", port: int = 8080, *,
                 token: str | None = None, version: int | None = None, quiet: bool = True,
-                max_body: int = MAX_BODY) -> Server:
+                max_body: int = MAX_BODY, read_timeout: float = READ_TIMEOUT_S) -> Server:
     check_bind(host, token)
     app = App(predictor, name, version=version, token=token, max_body=max_body)
     try:
-        return Server((host, port), app, quiet=quiet)
+        return Server((host, port), app, quiet=quiet, read_timeout=read_timeout)
     except OSError as exc:
         raise InvalidInput(f"Cannot listen on {host}:{port}: {exc.strerror or exc}.",
                            "Pick another --port (0 picks a free one) or stop whatever holds it.") from exc
