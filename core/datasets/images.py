@@ -1,0 +1,256 @@
+"""Turn one source image into the stored form of docs/contracts.md ("Dataset folder").
+
+Runs in worker processes, so it imports only Pillow (numpy only for the demo). Every
+source is decoded exactly once; anything that cannot be used comes back as a `Processed`
+with `reason` set (a sentence for a person) instead of raising, so one bad file never
+stops a run.
+
+Speed: big JPEGs are decoded with libjpeg's DCT scaling (`Image.draft`) to a short side of
+at least DRAFT_SIDE pixels, which is several times faster than a full decode and far above
+any stored size. The content hash is taken over those decoded pixels; DRAFT_SIDE is fixed
+(independent of the image size option) so the hash, and with it the split, of a file never
+depends on the options it was added with.
+"""
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import math
+import os
+import struct
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image, ImageOps, ImageStat, UnidentifiedImageError
+
+CROP_FRACTION = 0.75
+MAX_ASPECT = 2.0
+MAX_PIXELS = 64_000_000          # larger declared sizes are treated as decompression bombs
+DRAFT_SIDE = 512
+DEFAULT_BACKGROUND = (255, 255, 255)
+
+# Our own bomb check below replaces Pillow's (which warns first and only fails at 2x).
+Image.MAX_IMAGE_PIXELS = None
+
+
+def stored_size(image_size: int) -> int:
+    """Short side of a stored image: enough margin for a 0.75 crop box to cover image_size."""
+    return math.ceil(image_size / CROP_FRACTION - 1e-9)
+
+
+def min_side(image_size: int) -> int:
+    """Smallest short side we accept; between this and stored_size images are upsampled."""
+    return max(1, math.ceil(image_size / 2))
+
+
+@dataclass(frozen=True)
+class Options:
+    image_size: int = 64
+    crop: str = "random"
+    background: tuple[int, int, int] = DEFAULT_BACKGROUND
+
+    @property
+    def stored_size(self) -> int:
+        return stored_size(self.image_size)
+
+    @property
+    def min_side(self) -> int:
+        return min_side(self.image_size)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"crop": self.crop, "image_size": self.image_size, "stored_size": self.stored_size,
+                "crop_fraction": CROP_FRACTION, "background": list(self.background),
+                "min_side": self.min_side}
+
+
+@dataclass
+class Processed:
+    """The outcome for one source: either a stored PNG plus facts, or a reason to skip."""
+
+    rel: str
+    reason: str = ""
+    png: bytes = b""
+    sha256: str = ""
+    width: int = 0                      # stored size
+    height: int = 0
+    source_size: tuple[int, int] = (0, 0)
+    mean_rgb: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    upsampled: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.reason
+
+
+class Skip(Exception):
+    """Raised inside this module to end processing of one file with a reason."""
+
+
+# ---- decoding ------------------------------------------------------------------------------
+
+def open_image(data: bytes) -> Image.Image:
+    """Open (not yet decode) an image, refusing decompression bombs before any pixel is read."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            im = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise Skip("not an image: no image format recognises its contents") from None
+    except Image.DecompressionBombError as exc:
+        raise Skip(f"decompression bomb: {exc}") from None
+    w, h = im.size
+    if w <= 0 or h <= 0:
+        raise Skip(f"truncated or corrupt: it declares a size of {w}x{h}")
+    if w * h > MAX_PIXELS:
+        raise Skip(f"decompression bomb: it declares {w}x{h} = {w * h / 1e6:.0f} megapixels, "
+                   f"above the limit of {MAX_PIXELS / 1e6:.0f} megapixels")
+    return im
+
+
+def to_rgb(im: Image.Image, background: tuple[int, int, int]) -> Image.Image:
+    """Any Pillow mode -> 8-bit RGB; transparency is composited on `background`."""
+    mode = im.mode
+    if mode.startswith("I;16") or mode == "I":
+        im = im if mode == "I" else im.convert("I")
+        hi = im.getextrema()[1]
+        scale = 1 / 256 if isinstance(hi, (int, float)) and hi > 255 else 1.0
+        im = im.point(lambda v: v * scale).convert("L")
+    elif mode == "F":
+        lo, hi = im.getextrema()
+        scale = 255.0 / hi if hi and hi > 1 else 255.0
+        im = im.point(lambda v: v * scale).convert("L")
+    elif mode == "CMYK":
+        im = _cmyk_to_rgb(im)
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif im.mode in ("LA", "La", "PA", "RGBa") or (im.mode in ("L", "RGB", "1") and "transparency" in im.info):
+        im = im.convert("RGBA")
+    if im.mode == "RGBA":
+        flat = Image.new("RGB", im.size, background)
+        flat.paste(im, mask=im.getchannel("A"))
+        return flat
+    return im if im.mode == "RGB" else im.convert("RGB")
+
+
+def _cmyk_to_rgb(im: Image.Image) -> Image.Image:
+    """Use the embedded ICC profile when there is one (print CMYK looks wrong without it)."""
+    icc = im.info.get("icc_profile")
+    if icc:
+        try:
+            from PIL import ImageCms
+            src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            return ImageCms.profileToProfile(im, src, ImageCms.createProfile("sRGB"), outputMode="RGB")
+        except Exception:  # a broken profile: fall back to the plain formula
+            pass
+    return im.convert("RGB")
+
+
+def decode(data: bytes, background: tuple[int, int, int]) -> tuple[Image.Image, tuple[int, int]]:
+    """Bytes -> (RGB image, declared source size), EXIF orientation applied."""
+    im = open_image(data)
+    declared = im.size
+    try:
+        if im.format == "JPEG" and min(im.size) >= 2 * DRAFT_SIDE:
+            im.draft(im.mode if im.mode in ("RGB", "L", "CMYK") else None, (DRAFT_SIDE, DRAFT_SIDE))
+        im.load()
+        transposed = ImageOps.exif_transpose(im)
+        rgb = to_rgb(transposed if transposed is not None else im, background)
+    except Skip:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error) as exc:
+        raise Skip(f"truncated or corrupt: {exc}") from None
+    if (rgb.size[0] > rgb.size[1]) != (im.size[0] > im.size[1]):
+        declared = (declared[1], declared[0])      # EXIF rotated it by 90 degrees
+    return rgb, declared
+
+
+# ---- geometry ------------------------------------------------------------------------------
+
+def fit(rgb: Image.Image, options: Options, source_size: tuple[int, int]) -> tuple[Image.Image, bool]:
+    """Resize so the short side is stored_size, cutting the long side (centred) to 2x the short."""
+    w, h = rgb.size
+    short = min(w, h)
+    if min(source_size) < options.min_side:
+        raise Skip(f"too small: {source_size[0]}x{source_size[1]} pixels; the minimum is "
+                   f"{options.min_side} px on the short side for image size {options.image_size} "
+                   f"(images from {options.min_side} to {options.stored_size - 1} px are upsampled)")
+    long_max = math.floor(short * MAX_ASPECT)
+    cw, ch = min(w, long_max), min(h, long_max)
+    left, top = (w - cw) / 2, (h - ch) / 2
+    target = options.stored_size
+    longest = math.floor(target * MAX_ASPECT)
+    if w <= h:
+        nw, nh = target, min(longest, max(target, round(ch * target / short)))
+    else:
+        nw, nh = min(longest, max(target, round(cw * target / short))), target
+    out = rgb.resize((nw, nh), Image.Resampling.BICUBIC, box=(left, top, left + cw, top + ch))
+    return out, min(source_size) < target
+
+
+def pixel_hash(rgb: Image.Image) -> str:
+    return hashlib.sha256(rgb.tobytes()).hexdigest()
+
+
+def prepare(rel: str, rgb: Image.Image, source_size: tuple[int, int], options: Options) -> Processed:
+    """Decoded RGB -> stored PNG and the facts the manifest needs."""
+    sha = pixel_hash(rgb)
+    stored, upsampled = fit(rgb, options, source_size)
+    buf = io.BytesIO()
+    stored.save(buf, "PNG", compress_level=6)
+    mean = tuple(round(v, 3) for v in ImageStat.Stat(stored).mean)
+    return Processed(rel=rel, png=buf.getvalue(), sha256=sha, width=stored.size[0], height=stored.size[1],
+                     source_size=source_size, mean_rgb=mean, upsampled=upsampled)  # type: ignore[arg-type]
+
+
+# ---- one file ------------------------------------------------------------------------------
+
+def read_source(path: str) -> bytes:
+    """Read a file, turning OS failures into reasons; the source is opened read-only."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except PermissionError:
+        raise Skip("unreadable: permission denied") from None
+    except IsADirectoryError:
+        raise Skip("not a file") from None
+    except FileNotFoundError:
+        raise Skip("missing: it was removed or is a broken symlink") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise Skip("symlink loop: the link points back at itself") from None
+        raise Skip(f"unreadable: {exc.strerror or exc}") from None
+    if not data:
+        raise Skip("empty file (0 bytes)")
+    return data
+
+
+def process_file(root: str, rel: str, options: Options) -> Processed:
+    try:
+        data = read_source(os.path.join(root, rel))
+        rgb, size = decode(data, options.background)
+        del data
+        return prepare(rel, rgb, size, options)
+    except Skip as exc:
+        return Processed(rel=rel, reason=str(exc))
+    except MemoryError:
+        return Processed(rel=rel, reason="too large to decode in the memory available")
+    except Exception as exc:  # a decoder bug must not stop the run; say what happened
+        return Processed(rel=rel, reason=f"could not be decoded: {type(exc).__name__}: {exc}")
+
+
+Task = tuple  # ("file", root, rel) or ("demo", seed, index, size)
+
+
+def process_batch(options: Options, tasks: list[Task]) -> list[Processed]:
+    """The worker entry point: a small batch per call keeps inter-process overhead low."""
+    out = []
+    for task in tasks:
+        if task[0] == "demo":
+            from core.datasets.demo import process_demo
+            out.append(process_demo(task[1], task[2], task[3], options))
+        else:
+            out.append(process_file(task[1], task[2], options))
+    return out
