@@ -142,10 +142,14 @@ def test_submit_poll_logs_and_succeed(vertex_backend: Any, fake_vertex: FakeVert
     assert storage_client.bucket(BUCKET).blob(pkg.split("/", 3)[3]).exists()
     assert storage_client.bucket(BUCKET).blob("genml/datasets/faces/manifest.json").exists()
 
+    fake_vertex.entries.clear()             # machines not provisioned yet: no entries at all
+    first = vertex_backend.read_log(job.id)
+    assert len(first.lines) == 1 and "provisioning machines" in first.lines[0]
+    assert vertex_backend.read_log(job.id, first.cursor).lines == []      # said once
     states = [vertex_backend.get_job(job.id).state for _ in range(3)]
     assert states == [JobState.PENDING, JobState.RUNNING, JobState.SUCCEEDED]
-    chunk = vertex_backend.read_log(job.id)
-    assert any("provisioned" in line for line in chunk.lines) and chunk.lines[0].startswith("[workerpool0-0]")
+    chunk = vertex_backend.read_log(job.id, first.cursor)
+    assert any("step 1/10" in line for line in chunk.lines) and chunk.lines[0].startswith("[workerpool0-0]")
     assert vertex_backend.read_log(job.id, chunk.cursor).lines == []       # nothing twice
     fake_vertex._log(job.remote["job_id"] if False else vertex_backend.get_job(job.id).remote["job_id"],
                      "INFO", "one more line")
@@ -365,6 +369,35 @@ def test_trainer_sdist_holds_only_the_trainer_and_is_reproducible() -> None:
     assert all(n.startswith(("genml_trainer-0.1.0/trainer/", "genml_trainer-0.1.0/setup.py",
                              "genml_trainer-0.1.0/PKG-INFO")) for n in names)
     assert "install_requires=[]" in setup
+
+
+def test_the_trainer_runs_on_the_training_container_python() -> None:
+    """The prebuilt container has Python 3.10 and TensorFlow 2.17: no newer syntax, no other packages."""
+    import ast
+    import sys
+
+    from core.vertex.packaging import trainer_dir
+    third_party = set()
+    for path in trainer_dir().rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path), feature_version=(3, 10))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                third_party |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                third_party.add(node.module.split(".")[0])
+    third_party -= set(sys.stdlib_module_names) | {"trainer"}
+    assert third_party <= {"tensorflow", "keras", "numpy"}
+
+
+@pytest.mark.slow
+def test_the_sdist_installs_with_pip_without_dependencies(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    _, name, data = build_sdist()
+    (tmp_path / name).write_bytes(data)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--no-build-isolation",
+                    "--target", str(tmp_path / "site"), str(tmp_path / name)], check=True, timeout=120)
+    assert (tmp_path / "site" / "trainer" / "task.py").exists()
 
 
 def test_vertex_jobs_live_in_the_shared_registry(vertex_backend: Any, tmp_path: Path, workspace: Any) -> None:

@@ -364,7 +364,14 @@ class VertexBackend:
         numeric = job.remote.get("job_id")
         if not numeric:
             return LogChunk([], cursor)
-        return cloud_logs.read(self.clients, str(numeric), cursor, max_lines)
+        chunk = cloud_logs.read(self.clients, str(numeric), cursor, max_lines)
+        if not chunk.lines and not (cursor or {}).get("ts") and not (cursor or {}).get("noted") \
+                and job.state in (JobState.QUEUED, JobState.PENDING):
+            # the commonest question about a new cloud job: why is the log empty?
+            chunk.lines = ["(genml) Vertex AI is provisioning machines; the log starts when the job runs. "
+                           "This often takes a few minutes."]
+            chunk.cursor = dict(chunk.cursor, noted=True)
+        return chunk
 
     # ---- long-running operations ------------------------------------------------------
     def _operations(self, op_name: str) -> Any:

@@ -128,7 +128,7 @@ def read(clients: Clients, numeric_id: str, cursor: Any = None, max_lines: int =
         if not token:
             break
         body["pageToken"] = token
-    return LogChunk(lines=lines, cursor={"ts": ts, "seen": sorted(seen)})
+    return LogChunk(lines=lines, cursor=dict(cur, ts=ts, seen=sorted(seen)))
 
 
 def last_errors(clients: Clients, numeric_id: str, count: int = 10) -> list[str]:
