@@ -429,3 +429,39 @@ def test_cli_configure_and_check(workspace: Any, fake_vertex: FakeVertex, gcs_em
     r = runner.invoke(cli, ["vertex", "configure", "--profile", "bad", "--project", "p", "--region", "nowhere",
                             "--bucket", "b12"])
     assert r.exit_code != 0 and "not a region name" in r.output
+
+
+def test_a_failed_upload_is_started_afresh_on_the_next_deploy(vertex_backend: Any, fake_vertex: FakeVertex,
+                                                              storage_client: Any, tmp_path: Path) -> None:
+    job = _succeeded_job(vertex_backend, fake_vertex, storage_client, tmp_path)
+    fake_vertex.next_operation_error = {"code": 13, "message": "Internal error while copying the model."}
+    with pytest.raises(CloudError, match="copying the model"):
+        vertex_backend.deploy(job.id, "faces")
+    mv = vertex_backend.deploy(job.id, "faces")
+    assert mv.deployed and mv.version == 1
+    assert len(fake_vertex.calls("aiplatform.projects.locations.models.upload")) == 2
+
+
+def test_undeploy_and_remove_tolerate_resources_deleted_in_the_console(
+        vertex_backend: Any, fake_vertex: FakeVertex, storage_client: Any, tmp_path: Path) -> None:
+    job = _succeeded_job(vertex_backend, fake_vertex, storage_client, tmp_path)
+    vertex_backend.deploy(job.id, "faces")
+    fake_vertex.endpoints.clear()
+    fake_vertex.models.clear()
+    assert not vertex_backend.undeploy("faces").deployed
+    vertex_backend.remove_model("faces@v1")
+    assert vertex_backend.list_models() == []
+
+
+def test_a_submission_interrupted_before_the_answer_is_recovered(vertex_backend: Any, fake_vertex: FakeVertex,
+                                                                 tmp_path: Path) -> None:
+    add_dataset(vertex_backend, tmp_path)
+    job = vertex_backend.submit_job("faces", TrainOptions(preset="tiny"))
+    remote = {k: v for k, v in job.remote.items() if k not in ("name", "job_id", "history")}
+    vertex_backend.registry.update_job(job.id, remote=remote)           # as if genml died mid-call
+    again = vertex_backend.get_job(job.id)
+    assert again.remote["name"] == job.remote["name"]
+    lost = vertex_backend.submit_job("faces", TrainOptions(preset="tiny"))
+    fake_vertex.custom_jobs.pop(lost.remote["job_id"])
+    vertex_backend.registry.update_job(lost.id, remote={"body": lost.remote["body"]}, created=time.time() - 600)
+    assert vertex_backend.get_job(lost.id).state is JobState.FAILED

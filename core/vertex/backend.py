@@ -289,6 +289,8 @@ class VertexBackend:
     def _refresh(self, job: Job, force: bool = False) -> Job:
         """Update a job from Vertex AI (state, times, error) and from its job dir (step, speed)."""
         name = job.remote.get("name")
+        if not name and not job.state.terminal:
+            return self._recover_submission(job)
         if not name or (job.state.terminal and job.remote.get("final")):
             return job
         now = time.monotonic()
@@ -313,6 +315,22 @@ class VertexBackend:
         self.registry.update_job(job.id, **values)
         return self.registry.get_job(job.id)
 
+    def _recover_submission(self, job: Job) -> Job:
+        """genml stopped between registering a job and hearing back from customJobs.create:
+        adopt the CustomJob if it exists, else call the submission failed after a grace period."""
+        body = job.remote.get("body") or {}
+        found = self._find_custom_job(body.get("displayName", f"genml-{job.id}")) if body else None
+        if found:
+            remote = dict(job.remote, name=found["name"], job_id=_last(found["name"]))
+            remote.setdefault("history", []).append(found["name"])
+            self.registry.update_job(job.id, remote=remote, state=JobState.parse(found.get("state", "JOB_STATE_QUEUED")))
+            return self.registry.get_job(job.id)
+        if time.time() - job.created > 300:
+            self.registry.update_job(job.id, state=JobState.FAILED, ended=time.time(),
+                                     error="The submission to Vertex AI did not complete.")
+            return self.registry.get_job(job.id)
+        return job
+
     def list_jobs(self) -> list[Job]:
         jobs = [j for j in self.registry.list_jobs() if j.backend == "vertex"]
         out = []
@@ -331,9 +349,10 @@ class VertexBackend:
         if job.state.terminal:
             raise InvalidState(f"Job {job_id} has already ended ({job.state.short}).", "Nothing to cancel.")
         name = job.remote.get("name")
-        if name:
-            self.clients.call(self.clients.aiplatform.customJobs().cancel(name=name, body={}),
-                              f"Cancelling job {job_id}")
+        if not name:                      # never reached Vertex AI
+            self.registry.update_job(job_id, state=JobState.CANCELLED, ended=time.time())
+            return self.registry.get_job(job_id)
+        self.clients.call(self.clients.aiplatform.customJobs().cancel(name=name, body={}), f"Cancelling job {job_id}")
         self.registry.update_job(job_id, state=JobState.CANCELLING)
         self._refreshed.pop(job_id, None)
         return self.registry.get_job(job_id)
@@ -394,9 +413,11 @@ class VertexBackend:
             if op.get("done"):
                 if op.get("error"):
                     e = op["error"]
-                    raise CloudError(f"{what} failed: {e.get('message', e)}.",
+                    exc = CloudError(f"{what} failed: {e.get('message', e)}.",
                                      "Check the model files in the job dir and the region's quotas; "
                                      "run the command again to retry.")
+                    exc.operation_failed = True  # type: ignore[attr-defined]
+                    raise exc
                 return dict(op.get("response") or {})
             polls += 1
             if progress:
@@ -459,7 +480,20 @@ class VertexBackend:
         if not mv.remote.get(op_key):
             op = start()
             self._save(mv, **{op_key: op["name"]})
-        return self.wait_operation(mv.remote[op_key], what, progress)
+        try:
+            return self.wait_operation(mv.remote[op_key], what, progress)
+        except CloudError as exc:
+            if getattr(exc, "operation_failed", False) or getattr(exc, "http_status", 0) == 404:
+                self._save(mv, **{op_key: None})      # the next run starts this step afresh
+            raise
+
+    def _gone_ok(self, fn: Callable[[], Any]) -> None:
+        """Deleting what someone already deleted (e.g. in the console) is not an error."""
+        try:
+            fn()
+        except CloudError as exc:
+            if getattr(exc, "http_status", 0) != 404:
+                raise
 
     def _continue_deploy(self, mv: ModelVersion, progress: ProgressFn | None) -> ModelVersion:
         s, ai, c = self.settings, self.clients.aiplatform, self.clients
@@ -503,12 +537,13 @@ class VertexBackend:
         endpoint = mv.remote.get("endpoint")
         if endpoint and mv.remote.get("deployed_model_id"):
             body = {"deployedModelId": mv.remote["deployed_model_id"]}
-            self._step(mv, "undeploy_op", lambda: c.call(ai.endpoints().undeployModel(endpoint=endpoint, body=body),
-                                                         "Undeploying the model"), f"Undeploying {mv.ref}", None)
+            self._gone_ok(lambda: self._step(mv, "undeploy_op", lambda: c.call(
+                ai.endpoints().undeployModel(endpoint=endpoint, body=body), "Undeploying the model"),
+                f"Undeploying {mv.ref}", None))
         if endpoint:
-            self._step(mv, "endpoint_delete_op", lambda: c.call(ai.endpoints().delete(name=endpoint),
-                                                                "Deleting the endpoint"),
-                       f"Deleting the endpoint of {mv.ref}", None)
+            self._gone_ok(lambda: self._step(mv, "endpoint_delete_op", lambda: c.call(
+                ai.endpoints().delete(name=endpoint), "Deleting the endpoint"),
+                f"Deleting the endpoint of {mv.ref}", None))
         keep = {k: v for k, v in mv.remote.items() if k in ("model", "project", "region", "upload_op")}
         mv.remote = dict(keep, stage="undeployed")
         self.registry.update_model(mv.name, mv.version, remote=mv.remote, deployed=False)
@@ -524,10 +559,10 @@ class VertexBackend:
             if mv.remote.get("endpoint"):
                 mv = self.undeploy(mv.ref)
             if mv.remote.get("model"):
-                model = mv.remote["model"]
-                self._step(mv, "delete_op", lambda: self.clients.call(
+                model, m = mv.remote["model"], mv
+                self._gone_ok(lambda: self._step(m, "delete_op", lambda: self.clients.call(
                     self.clients.aiplatform.models().delete(name=model), "Deleting the model"),
-                    f"Deleting {mv.ref} from Vertex AI", None)
+                    f"Deleting {m.ref} from Vertex AI", None))
             self.registry.remove_model(mv.name, mv.version)
 
     # ---- prediction -------------------------------------------------------------------

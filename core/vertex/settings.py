@@ -84,6 +84,9 @@ class Settings:
                                    "Fix it with `genml vertex configure` or in the config file.") from exc
         s = cls(**kwargs)
         s.bucket = s.bucket.removeprefix("gs://").strip("/")
+        if s.credentials:
+            import os
+            s.credentials = os.path.expanduser(s.credentials)
         return s
 
     def validate(self) -> "Settings":

@@ -27,7 +27,7 @@ __all__ = ["gcs_emulator", "storage_client", "fake_vertex", "vertex_profile", "v
 def gcs_emulator() -> Iterator[str]:
     """gcp-storage-emulator in this process, in memory; yields its endpoint."""
     from gcp_storage_emulator.server import create_server
-    logging.getLogger("gcp_storage_emulator").setLevel(logging.WARNING)
+    logging.getLogger("gcp_storage_emulator").setLevel(logging.CRITICAL)
     server = create_server("127.0.0.1", 0, in_memory=True)
     server.start()
     port = server._api._httpd.server_address[1]

@@ -77,6 +77,7 @@ class FakeVertex:
         self.batch_jobs: dict[str, dict[str, Any]] = {}
         self.entries: list[dict[str, Any]] = []
         self.log_reads = 0
+        self.next_operation_error: dict[str, Any] | None = None
         self._server: ThreadingHTTPServer | None = None
 
     # ---- lifecycle ----------------------------------------------------------------------
@@ -292,6 +293,9 @@ class FakeVertex:
     # ---- operations --------------------------------------------------------------------
     def _operation(self, resource: str, response: dict[str, Any] | None, kind: str,
                    error: dict[str, Any] | None = None, on_done: Callable[[], None] | None = None) -> dict[str, Any]:
+        if self.next_operation_error is not None:     # a recorded failure, e.g. an internal error
+            error, self.next_operation_error = self.next_operation_error, None
+            on_done = None
         op = {"name": f"{resource}/operations/{self._id()}", "metadata": {
             "@type": f"type.googleapis.com/google.cloud.aiplatform.v1.{kind}OperationMetadata",
             "genericMetadata": {"createTime": now_rfc3339()}}}
