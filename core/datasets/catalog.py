@@ -9,7 +9,6 @@ per name stops two processes building the same name at once.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -212,13 +211,3 @@ def build_folder(out_dir: Path, *, count: int | None = None, source: Path | None
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
-
-
-def summary(ds: Dataset, data: dict[str, Any]) -> dict[str, Any]:
-    """What `genml dataset show --json` prints: the registry record plus the manifest."""
-    return {**ds.to_dict(), **{k: v for k, v in data.items() if k not in ("name",)},
-            "skipped": [{"path": s["path"], "reason": s["reason"]} for s in data.get("skipped", [])]}
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, indent=2)

@@ -65,7 +65,7 @@ def make(name: str, source: str, options: Options, *, scanned: int, ignored: int
                    "validation": counts.get("validation", 0), "skipped": len(skipped),
                    "duplicates": len(duplicates), "ignored": ignored},
         "shards": shards,
-        "skipped": skipped,
+        "skipped": sorted(skipped, key=lambda s: s["path"]),
         "duplicates": duplicates,
         "stats": stats.to_dict(),
     }
