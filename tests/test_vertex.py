@@ -465,3 +465,38 @@ def test_a_submission_interrupted_before_the_answer_is_recovered(vertex_backend:
     fake_vertex.custom_jobs.pop(lost.remote["job_id"])
     vertex_backend.registry.update_job(lost.id, remote={"body": lost.remote["body"]}, created=time.time() - 600)
     assert vertex_backend.get_job(lost.id).state is JobState.FAILED
+
+
+def test_the_genml_commands_work_with_a_vertex_profile(workspace: Any, fake_vertex: FakeVertex, gcs_emulator: str,
+                                                       storage_client: Any, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shared CLI (jobs, models, generate) on a cloud profile, as a person would use it."""
+    from click.testing import CliRunner
+
+    from core import config as config_mod
+    from tui.cli import cli
+    cfg = config_mod.Config(profiles={"cloud": vertex_profile(fake_vertex, gcs_emulator)})
+    config_mod.save(cfg)
+    backend = make_backend(workspace, vertex_profile(fake_vertex, gcs_emulator))
+    add_dataset(backend, tmp_path)
+    fake_vertex.predict_fn = stub_predict
+    runner = CliRunner()
+
+    def run(*args: str) -> str:
+        r = runner.invoke(cli, ["--backend", "cloud", *args], catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+        return r.output
+
+    job_id = run("train", "faces", "--preset", "tiny").splitlines()[0].strip()
+    assert job_id.startswith("vx-")
+    for _ in range(3):
+        run("jobs", "show", job_id)
+    put_model(storage_client, f"gs://{BUCKET}/genml/jobs/{job_id}")
+    shown = json.loads(run("jobs", "show", job_id, "--json"))
+    assert shown["state"] == "JOB_STATE_SUCCEEDED" and shown["has_model"] and shown["backend"] == "vertex"
+    assert job_id in run("jobs", "list")
+    assert "provisioned" in run("jobs", "logs", job_id)
+    assert run("models", "deploy", job_id).strip().splitlines()[0] == "faces@v1"
+    assert "faces@v1" in run("models", "list")
+    run("generate", "faces", "-n", "2", "-o", str(tmp_path / "g.png"), "--no-show")
+    assert (tmp_path / "g.png").exists() or list(tmp_path.glob("g*.png"))
