@@ -500,3 +500,22 @@ def test_the_genml_commands_work_with_a_vertex_profile(workspace: Any, fake_vert
     assert "faces@v1" in run("models", "list")
     run("generate", "faces", "-n", "2", "-o", str(tmp_path / "g.png"), "--no-show")
     assert (tmp_path / "g.png").exists() or list(tmp_path.glob("g*.png"))
+
+
+def test_predict_isolates_an_instance_the_model_refuses(vertex_backend: Any, fake_vertex: FakeVertex,
+                                                        storage_client: Any, tmp_path: Path) -> None:
+    from core.vertex.predict import _chunks
+    job = _succeeded_job(vertex_backend, fake_vertex, storage_client, tmp_path)
+    vertex_backend.deploy(job.id, "faces")
+
+    def picky(uri: str, signature: str, instances: list[Any]) -> list[Any]:
+        if any(i["embeddings"][0] > 100 for i in instances):
+            raise ValueError("embeddings out of range")
+        return stub_predict(uri, signature, instances)
+    fake_vertex.predict_fn = picky
+    out = vertex_backend.predictor("faces").predict([{"embeddings": [v] + [0.0] * 7, "key": str(k)}
+                                                    for k, v in enumerate([0.0, 1e6, 1.0])])
+    assert "b64" in out[0]["image_bytes"] and "b64" in out[2]["image_bytes"]
+    assert out[1]["key"] == "1" and "out of range" in out[1]["error"]
+    big = [{"image_bytes": {"b64": "A" * 400_000}, "key": str(i)} for i in range(5)]
+    assert [len(c) for c in _chunks(big)] == [2, 2, 1]

@@ -25,7 +25,8 @@ from core.types import ModelVersion
 if TYPE_CHECKING:
     from core.vertex.backend import VertexBackend
 
-CHUNK = 64          # instances per request: Vertex caps a request body at 1.5 MB
+CHUNK = 64               # instances per request
+MAX_BODY = 1_000_000     # bytes of instances per request: Vertex caps a request body at 1.5 MB
 
 
 def check_instance(i: int, inst: Any, embedding_size: int) -> tuple[str, dict[str, Any]] | dict[str, Any]:
@@ -64,6 +65,23 @@ def check_instance(i: int, inst: Any, embedding_size: int) -> tuple[str, dict[st
     return error("needs 'embeddings' (to generate an image) or 'image_bytes' (to get an embedding)")
 
 
+def _chunks(instances: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Requests of at most CHUNK instances and about 1 MB of JSON (Vertex refuses bodies over 1.5 MB)."""
+    out: list[list[dict[str, Any]]] = []
+    cur: list[dict[str, Any]] = []
+    size = 0
+    for inst in instances:
+        n = len(json.dumps(inst))
+        if cur and (len(cur) >= CHUNK or size + n > MAX_BODY):
+            out.append(cur)
+            cur, size = [], 0
+        cur.append(inst)
+        size += n
+    if cur:
+        out.append(cur)
+    return out
+
+
 class VertexPredictor:
     """core.backend.Predictor over a deployed endpoint."""
 
@@ -90,8 +108,7 @@ class VertexPredictor:
     def _run(self, kind: str, instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
         fn = self._generate if kind == "generate" else self._encode
         out: list[dict[str, Any]] = []
-        for start in range(0, len(instances), CHUNK):
-            part = instances[start:start + CHUNK]
+        for part in _chunks(instances):
             preds = fn(part)
             if len(preds) != len(part):
                 raise CloudError(f"The endpoint of {self.mv.ref} answered {len(preds)} predictions for {len(part)} instances.",
@@ -113,12 +130,22 @@ class VertexPredictor:
             if not items:
                 continue
             try:
-                preds = self._run(kind, [inst for _, inst in items])
+                preds: list[dict[str, Any] | None] = list(self._run(kind, [inst for _, inst in items]))
             except CloudError as exc:
+                if getattr(exc, "http_status", 0) != 400 or len(items) == 1:
+                    for i, inst in items:
+                        results[i] = {"error": f"instance {i}: {exc.message}", "key": instances[i].get("key")}
+                    continue
+                preds = []                    # the model refused the batch: find the instance it refused
                 for i, inst in items:
-                    results[i] = {"error": f"instance {i}: {exc.message}", "key": inst.get("key")}
-                continue
+                    try:
+                        preds.append(self._run(kind, [inst])[0])
+                    except CloudError as one:
+                        preds.append(None)
+                        results[i] = {"error": f"instance {i}: {one.message}", "key": instances[i].get("key")}
             for (i, inst), pred in zip(items, preds):
+                if pred is None:
+                    continue
                 pred = dict(pred)
                 orig = instances[i].get("key")
                 pred["key"] = None if orig is None else str(orig)   # the key comes back unchanged
