@@ -68,6 +68,7 @@ class VertexBackend:
         self.settings.name = str(self.profile.get("name", "vertex"))
         self.registry = Registry(ws.registry_path)
         self.clients = Clients(self.settings, sleep=sleep)
+        gcs.set_default_factory(lambda: self.clients.storage)
         self._sleep = sleep
         self._bucket_checked = False
         self._refreshed: dict[str, float] = {}

@@ -40,14 +40,26 @@ def make_client(project: str, credentials: Any, endpoint: str = "") -> Any:
         raise CloudError(f"Cannot create a Cloud Storage client: {exc}.", CREDENTIALS_HINT) from exc
 
 
+_default_factory: Callable[[], Any] | None = None
+
+
 def set_default_client(client: Any) -> None:
     global _default_client
     _default_client = client
 
 
+def set_default_factory(factory: Callable[[], Any] | None) -> None:
+    """A Vertex backend registers how to make its client, so a job dir opened by URI alone
+    (open_store) uses the profile's credentials and endpoint, made only when first needed."""
+    global _default_factory
+    _default_factory = factory
+
+
 def default_client() -> Any:
-    """The client a backend made, else one from the environment (ADC or STORAGE_EMULATOR_HOST)."""
+    """The backend's client, else one from the environment (ADC or STORAGE_EMULATOR_HOST)."""
     global _default_client
+    if _default_client is None and _default_factory is not None:
+        return _default_factory()          # sets _default_client through Clients.storage
     with _client_lock:
         if _default_client is None:
             _default_client = make_client(os.environ.get("GOOGLE_CLOUD_PROJECT", ""), None)

@@ -48,6 +48,7 @@ def storage_client(gcs_emulator: str, monkeypatch: pytest.MonkeyPatch) -> Iterat
     gcs.set_default_client(client)
     yield client
     gcs.set_default_client(None)
+    gcs.set_default_factory(None)
 
 
 def make_bucket(client: Any, name: str, location: str) -> Any:
