@@ -6,57 +6,18 @@ from stateless seeds, so a run with the same --seed sees the same batches.
 """
 from __future__ import annotations
 
-import json
-import math
-import os
 from typing import Any
 
 import tensorflow as tf
 
-from trainer.errors import InputError
+from trainer.manifest import CROP_FRACTION, shard_paths
 
-CROP_FRACTION = 0.75
-FORMAT = "genml.dataset/1"
 
 _FEATURES = {
     "image/encoded": tf.io.FixedLenFeature([], tf.string),
     "image/height": tf.io.FixedLenFeature([], tf.int64, default_value=0),
     "image/width": tf.io.FixedLenFeature([], tf.int64, default_value=0),
 }
-
-
-def read_manifest(data_dir: str) -> dict[str, Any]:
-    """The manifest, checked enough that training will not fail later for a dataset reason."""
-    path = os.path.join(data_dir, "manifest.json")
-    if not tf.io.gfile.isdir(data_dir):
-        raise InputError(f"dataset folder {data_dir} does not exist")
-    if not tf.io.gfile.exists(path):
-        raise InputError(f"{data_dir} has no manifest.json: it is not a dataset, or it is incomplete")
-    try:
-        with tf.io.gfile.GFile(path, "r") as f:
-            manifest = json.load(f)
-    except (ValueError, tf.errors.OpError) as exc:
-        raise InputError(f"{path} cannot be read: {exc}") from exc
-    shards = manifest.get("shards", {})
-    train = [os.path.join(data_dir, s) for s in shards.get("train", [])]
-    if not train or int(manifest.get("counts", {}).get("train", 0) or 0) <= 0:
-        raise InputError(f"dataset {data_dir} has no training images")
-    missing = [p for p in train + shard_paths(data_dir, manifest, "validation")
-               if not tf.io.gfile.exists(p)]
-    if missing:
-        raise InputError(f"dataset {data_dir} is missing shard {os.path.basename(missing[0])}")
-    return manifest
-
-
-def shard_paths(data_dir: str, manifest: dict[str, Any], split: str) -> list[str]:
-    return [os.path.join(data_dir, s) for s in manifest.get("shards", {}).get(split, [])]
-
-
-def max_image_size(manifest: dict[str, Any]) -> int:
-    """The largest training size the stored images allow without upsampling."""
-    opts = manifest.get("options", {})
-    stored = opts.get("stored_size") or math.ceil(opts.get("image_size", 64) / CROP_FRACTION)
-    return int(math.floor(CROP_FRACTION * stored + 1e-6))
 
 
 def crop_box(height: tf.Tensor, width: tf.Tensor) -> tf.Tensor:

@@ -20,7 +20,9 @@ class ServingModule(tf.Module):
     def __init__(self, encoder: keras.Model, decoder: keras.Model, image_size: int,
                  embedding_size: int) -> None:
         super().__init__(name="genml")
-        self.encoder, self.decoder = encoder, decoder
+        # Track the variables, not the Keras objects: saving Keras layers would also trace
+        # and serialise every layer's call (seconds of work nobody loads).
+        self.model_variables = [getattr(v, "value", v) for v in encoder.variables + decoder.variables]
         size, dim = image_size, embedding_size
 
         def to_uint8(x: tf.Tensor) -> tf.Tensor:
@@ -28,12 +30,12 @@ class ServingModule(tf.Module):
 
         def encode_images(images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
             x = tf.cast(images, tf.float32) / 127.5 - 1.0
-            mean, logvar = self.encoder(x, training=False)
+            mean, logvar = encoder(x, training=False)
             return mean, logvar
 
         @tf.function(input_signature=[tf.TensorSpec([None, dim], tf.float32, name="z")])
         def decode_raw(z: tf.Tensor) -> dict[str, tf.Tensor]:
-            return {"images": to_uint8(self.decoder(z, training=False))}
+            return {"images": to_uint8(decoder(z, training=False))}
 
         @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.uint8, name="images")])
         def encode_raw(images: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -43,7 +45,7 @@ class ServingModule(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec([None, dim], tf.float32, name="embeddings"),
                                       tf.TensorSpec([None], tf.string, name="key")])
         def generate(embeddings: tf.Tensor, key: tf.Tensor) -> dict[str, tf.Tensor]:
-            images = to_uint8(self.decoder(embeddings, training=False))
+            images = to_uint8(decoder(embeddings, training=False))
             png = tf.map_fn(tf.io.encode_png, images, fn_output_signature=tf.string)
             return {"image_bytes": png, "key": tf.identity(key)}
 

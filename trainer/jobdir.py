@@ -8,13 +8,28 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
-import tensorflow as tf
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 RUNNING, SUCCEEDED, FAILED, CANCELLED = (
     "JOB_STATE_RUNNING", "JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED")
+
+
+_T0 = time.monotonic()
+
+
+def log(msg: str) -> None:
+    """Progress lines with seconds since start: what a person tailing train.log wants."""
+    print(f"[{time.monotonic() - _T0:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+def _gfile():  # noqa: ANN202 - TensorFlow loads only for gs:// job dirs
+    import tensorflow as tf
+    return tf.io.gfile
 
 
 def is_url(path: str) -> bool:
@@ -27,7 +42,7 @@ def join(*parts: str) -> str:
 
 def makedirs(path: str) -> None:
     if is_url(path):
-        tf.io.gfile.makedirs(path)
+        _gfile().makedirs(path)
     else:
         os.makedirs(path, exist_ok=True)
 
@@ -36,9 +51,9 @@ def write_bytes_atomic(path: str, data: bytes) -> None:
     """Temporary name, fsync, rename: a reader sees the old file or the new one, never half."""
     tmp = f"{path}.tmp-{os.getpid()}"
     if is_url(path):
-        with tf.io.gfile.GFile(tmp, "wb") as f:
+        with _gfile().GFile(tmp, "wb") as f:
             f.write(data)
-        tf.io.gfile.rename(tmp, path, overwrite=True)
+        _gfile().rename(tmp, path, overwrite=True)
         return
     with open(tmp, "wb") as f:
         f.write(data)
@@ -68,13 +83,6 @@ class JobDir:
         self._status.update(fields, updated=time.time(), pid=os.getpid())
         self.write_json("status.json", self._status)
 
-    def read_status(self) -> dict[str, Any]:
-        try:
-            with tf.io.gfile.GFile(self.path("status.json"), "r") as f:
-                return json.load(f)
-        except (tf.errors.OpError, ValueError):
-            return {}
-
     def append_metrics(self, row: dict[str, Any]) -> None:
         if not self.enabled:
             return
@@ -88,10 +96,17 @@ class JobDir:
             f.flush()
 
     def _read_metrics(self) -> bytes:
-        try:
-            with tf.io.gfile.GFile(self.path("metrics.jsonl"), "rb") as f:
+        path = self.path("metrics.jsonl")
+        if is_url(path):
+            gfile = _gfile()
+            if not gfile.exists(path):
+                return b""
+            with gfile.GFile(path, "rb") as f:
                 return f.read()
-        except tf.errors.NotFoundError:
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        except FileNotFoundError:
             return b""
 
     def truncate_metrics(self, step: int) -> None:
@@ -115,6 +130,7 @@ class JobDir:
 
 def image_grid(images: tf.Tensor, columns: int) -> tf.Tensor:
     """[n, h, w, 3] in [-1, 1] -> one uint8 grid image [rows*h, columns*w, 3]."""
+    import tensorflow as tf
     n, h, w = int(images.shape[0]), int(images.shape[1]), int(images.shape[2])
     rows = max(1, -(-n // columns))
     pad = rows * columns - n
@@ -127,6 +143,7 @@ def image_grid(images: tf.Tensor, columns: int) -> tf.Tensor:
 
 
 def png(image: tf.Tensor) -> bytes:
+    import tensorflow as tf
     return tf.io.encode_png(image).numpy()
 
 

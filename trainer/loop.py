@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from trainer import data, losses, metrics, summaries
 from trainer.errors import InputError
-from trainer.jobdir import RUNNING, image_grid, png
+from trainer.jobdir import RUNNING, image_grid, log, png
 from trainer.model import VaeGan
 from trainer.presets import Config
 
@@ -138,7 +138,9 @@ class Trainer:
             return {"loss_kl": kl, "loss_recon": rec_pix, "loss_feature": rec_feat,
                     "loss_e": loss_e, "loss_g": loss_g, "loss_d": loss_d}
 
-        @tf.function
+        # autograph=False: the step has no data-dependent Python control flow, and converting
+        # Keras' code costs seconds of tracing per process.
+        @tf.function(autograph=False)
         def train_fn(iterator: Any) -> dict[str, tf.Tensor]:
             x = next(iterator)
             out = strategy.run(step_fn, args=(x, self.step))
@@ -174,16 +176,21 @@ class Trainer:
         ips = 0.0
         if step == 0 and self.cluster.is_chief:
             self.write_sample(0)
+            log("first sample written")
         while step < cfg.max_steps:
             if cancelled():
                 self.save()
                 return
             out = self._train_fn(it)
             step += 1
+            if step == start + 1:
+                log(f"first step done (step {step})")
+                t_mark, n_mark = time.perf_counter(), step     # the rate leaves out tracing
             if step % cfg.log_every == 0 or step == cfg.max_steps:
                 row = {k: float(v) for k, v in out.items()}
                 now = time.perf_counter()
-                ips = (step - n_mark) * cfg.batch_size / max(1e-9, now - t_mark - busy)
+                if step > n_mark:
+                    ips = (step - n_mark) * cfg.batch_size / max(1e-9, now - t_mark - busy)
                 t_mark, n_mark, busy = now, step, 0.0
                 if not all(np.isfinite(v) for v in row.values()):
                     raise FloatingPointError(f"loss is not finite at step {step}: {row}")
@@ -209,6 +216,7 @@ class Trainer:
             shutil.rmtree(self._throwaway, ignore_errors=True)
 
     def write_sample(self, step: int) -> None:
+        """A grid decoded by the EMA generator from the same fixed embeddings every time."""
         imgs = self.model.ema_decoder(self.fixed_z, training=False)
         grid = image_grid(imgs, self.cfg.sample_grid)
         self.jd.write_sample(step, png(grid))
@@ -242,6 +250,7 @@ class Trainer:
             cols = min(8, n)
             summaries.image("reconstructions",
                             image_grid(tf.concat([held[:cols], recon[:cols]], 0), cols), step)
+        log(f"evaluated")
         print(f"eval step {step}: psnr={row['psnr']:.2f} ssim={row['ssim']:.3f} "
               f"swd={row['swd']:.1f} (floor {row['swd_floor']:.1f})", flush=True)
         self.last_eval = row

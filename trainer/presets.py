@@ -76,7 +76,7 @@ def resolve(preset: str, overrides: dict[str, Any]) -> Config:
     values.update({k: v for k, v in overrides.items() if v is not None})
     cfg = Config(**values)
     if cfg.image_size not in (16, 32, 64, 128):
-        raise ValueError(f"image size {cfg.image_size} is not supported; use 32, 64 or 128")
+        raise ValueError(f"image size {cfg.image_size} is not supported; use 16, 32, 64 or 128")
     if cfg.loss not in ("vaegan", "seed"):
         raise ValueError(f"unknown loss {cfg.loss!r}; use vaegan or seed")
     return cfg

@@ -9,10 +9,8 @@ import argparse
 import errno
 import json
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import time
 import traceback
 from typing import Any, Sequence
@@ -121,6 +119,7 @@ def run(args: argparse.Namespace, job_dir: str, data_dir: str, cluster: Any, jd:
         cancel: dict[str, bool]) -> None:
     from trainer.errors import InputError
     from trainer.jobdir import RUNNING, SUCCEEDED
+    from trainer.jobdir import log
     from trainer.presets import resolve
 
     overrides = {k: v for k, v in vars(args).items()
@@ -131,12 +130,11 @@ def run(args: argparse.Namespace, job_dir: str, data_dir: str, cluster: Any, jd:
         raise InputError(str(exc)) from exc
     jd.status(state=RUNNING, step=0, max_steps=cfg.max_steps, error="")
 
-    import tensorflow as tf  # after the cheap checks: a wrong flag fails in milliseconds
-    from trainer import data
-    from trainer.loop import Trainer
+    from trainer import manifest as manifest_mod
 
-    manifest = data.read_manifest(data_dir)
-    limit = data.max_image_size(manifest)
+    # The checks a person can act on come before the multi-second TensorFlow import.
+    manifest = manifest_mod.read_manifest(data_dir)
+    limit = manifest_mod.max_image_size(manifest)
     if cfg.image_size > limit:
         raise InputError(f"image size {cfg.image_size} is larger than the dataset's stored images "
                          f"allow ({limit}); rebuild the dataset with --image-size {cfg.image_size} "
@@ -147,9 +145,14 @@ def run(args: argparse.Namespace, job_dir: str, data_dir: str, cluster: Any, jd:
         for key in ("embedding_size", "image_size", "width", "loss", "spectral_norm"):
             old = previous.get("trainer", {}).get(key)
             if old is not None and old != getattr(cfg, key):
+                flag = "--" + key.replace("_", "-")
                 raise InputError(f"{key.replace('_', ' ')} {getattr(cfg, key)} does not match the "
-                                 f"checkpoint being resumed ({old}); use --{key.replace('_', '-')} "
-                                 f"{old} or a new job dir")
+                                 f"checkpoint being resumed ({old}); use {flag} {old} or a new "
+                                 f"job dir")
+
+    import tensorflow as tf
+    from trainer.loop import Trainer
+
     jd.write_json("config.json", {
         "trainer": cfg.to_json(),
         "dataset": {"dir": data_dir, "name": manifest.get("name", ""),
@@ -157,7 +160,9 @@ def run(args: argparse.Namespace, job_dir: str, data_dir: str, cluster: Any, jd:
         "dirs": dirs, "workers": cluster.workers, "tensorflow": tf.__version__,
     })
 
+    log(f"TensorFlow {tf.__version__} loaded; {cluster.workers} worker(s); preset {cfg.preset}")
     trainer = Trainer(cfg, manifest, data_dir, dirs, cluster, jd)
+    log("model built")
     start = trainer.restore()
     if start:
         jd.truncate_metrics(start)
@@ -167,40 +172,39 @@ def run(args: argparse.Namespace, job_dir: str, data_dir: str, cluster: Any, jd:
     if cancel["flag"]:
         raise Cancelled()
     metrics = trainer.last_eval
+    log("training done")
     if cluster.is_chief:
         from trainer.export import export
         export(dirs["model"], trainer.model.encoder, trainer.model.ema_decoder, cfg.image_size,
                cfg.embedding_size, {
                    "image_size": cfg.image_size, "embedding_size": cfg.embedding_size,
                    "preset": cfg.preset, "step": cfg.max_steps,
-                   "dataset": manifest.get("name", ""), "crop_fraction": data.CROP_FRACTION,
+                   "dataset": manifest.get("name", ""), "crop_fraction": manifest_mod.CROP_FRACTION,
                    "loss": cfg.loss,
                    "metrics": {k: metrics.get(k) for k in ("swd", "swd_floor", "psnr", "ssim")},
                })
+    log(f"exported to {dirs['model']}")
     jd.status(state=SUCCEEDED, step=cfg.max_steps)
 
 
 def _read_json(path: str) -> dict[str, Any]:
-    import tensorflow as tf
     try:
-        with tf.io.gfile.GFile(path, "r") as f:
+        if "://" in path:
+            import tensorflow as tf
+            with tf.io.gfile.GFile(path, "r") as f:
+                return json.load(f)
+        with open(path, encoding="utf-8") as f:
             return json.load(f)
-    except (tf.errors.OpError, ValueError):
+    except Exception:  # noqa: BLE001 - missing or unreadable: nothing to compare against
         return {}
 
 
 def _has_checkpoint(ckpt_dir: str) -> bool:
-    import tensorflow as tf
-    return tf.train.latest_checkpoint(ckpt_dir) is not None
-
-
-def non_chief_dir(path: str) -> str:
-    """Non-chief workers must save too (the save is collective) but into a throwaway dir."""
-    return tempfile.mkdtemp(prefix="genml-worker-ckpt-")
-
-
-def remove_dir(path: str) -> None:
-    shutil.rmtree(path, ignore_errors=True)
+    """The CheckpointManager's index file exists (written atomically after each save)."""
+    if "://" in ckpt_dir:
+        import tensorflow as tf
+        return tf.train.latest_checkpoint(ckpt_dir) is not None
+    return os.path.exists(os.path.join(ckpt_dir, "checkpoint"))
 
 
 if __name__ == "__main__":
