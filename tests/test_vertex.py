@@ -182,8 +182,13 @@ def test_failed_job_shows_its_error_and_last_error_lines(vertex_backend: Any, fa
                                                          tmp_path: Path) -> None:
     add_dataset(vertex_backend, tmp_path)
     fake_vertex.job_script = ["JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_FAILED"]
-    job = finish(vertex_backend, vertex_backend.submit_job("faces", TrainOptions(preset="tiny")).id)
+    submitted = vertex_backend.submit_job("faces", TrainOptions(preset="tiny"))
+    bucket, prefix = gcs.split_uri(submitted.job_dir)
+    vertex_backend.clients.storage.bucket(bucket).blob(f"{prefix}/status.json").upload_from_string(json.dumps(
+        {"state": "JOB_STATE_FAILED", "step": 0, "error": "the dataset has no train shards"}))
+    job = finish(vertex_backend, submitted.id)
     assert job.state is JobState.FAILED
+    assert "trainer: the dataset has no train shards" in job.error
     assert "workerpool0-0 exited with a non-zero status" in job.error
     assert "ValueError: the dataset has no train shards" in job.error
 

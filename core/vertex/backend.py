@@ -309,9 +309,15 @@ class VertexBackend:
         if state.terminal:
             remote = dict(job.remote, final=True)
             if state is JobState.FAILED:
-                err = (cj.get("error") or {}).get("message", "") or status.get("error", "")
+                # Vertex's own message is usually just "replica workerpool0-0 exited with a non-zero
+                # status"; the trainer's status.json and its stderr say why.
+                parts = [(cj.get("error") or {}).get("message", "")]
+                if status.get("error"):
+                    parts.append(f"trainer: {status['error']}")
                 tail = cloud_logs.last_errors(self.clients, _last(name))
-                values["error"] = err + ("\nlast errors in the log:\n" + "\n".join(tail) if tail else "")
+                if tail:
+                    parts.append("last errors in the log:\n" + "\n".join(tail))
+                values["error"] = "\n".join(p for p in parts if p)
             values["remote"] = remote
         self.registry.update_job(job.id, **values)
         return self.registry.get_job(job.id)
