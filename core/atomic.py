@@ -20,6 +20,7 @@ def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~_umask())   # mkstemp makes 0600; keep the user's umask
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -31,6 +32,12 @@ def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
             pass
         raise storage_error(exc, path) from exc
     fsync_dir(path.parent)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:

@@ -94,3 +94,17 @@ def test_config_roundtrip_and_errors(tmp_path: Path) -> None:
     p.write_text("backend = [", encoding="utf-8")
     with pytest.raises(InvalidInput, match="not valid TOML"):
         config.load(p)
+
+
+def test_atomic_write_keeps_umask_permissions(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from core import atomic
+    old = os.umask(0o022)
+    try:
+        atomic.write_bytes(tmp_path / "a.png", b"x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.png").stat().st_mode) == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["a.png"]   # no temporary left behind
