@@ -20,7 +20,7 @@ def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o666 & ~_umask())   # mkstemp makes 0600; keep the user's umask
+            os.fchmod(f.fileno(), 0o666 & ~_UMASK)   # mkstemp makes 0600; keep the user's umask
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -34,10 +34,14 @@ def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     fsync_dir(path.parent)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
+def _read_umask() -> int:
+    """os.umask can only be read by setting it; do it once, at import, before threads exist."""
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+_UMASK = _read_umask()
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:

@@ -102,6 +102,7 @@ def test_atomic_write_keeps_umask_permissions(tmp_path: Path) -> None:
 
     from core import atomic
     old = os.umask(0o022)
+    atomic._UMASK = 0o022
     try:
         atomic.write_bytes(tmp_path / "a.png", b"x")
     finally:
