@@ -19,7 +19,7 @@ def test_tiny_run_writes_every_artefact(tiny_job_dir: Path) -> None:
 
     config = json.loads((job / "config.json").read_text())
     assert config["trainer"]["preset"] == "tiny" and config["trainer"]["image_size"] == 16
-    assert config["dataset"]["name"] == "tiny"
+    assert config["dataset"]["name"] == "demo"
 
     rows = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in rows if r["kind"] == "train"]
@@ -44,7 +44,7 @@ def test_tiny_run_writes_every_artefact(tiny_job_dir: Path) -> None:
     assert (job / "model" / "saved_model.pb").exists()
     info = json.loads((job / "model" / "genml.json").read_text())
     assert info["image_size"] == 16 and info["embedding_size"] == 8 and info["step"] == 12
-    assert info["crop_fraction"] == 0.75 and info["dataset"] == "tiny"
+    assert info["crop_fraction"] == 0.75 and info["dataset"] == "demo"
     assert set(info["metrics"]) >= {"swd", "psnr", "ssim"}
 
 

@@ -1,0 +1,139 @@
+"""The trainer's parts in-process: crop rule, input pipeline, losses, SWD, cluster spec, presets."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+
+from trainer import cluster, data, losses, metrics, presets  # noqa: E402
+from trainer.errors import InputError  # noqa: E402
+from trainer.manifest import max_image_size, read_manifest  # noqa: E402
+
+
+def test_crop_box_is_three_quarters_of_the_short_side() -> None:
+    assert int(data.crop_box(tf.constant(86), tf.constant(120))) == 64
+    assert int(data.crop_box(tf.constant(43), tf.constant(43))) == 32
+    assert int(data.crop_box(tf.constant(100), tf.constant(7))) == 5
+
+
+def test_centre_crop_takes_the_middle_square() -> None:
+    img = np.zeros((40, 60, 3), np.uint8)
+    img[5:35, 15:45] = 200                        # exactly the 30x30 centre box
+    out = data.center_crop_resize(tf.constant(img), 30).numpy()
+    assert out.shape == (30, 30, 3) and np.all(np.abs(out - 200) < 1e-3)
+
+
+def test_train_pipeline_is_repeatable_and_in_range(demo_dataset: Path) -> None:
+    manifest = read_manifest(str(demo_dataset))
+    assert max_image_size(manifest) == 32
+
+    def first(seed: int) -> np.ndarray:
+        ds = data.train_dataset(str(demo_dataset), manifest, 16, 8, seed, 64, 64)
+        return next(iter(ds)).numpy()
+
+    a, b, c = first(1), first(1), first(2)
+    assert a.shape == (8, 16, 16, 3) and a.dtype == np.float32
+    assert a.min() >= -1.0 and a.max() <= 1.0
+    np.testing.assert_array_equal(a, b)            # --seed makes the batches repeatable
+    assert not np.array_equal(a, c)
+
+
+def test_centre_mode_dataset_crops_once(demo_dataset: Path) -> None:
+    manifest = json.loads((demo_dataset / "manifest.json").read_text())
+    manifest["options"]["crop"] = "center"
+    ds = data.train_dataset(str(demo_dataset), manifest, 32, 4, 0, 8, 64)
+    assert next(iter(ds)).shape == (4, 32, 32, 3)
+
+
+def test_manifest_errors(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="does not exist"):
+        read_manifest(str(tmp_path / "nope"))
+    (tmp_path / "manifest.json").write_text(json.dumps({"counts": {"train": 3},
+                                                        "shards": {"train": ["t.tfrecord"]}}))
+    with pytest.raises(InputError, match="missing shard t.tfrecord"):
+        read_manifest(str(tmp_path))
+
+
+def test_kl_is_zero_at_the_prior_and_finite_for_tiny_variances() -> None:
+    zero = tf.zeros([4, 10])
+    assert float(losses.kl_divergence(zero, zero)) == pytest.approx(0.0)
+    mean, logvar = tf.ones([2, 3]), tf.fill([2, 3], -30.0)
+    expected = 0.5 * 3 * (math.exp(-30) + 1 - 1 + 30)
+    assert float(losses.kl_divergence(mean, logvar)) == pytest.approx(expected, rel=1e-5)
+    assert float(losses.seed_kl(mean, logvar)) == pytest.approx(2 * expected, rel=1e-5)
+
+
+def test_gan_losses_from_logits_do_not_saturate() -> None:
+    very_fake = tf.constant([[-50.0]])
+    g = losses.g_loss([very_fake])
+    assert float(g) == pytest.approx(50.0, rel=1e-3)       # a gradient remains
+    assert float(losses.d_loss(tf.constant([[50.0]]), [very_fake])) < 1e-6
+
+
+def test_swd_tells_distributions_apart() -> None:
+    """Random patches per set (as in ProGAN), so two samples of one distribution are close,
+    not identical; another distribution is far."""
+    rng = np.random.default_rng(0)
+
+    def smooth(n: int) -> np.ndarray:
+        low = rng.normal(0, 0.5, (n, 4, 4, 3)).astype(np.float32)
+        return np.clip(tf.image.resize(low, [32, 32]).numpy(), -1, 1)
+
+    a, b = smooth(32), smooth(32)
+    other = np.clip(rng.normal(0, 0.5, (32, 32, 32, 3)), -1, 1).astype(np.float32)
+    kw = dict(patches=32, projections=128)
+    same, diff = metrics.swd(a, b, **kw), metrics.swd(a, other, **kw)
+    assert 0 <= same < 0.6 * diff
+    assert metrics.swd(a, b, **kw) == same                 # seeded: repeatable
+    assert len(metrics.laplacian_pyramid(a)) == 2          # 32 and 16
+
+
+def test_psnr_and_ssim_of_identical_images() -> None:
+    x = tf.random.uniform([2, 16, 16, 3], -1, 1, seed=3)
+    assert metrics.ssim(x, x) == pytest.approx(1.0)
+    assert metrics.psnr(x, x * 0.9) > 15
+
+
+def test_cluster_spec_becomes_tf_config() -> None:
+    spec = {"cluster": {"workerpool0": ["a:1"], "workerpool1": ["b:2", "c:3"]},
+            "task": {"type": "workerpool1", "index": 1}}
+    cfg = cluster.tf_config_from_cluster_spec(spec)
+    assert cfg == {"cluster": {"chief": ["a:1"], "worker": ["b:2", "c:3"]},
+                   "task": {"type": "worker", "index": 1}}
+
+
+def test_cluster_detect(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    monkeypatch.delenv("CLUSTER_SPEC", raising=False)
+    assert cluster.detect().is_chief and not cluster.detect().distributed
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:2"]},
+                                                "task": {"type": "worker", "index": 1}}))
+    c = cluster.detect()
+    assert c.distributed and not c.is_chief
+
+
+def test_presets() -> None:
+    seed = presets.resolve("seed", {})
+    assert (seed.image_size, seed.embedding_size, seed.width) == (64, 100, 64)
+    assert presets.levels(64) == 4 and presets.levels(32) == 3 and presets.levels(128) == 5
+    assert presets.resolve("tiny", {"max_steps": 3, "seed": None}).max_steps == 3
+    with pytest.raises(ValueError):
+        presets.resolve("tiny", {"image_size": 48})
+
+
+def test_seed_architecture_sizes() -> None:
+    from trainer.model import build_decoder, build_discriminator, build_encoder
+    cfg = presets.resolve("seed", {})
+    enc, dec, disc = build_encoder(cfg), build_decoder(cfg), build_discriminator(cfg)
+    convs = [l for l in enc.layers if l.__class__.__name__ == "Conv2D"]
+    assert [c.filters for c in convs] == [64, 128, 256, 512]
+    assert all(c.kernel_size == (4, 4) and c.strides == (2, 2) for c in convs)
+    assert [o.shape[-1] for o in enc.outputs] == [100, 100]
+    assert tuple(dec.output.shape) == (None, 64, 64, 3)
+    logit, feat = disc.outputs
+    assert tuple(logit.shape) == (None, 1) and tuple(feat.shape) == (None, 8, 8, 256)
