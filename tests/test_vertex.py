@@ -524,3 +524,22 @@ def test_predict_isolates_an_instance_the_model_refuses(vertex_backend: Any, fak
     assert out[1]["key"] == "1" and "out of range" in out[1]["error"]
     big = [{"image_bytes": {"b64": "A" * 400_000}, "key": str(i)} for i in range(5)]
     assert [len(c) for c in _chunks(big)] == [2, 2, 1]
+
+
+def test_the_fake_rejects_what_the_real_service_would(vertex_backend: Any, fake_vertex: FakeVertex) -> None:
+    """The fake's discovery-document checks are what make the other tests meaningful."""
+    c, parent = vertex_backend.clients, vertex_backend.settings.parent
+    bad = [
+        {"displayName": "x", "jobSpec": {"workerPoolSpecs": []}, "colour": "red"},                # unknown field
+        {"displayName": "x", "jobSpec": {"workerPoolSpecs": [{"replicaCount": "one"}]}},          # int64 not a number
+        {"jobSpec": {"workerPoolSpecs": []}},                                                     # required displayName
+        {"displayName": "x", "jobSpec": {}, "state": "JOB_STATE_RUNNING"},                        # output only
+        {"displayName": "x", "jobSpec": {"scheduling": {"strategy": "CHEAPEST"}}},                # not in the enum
+    ]
+    for body in bad:
+        with pytest.raises(CloudError) as e:
+            c.call(c.aiplatform.customJobs().create(parent=parent, body=body), "test", retry=False)
+        assert getattr(e.value, "http_status") == 400
+    assert len(fake_vertex.rejected) == len(bad)
+    assert 'Unknown name "colour"' in fake_vertex.rejected[0] and "displayName" in fake_vertex.rejected[2]
+    fake_vertex.rejected.clear()
