@@ -250,9 +250,10 @@ def test_lost_create_answer_does_not_submit_twice(vertex_backend: Any, fake_vert
     assert len(fake_vertex.custom_jobs) == 1 and job.remote["name"].endswith(next(iter(fake_vertex.custom_jobs)))
 
 
-def test_log_reads_respect_the_quota_and_back_off_on_429(vertex_backend: Any, fake_vertex: FakeVertex,
+def test_log_reads_respect_the_quota_and_back_off_on_429(workspace: Any, fake_vertex: FakeVertex, gcs_emulator: str,
                                                          tmp_path: Path) -> None:
     from core.vertex import logs
+    vertex_backend = make_backend(workspace, vertex_profile(fake_vertex, gcs_emulator, log_reads_per_minute=60))
     add_dataset(vertex_backend, tmp_path)
     job = vertex_backend.submit_job("faces", TrainOptions(preset="tiny"))
     logs._limiters.clear()
@@ -267,7 +268,7 @@ def test_log_reads_respect_the_quota_and_back_off_on_429(vertex_backend: Any, fa
         "'Read requests per minute' of service 'logging.googleapis.com'"))
     chunk = vertex_backend.read_log(job.id, cursors[-1].cursor)
     assert chunk.lines == [] and chunk.cursor == cursors[-1].cursor
-    lim = logs.limiter("test-project")
+    lim = logs.limiter("test-project", 60)
     assert lim.not_before > time.monotonic() and not lim.try_acquire()
 
 

@@ -57,16 +57,18 @@ class RateLimiter:
             self.penalty_s = 0.0
 
 
-_limiters: dict[str, RateLimiter] = {}
+_limiters: dict[tuple[str, int], RateLimiter] = {}
 _limiters_lock = threading.Lock()
 
 
 def limiter(project: str, per_minute: int = 60) -> RateLimiter:
+    """One bucket per project in this process (every window of one genml shares it)."""
+    burst = max(1, min(per_minute, max(5, per_minute // 12)))
     with _limiters_lock:
-        if project not in _limiters:
-            _limiters[project] = RateLimiter(per_minute=per_minute, burst=min(5, per_minute),
-                                             tokens=float(min(5, per_minute)))
-        return _limiters[project]
+        key = (project, per_minute)
+        if key not in _limiters:
+            _limiters[key] = RateLimiter(per_minute=per_minute, burst=burst, tokens=float(burst))
+        return _limiters[key]
 
 
 def job_filter(numeric_id: str, task: str | None = None) -> str:
