@@ -357,7 +357,10 @@ def test_batch_prediction_uploads_input_and_downloads_output(vertex_backend: Any
     res = vertex_backend.batch_predict("faces", src, tmp_path / "out")
     assert (res.predictions, res.errors) == (2, 2)
     rows = [json.loads(x) for x in Path(res.files[0]).read_text().splitlines()]
-    assert sorted(r["key"] for r in rows) == ["0", "1", "2", "3"]
+    errors = [json.loads(x) for x in Path(res.files[1]).read_text().splitlines()]
+    assert Path(res.files[0]).name == "predictions-00000-of-00001.jsonl"
+    assert sorted(r["key"] for r in rows) == ["0", "1"] and all("b64" in r["image_bytes"] for r in rows)
+    assert [(e["line"], e["key"]) for e in errors] == [(3, "2"), (4, "3")]
     assert any(Path(f).name.startswith("prediction.results") for f in res.files)
     sent = fake_vertex.calls("aiplatform.projects.locations.batchPredictionJobs.create")[0]
     assert sent["inputConfig"]["gcsSource"]["uris"][0].startswith(f"gs://{BUCKET}/genml/batch/")

@@ -586,6 +586,8 @@ class VertexBackend:
 
         A batch job runs the model's default signature, so lines with embeddings go to Vertex;
         other lines (and malformed ones) get an error line here instead of failing the job.
+        The output has the local backend's names: predictions-00000-of-00001.jsonl and
+        errors-00000-of-00001.jsonl (plus Vertex's own files under vertex/).
         """
         s = self._ready()
         mv = self._vertex_model(ref)
@@ -599,18 +601,23 @@ class VertexBackend:
             lines = Path(input_path).read_text(encoding="utf-8").splitlines()
         except OSError as exc:
             raise InvalidInput(f"Cannot read {input_path}: {exc.strerror}.", "Give a JSONL file, one instance per line.") from exc
-        for i, line in enumerate(x for x in lines if x.strip()):
+        i = -1
+        for lineno, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            i += 1
             try:
                 inst = json.loads(line)
             except ValueError as exc:
-                local_errors.append({"error": f"instance {i}: not JSON ({exc})", "key": None})
+                local_errors.append({"line": lineno, "key": None, "error": f"instance {i}: not JSON ({exc})"})
                 continue
             checked = check_instance(i, inst, emb)
             if isinstance(checked, dict):
-                local_errors.append(checked)
+                local_errors.append({"line": lineno, **checked})
             elif checked[0] != "generate":
-                local_errors.append({"error": f"instance {i}: Vertex AI batch prediction runs the generate signature; "
-                                              "encode images online with `genml predict`", "key": checked[1]["key"]})
+                local_errors.append({"line": lineno, "key": checked[1]["key"],
+                                     "error": f"instance {i}: Vertex AI batch prediction runs the generate signature; "
+                                              "encode images online with `genml predict`"})
             else:
                 good.append(json.dumps(checked[1]))
         output_dir = Path(output_dir)
@@ -649,13 +656,15 @@ class VertexBackend:
                         out_lines.append(json.dumps(pred))
                         predictions += 1
                     elif p.name.startswith("prediction.errors") and "error" in row:
-                        local_errors.append({"error": str(row.get("error")),
-                                             "key": (row.get("instance") or {}).get("key")})
-        out_lines += [json.dumps(e) for e in local_errors]
-        merged = output_dir / "predictions.jsonl"
-        atomic.write_text(merged, "\n".join(out_lines) + ("\n" if out_lines else ""))
+                        local_errors.append({"line": None, "key": (row.get("instance") or {}).get("key"),
+                                             "error": str(row.get("error"))})
+        # the same names as the local backend's batch output (core/batch.py), in one shard
+        preds_path = output_dir / "predictions-00000-of-00001.jsonl"
+        errors_path = output_dir / "errors-00000-of-00001.jsonl"
+        atomic.write_text(errors_path, "".join(json.dumps(e) + "\n" for e in local_errors))
+        atomic.write_text(preds_path, "".join(x + "\n" for x in out_lines))
         return BatchResult(output_dir=str(output_dir), predictions=predictions, errors=len(local_errors),
-                           files=[str(merged), *files])
+                           files=[str(preds_path), str(errors_path), *files])
 
     def _wait_batch(self, name: str, progress: ProgressFn | None) -> dict[str, Any]:
         deadline = time.monotonic() + self.settings.operation_deadline_s
