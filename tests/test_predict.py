@@ -152,3 +152,16 @@ def test_large_requests_are_chunked(predictor: Any) -> None:
     out = predictor.predict([{"embeddings": [float(i % 3)] * E, "key": str(i)} for i in range(150)])
     assert len(out) == 150 and all("image_bytes" in o for o in out)
     assert [o["key"] for o in out] == [str(i) for i in range(150)]
+
+
+def test_png_pixels_match_the_saved_models_own_serving_signature(predictor: Any) -> None:
+    """predict() encodes PNGs with PIL (fast); the pixels must equal serving_default's PNGs."""
+    import tensorflow as tf
+    from PIL import Image
+    z = np.random.default_rng(1).standard_normal((4, E)).astype(np.float32)
+    ours = predictor.predict([{"embeddings": v.tolist(), "key": str(i)} for i, v in enumerate(z)])
+    theirs = predictor._generate(embeddings=tf.constant(z), key=tf.constant(["k"] * 4))["image_bytes"].numpy()
+    for o, t in zip(ours, theirs):
+        a = np.asarray(Image.open(io.BytesIO(base64.b64decode(o["image_bytes"]["b64"]))))
+        b = np.asarray(Image.open(io.BytesIO(t)))
+        assert np.array_equal(a, b)

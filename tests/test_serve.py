@@ -176,7 +176,7 @@ def test_no_request_gets_a_500_or_a_non_json_answer(server: Server, method: str,
     if method != "HEAD":
         assert isinstance(obj, dict)
         assert ("error" in obj) == (status != 200) or "predictions" in obj
-    if status == 200 and "predictions" in obj:
+    if status == 200 and obj and "predictions" in obj:
         assert any("error" not in p for p in obj["predictions"])
 
 
