@@ -108,7 +108,12 @@ class Trainer:
             with tf.GradientTape(persistent=True) as tape:
                 mean, logvar = m.encoder(x, training=True)
                 z = mean + tf.exp(0.5 * logvar) * eps
-                xr = m.decoder(z, training=True)
+                if cfg.loss == "seed":
+                    xr = m.decoder(z, training=True)
+                else:
+                    # One decoder call on posterior AND prior samples: batch norm then sees
+                    # (and its moving averages record) the mix generation will meet.
+                    xr, xp = tf.split(m.decoder(tf.concat([z, zp], 0), training=True), 2)
                 kl = losses.kl_divergence(mean, logvar)
                 rec_pix = losses.per_sample_mse(x, xr)
                 if cfg.loss == "seed":
@@ -120,7 +125,6 @@ class Trainer:
                     loss_d = losses.seed_d_loss(l_real, l_rec)
                     rec_feat = tf.constant(0.0)
                 else:
-                    xp = m.decoder(zp, training=True)
                     logits, feats = m.discriminator(tf.concat([x, xr, xp], 0), training=True)
                     l_real, l_rec, l_p = tf.split(logits, 3)
                     f_real, f_rec, _ = tf.split(feats, 3)

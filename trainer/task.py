@@ -118,8 +118,7 @@ def _final_status(jd: Any, state: str, error: str) -> None:
 def run(args: argparse.Namespace, job_dir: str, data_dir: str, cluster: Any, jd: Any,
         cancel: dict[str, bool]) -> None:
     from trainer.errors import InputError
-    from trainer.jobdir import RUNNING, SUCCEEDED
-    from trainer.jobdir import log
+    from trainer.jobdir import RUNNING, SUCCEEDED, log
     from trainer.presets import resolve
 
     overrides = {k: v for k, v in vars(args).items()
@@ -171,8 +170,10 @@ def run(args: argparse.Namespace, job_dir: str, data_dir: str, cluster: Any, jd:
     trainer.train(start, lambda: cancel["flag"])
     if cancel["flag"]:
         raise Cancelled()
-    metrics = trainer.last_eval
     log("training done")
+    if cluster.is_chief and not trainer.last_eval:     # resumed at the end: no eval ran
+        trainer.evaluate(cfg.max_steps)
+    metrics = trainer.last_eval
     if cluster.is_chief:
         from trainer.export import export
         export(dirs["model"], trainer.model.encoder, trainer.model.ema_decoder, cfg.image_size,
