@@ -92,6 +92,7 @@ def run_tasks(tasks: Iterable[Task], options: Options, workers: int | None = Non
             yield from process_batch(options, batch)
         return
     pool = _executor(workers)
+    ok = False
     try:
         pending: deque[tuple[list[Task], Future]] = deque()
         it = _batches(tasks, BATCH)
@@ -122,8 +123,26 @@ def run_tasks(tasks: Iterable[Task], options: Options, workers: int | None = Non
                     pending.extend((b, pool.submit(process_batch, options, b)) for b in redo[1:])
                     break
             yield from results
+        ok = True
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        if ok:
+            pool.shutdown(wait=True)
+        else:
+            _kill(pool)
+
+
+def _kill(pool: ProcessPoolExecutor) -> None:
+    """Stop now (Ctrl-C, cancel, an error): waiting for running batches could take long, and
+    a KeyboardInterrupt inside a Future wait can leave the executor unable to join cleanly."""
+    processes = list(getattr(pool, "_processes", {}).values())
+    for p in processes:
+        try:
+            p.terminate()
+        except (OSError, AttributeError):
+            pass
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in processes:
+        p.join(timeout=5)
 
 
 def _isolate(batch: list[Task], options: Options, workers: int,
