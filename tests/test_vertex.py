@@ -94,6 +94,12 @@ def test_dataset_upload_is_parallel_resumable_and_manifest_last(vertex_backend: 
     (folder / "train-00001-of-00003.tfrecord").write_bytes(b"changed")
     again = vertex_backend.upload_dataset("faces")
     assert (again.uploaded, again.skipped) == (1, 4)
+    # a rebuild with fewer shards: the stale shard goes from the bucket too
+    (folder / "train-00002-of-00003.tfrecord").unlink()
+    (folder / "manifest.json").write_text("{}")
+    third = vertex_backend.upload_dataset("faces")
+    assert (third.uploaded, third.deleted) == (1, 1)
+    assert not storage_client.bucket(BUCKET).blob("genml/datasets/faces/train-00002-of-00003.tfrecord").exists()
 
 
 def test_gcs_store_reads_a_cloud_job_dir_like_a_local_one(storage_client: Any) -> None:
@@ -547,3 +553,22 @@ def test_the_fake_rejects_what_the_real_service_would(vertex_backend: Any, fake_
     assert len(fake_vertex.rejected) == len(bad)
     assert 'Unknown name "colour"' in fake_vertex.rejected[0] and "displayName" in fake_vertex.rejected[2]
     fake_vertex.rejected.clear()
+
+
+
+def test_cli_check_without_credentials_says_what_to_do(workspace: Any, monkeypatch: pytest.MonkeyPatch,
+                                                       tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from core import config as config_mod
+    from tui.cli import cli
+    for var in ("GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+    monkeypatch.setenv("NO_GCE_CHECK", "True")
+    config_mod.save(config_mod.Config(profiles={"cloud": {"backend": "vertex", "project": "p", "bucket": "b12"}}))
+    r = CliRunner().invoke(cli, ["--backend", "cloud", "vertex", "check"])
+    assert r.exit_code == 1
+    assert "ok   profile" in r.output and "FAIL credentials" in r.output
+    assert "gcloud auth application-default login" in r.output and "GOOGLE_APPLICATION_CREDENTIALS" in r.output

@@ -190,7 +190,7 @@ class VertexBackend:
                                "Build it again with `genml dataset add`.")
         self.billing_notice()
         return gcs.upload_dir(self.clients.storage, local, self.dataset_uri(name), progress=progress,
-                              cancel=cancel, stage="upload dataset")
+                              cancel=cancel, stage="upload dataset", delete_extra=True)
 
     def remove_dataset(self, name: str) -> None:
         """Removes the cloud copy and the local one."""

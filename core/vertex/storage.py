@@ -163,6 +163,7 @@ class GcsStore:
 class TransferStats:
     uploaded: int = 0
     skipped: int = 0
+    deleted: int = 0
     bytes: int = 0
 
 
@@ -174,8 +175,13 @@ def remote_checksums(client: Any, uri: str) -> dict[str, str]:
 
 
 def upload_dir(client: Any, local_dir: Path, uri: str, *, progress: ProgressFn | None = None,
-               cancel: threading.Event | None = None, workers: int = 8, stage: str = "upload") -> TransferStats:
-    """Mirror a local folder to gs://... in parallel; unchanged objects are skipped."""
+               cancel: threading.Event | None = None, workers: int = 8, stage: str = "upload",
+               delete_extra: bool = False) -> TransferStats:
+    """Mirror a local folder to gs://... in parallel; unchanged objects are skipped.
+
+    With delete_extra, objects under the prefix that the folder no longer has (shards of an
+    earlier build of the same dataset) are deleted before the LAST_FILES go up.
+    """
     from google.api_core import exceptions as gexc
     local_dir = Path(local_dir)
     files = sorted(p for p in local_dir.rglob("*") if p.is_file() and not p.name.startswith("."))
@@ -220,7 +226,17 @@ def upload_dir(client: Any, local_dir: Path, uri: str, *, progress: ProgressFn |
     report()
     first = [t for t in todo if t[1].rsplit("/", 1)[-1] not in LAST_FILES]
     last = [t for t in todo if t[1].rsplit("/", 1)[-1] in LAST_FILES]
+    extra = sorted(set(have) - set(rels)) if delete_extra else []
     for batch in (first, last):
+        if batch is last and extra:
+            try:
+                for rel in extra:
+                    bucket.blob("/".join(p for p in (prefix, rel) if p)).delete()
+            except gexc.NotFound:
+                pass
+            except gexc.GoogleAPIError as exc:
+                raise _gcs_error(exc, f"Deleting stale objects under {uri}") from exc
+            stats.deleted = len(extra)
         if not batch:
             continue
         with ThreadPoolExecutor(max_workers=max(1, min(workers, len(batch)))) as pool:
