@@ -27,12 +27,9 @@ def wait_for(check: Callable[[], T], timeout: float = 60.0, interval: float = 0.
 
 
 def register_tiny_dataset(ws: Workspace, name: str = "tiny", count: int = 40) -> Dataset:
-    """The trainer's 16x16 contract dataset, placed in the workspace and registered."""
-    from tests.fixtures.models import write_dataset
-    path = write_dataset(ws.dataset_dir(name), count=count, image_size=16, name=name)
-    ds = Dataset(name=name, path=str(path), created=time.time(), image_size=16, train_count=count)
-    Registry(ws.registry_path).add_dataset(ds)
-    return ds
+    """A small demo dataset (stored for 32x32) built by the datasets area's catalog and registered."""
+    from core.datasets import catalog
+    return catalog.demo(ws, Registry(ws.registry_path), name, count, image_size=32, workers=1)
 
 
 def add_finished_job(ws: Workspace, source_job_dir: Path, job_id: str = "tiny-20260101-000000",
