@@ -56,6 +56,11 @@ async def until(pilot, cond, timeout: float = 10.0) -> None:  # noqa: ANN001
         await pilot.pause(0.02)
 
 
+async def ready(pilot, app: GenmlApp) -> None:  # noqa: ANN001
+    """Keys pressed before the tabs have mounted are lost: wait for the first focus."""
+    await until(pilot, lambda: app.focused is not None)
+
+
 async def typed(pilot, app, text: str, enter: bool = True, clear: bool = False) -> None:  # noqa: ANN001
     """Type into the input that has (or is about to get) focus: focus moves on the next tick."""
     from textual.widgets import Input
@@ -74,6 +79,7 @@ def table_keys(app: GenmlApp, pane: str) -> list[str]:
 async def test_empty_workspace_greets_with_next_step(workspace) -> None:  # noqa: ANN001
     app = make_app(workspace)
     async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
         welcome = app.panes["datasets"].query_one("#welcome")
         await until(pilot, lambda: welcome.display)
         assert "make the demo dataset" in str(welcome.render())
@@ -87,6 +93,7 @@ async def test_empty_workspace_greets_with_next_step(workspace) -> None:  # noqa
 async def test_datasets_list_filter_detail_delete(ws) -> None:  # noqa: ANN001
     app = make_app(ws)
     async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot, app)
         await until(pilot, lambda: table_keys(app, "datasets") == ["cats", "dogs"])
         pane = app.panes["datasets"]
         await until(pilot, lambda: "bad/0.jpg" in str(pane.query_one("#skipped").render()))
@@ -108,6 +115,7 @@ async def test_datasets_list_filter_detail_delete(ws) -> None:  # noqa: ANN001
 async def test_jobs_live_list_log_search_and_finish_notification(ws) -> None:  # noqa: ANN001
     app = make_app(ws)
     async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot, app)
         await pilot.press("2")
         await until(pilot, lambda: len(table_keys(app, "jobs")) == 3)
         pane = app.panes["jobs"]
@@ -143,6 +151,7 @@ async def test_jobs_live_list_log_search_and_finish_notification(ws) -> None:  #
 async def test_jobs_cancel_refuses_finished_job(ws) -> None:  # noqa: ANN001
     app = make_app(ws)
     async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
         await pilot.press("2")
         await until(pilot, lambda: len(table_keys(app, "jobs")) == 3)
         app.panes["jobs"].query_one(FilterTable).select("cats-20251128-171320")
@@ -154,6 +163,7 @@ async def test_jobs_cancel_refuses_finished_job(ws) -> None:  # noqa: ANN001
 async def test_models_list_undeploy_delete(ws) -> None:  # noqa: ANN001
     app = make_app(ws)
     async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
         await pilot.press("3")
         await until(pilot, lambda: table_keys(app, "models") == ["cats@v1"])
         await pilot.press("u")
@@ -166,6 +176,7 @@ async def test_models_list_undeploy_delete(ws) -> None:  # noqa: ANN001
 async def test_generator_resample_history_pin_interpolate_save(ws, tmp_path: Path) -> None:  # noqa: ANN001
     app = make_app(ws)
     async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
         gen = app.panes["generator"]
         assert isinstance(gen, GeneratorPane)
         gen.save_dir = tmp_path / "out"
@@ -222,6 +233,7 @@ async def test_help_lists_pane_bindings_and_palette_has_actions(ws) -> None:  # 
     from tui.screens.help import HelpScreen
     app = make_app(ws)
     async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
         await pilot.press("2", "question_mark")
         await until(pilot, lambda: isinstance(app.screen, HelpScreen))
         text = str(app.screen.query_one("Static").render())

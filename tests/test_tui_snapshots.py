@@ -43,8 +43,17 @@ async def settle(pilot: Any, cond: Any, timeout: float = 15.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("the app did not settle")
         await pilot.pause(0.02)
-    await pilot.app.workers.wait_for_complete()
+    while any(w.is_running for w in pilot.app.workers):
+        if time.monotonic() > deadline:
+            raise AssertionError("workers still running")
+        await pilot.pause(0.02)
     await pilot.pause()
+
+
+async def started(pilot: Any) -> None:
+    """Keys pressed before the tabs have mounted are lost: wait for the first pane's data."""
+    app = pilot.app
+    await settle(pilot, lambda: app.focused is not None)
 
 
 def rows(app: GenmlApp, pane: str) -> int:
@@ -67,6 +76,7 @@ def test_jobs_pane(snap_compare: Any, snap_ws: Any, size: tuple[int, int]) -> No
     app = GenmlApp(tui_workspace.FixedBackend(snap_ws))
 
     async def ready(pilot: Any) -> None:
+        await started(pilot)
         await pilot.press("2")
         pane = app.panes["jobs"]
         await settle(pilot, lambda: rows(app, "jobs") == 3)
@@ -83,6 +93,7 @@ def test_models_pane(snap_compare: Any, snap_ws: Any, size: tuple[int, int]) -> 
     app = GenmlApp(tui_workspace.FixedBackend(snap_ws))
 
     async def ready(pilot: Any) -> None:
+        await started(pilot)
         await pilot.press("3")
         await settle(pilot, lambda: rows(app, "models") == 1)
 
@@ -96,6 +107,7 @@ def test_generator_pane(snap_compare: Any, snap_ws: Any, size: tuple[int, int]) 
     async def ready(pilot: Any) -> None:
         gen = app.panes["generator"]
         gen.seed_source = random.Random(0)
+        await started(pilot)
         await pilot.press("4")
         await settle(pilot, lambda: len(gen.history) == 1)
         await pilot.press("r", "p")

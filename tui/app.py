@@ -94,7 +94,7 @@ class GenmlApp(App[None]):
     def focus_pane(self, pane: Pane) -> None:
         """Give the pane's list (or the pane itself) focus unless something inside it has it."""
         f = self.focused
-        if f is not None and pane in f.ancestors_with_self and f.display and f.region.area:
+        if f is not None and f is not pane and pane in f.ancestors_with_self and f.display and f.region.area:
             return
         from tui.widgets.table import FilterTable
         tables = [t for t in pane.query(FilterTable) if t.display and t.parent is not None and t.parent.display]
@@ -142,6 +142,41 @@ class GenmlApp(App[None]):
             self.notify(f"{type(exc).__name__}: {exc}", title="Unexpected error", severity="error", timeout=12)
 
 
+def guard_terminal(log_path: str) -> None:
+    """Keep TensorFlow's C++ logging off the screen.
+
+    Textual draws on sys.__stderr__ (fd 2); TensorFlow and absl write warnings straight to
+    fd 2 when a model loads, which would scribble over the UI. Textual gets its own copy
+    of the terminal and fd 2 goes to a log file instead.
+    """
+    if not os.isatty(2):
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        os.makedirs(os.path.dirname(log_path), exist_ok=True)
+        log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    except OSError:
+        return
+    term = os.fdopen(os.dup(2), "w", encoding="utf-8", errors="replace")
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+    sys.__stderr__ = sys.stderr = term  # type: ignore[misc]
+
+
+def start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker while sys.stderr is still a real file.
+
+    Inside the app, Textual swaps sys.stderr for a capture whose fileno() is -1, and the
+    tracker, started lazily by the first process pool (the dataset builder's), passes
+    sys.stderr.fileno() to its child: "bad value(s) in fds_to_keep".
+    """
+    try:
+        from multiprocessing import resource_tracker
+        resource_tracker.ensure_running()
+    except (OSError, ValueError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="genml-tui", description=__doc__.splitlines()[0])
     parser.add_argument("--backend", default=os.environ.get("GENML_BACKEND"),
@@ -160,6 +195,9 @@ def main(argv: list[str] | None = None) -> None:
         if exc.hint:
             print(f"hint: {exc.hint}", file=sys.stderr)
         raise SystemExit(exc.exit_code)
+    start_resource_tracker()
+    from core.workspace import Workspace
+    guard_terminal(str(Workspace.open().tmp_dir / "genml-tui.stderr.log"))
     app.run()
 
 

@@ -1,6 +1,7 @@
 """Pane 1: datasets. List, contact sheet, skipped files; add a folder, make the demo, delete."""
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Any
@@ -18,14 +19,21 @@ from tui.widgets.table import FilterTable
 
 WELCOME = """[b]Welcome to genml.[/b]
 
-There are no datasets yet. A dataset is a folder of your own images, checked,
-cropped and packed for training.
+There are no datasets yet. A dataset is a folder of your own images, checked, cropped and packed for training.
 
-  [b]d[/b]  make the demo dataset (2,000 generated pictures)
+  [b]d[/b]  make the demo dataset (generated pictures to try genml on)
   [b]a[/b]  add a folder of your images
 
 Then press [b]2[/b] for jobs and [b]n[/b] to train a model on it.
 """
+
+
+def demo_count() -> int:
+    """How many pictures `d` makes: GENML_DEMO_COUNT, else the backend's default of 2,000."""
+    try:
+        return max(10, int(os.environ.get("GENML_DEMO_COUNT", "2000")))
+    except ValueError:
+        return 2000
 
 
 def fmt_time(ts: float | None) -> str:
@@ -138,8 +146,9 @@ class DatasetsPane(Pane):
         n = 2
         while name in self._datasets:
             name, n = f"demo{n}", n + 1
+        count = demo_count()
         self._run_with_progress(f"making {name}", lambda progress, cancel: self.backend.make_demo_dataset(
-            name, progress=progress, cancel=cancel))
+            name, count, progress=progress, cancel=cancel))
 
     def _run_with_progress(self, label: str, job: Any) -> None:
         if self._cancel is not None:

@@ -73,7 +73,7 @@ class Sample:
         return self.label
 
 
-class GeneratorPane(Pane, can_focus=True):
+class GeneratorPane(Pane):
     TITLE = "Generator"
     POLL_VISIBLE = 3.0
     POLL_HIDDEN = 10.0

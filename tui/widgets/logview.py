@@ -30,7 +30,7 @@ CURRENT = Style(bgcolor="dark_orange", color="black", bold=True)
 class LogView(ScrollView, can_focus=True):
     """The lines themselves. Follow mode pauses when the person scrolls up."""
 
-    DEFAULT_CSS = "LogView { height: 1fr; background: $surface; }"
+    DEFAULT_CSS = "LogView { height: 1fr; background: $surface; scrollbar-size-vertical: 1; }"
     BINDINGS = [
         Binding("f", "toggle_follow", "Follow"),
         Binding("w", "toggle_wrap", "Wrap"),
@@ -72,7 +72,11 @@ class LogView(ScrollView, can_focus=True):
             del self.lines[: len(self.lines) - MAX_LINES]
         self._reflow()
         if self.follow:
-            self.scroll_end(animate=False, immediate=True)
+            self.call_after_refresh(self._to_end)
+
+    def _to_end(self) -> None:
+        if self.follow:
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
 
     def _reflow(self) -> None:
         width = max(1, self.scrollable_content_region.width or 80)
@@ -97,6 +101,8 @@ class LogView(ScrollView, can_focus=True):
     def on_resize(self) -> None:
         if self.wrap and self.scrollable_content_region.width != self._width:
             self._reflow()
+        if self.follow:
+            self.call_after_refresh(self._to_end)
 
     def render_line(self, y: int) -> Strip:
         sx, sy = self.scroll_offset
@@ -145,6 +151,8 @@ class LogView(ScrollView, can_focus=True):
         row = self._first_row[self.matches[self.current]]
         self.scroll_to(y=max(0, row - self.scrollable_content_region.height // 2), animate=False)
         self.refresh()
+        if isinstance(self.parent, LogPanel):
+            self.parent.update_status()
 
     def action_next_match(self) -> None:
         if self.matches:
@@ -166,7 +174,7 @@ class LogView(ScrollView, can_focus=True):
 
     def watch_follow(self, follow: bool) -> None:
         if follow:
-            self.scroll_end(animate=False)
+            self.call_after_refresh(self._to_end)
         if isinstance(self.parent, LogPanel):
             self.parent.update_status()
 

@@ -38,7 +38,7 @@ class ModelsPane(Pane):
         Binding("D", "deploy", "Deploy job"),
         Binding("u", "undeploy", "Undeploy"),
         Binding("x,delete", "delete", "Delete"),
-        Binding("o", "open", "Open in generator"),
+        Binding("o,enter", "open", "Open in generator"),
         Binding("escape", "back", "Back", show=False),
     ]
     COMMANDS = [("deploy", "Deploy a finished job as a model"), ("undeploy", "Undeploy the selected model"),

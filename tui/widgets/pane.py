@@ -17,7 +17,7 @@ from textual.timer import Timer
 from core.errors import GenmlError
 
 
-class Pane(Vertical):
+class Pane(Vertical, can_focus=True):
     """Base for the four panes. Subclasses implement `fetch` (thread) and `apply` (UI)."""
 
     TITLE = ""
@@ -74,7 +74,8 @@ class Pane(Vertical):
                 self.apply(data)
                 if self.visible_pane and not isinstance(self.screen, ModalScreen):
                     focused = self.app.focused
-                    if focused is None or self not in focused.ancestors_with_self or not focused.display:
+                    if focused is None or focused is self or self not in focused.ancestors_with_self \
+                            or not focused.display:
                         self.app.focus_pane(self)  # type: ignore[attr-defined]
         finally:
             if self.is_attached and not self.app._exit:  # type: ignore[attr-defined]

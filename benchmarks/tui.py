@@ -1,0 +1,239 @@
+"""genml-tui speed: first paint, resample latency, idle CPU.
+
+    .venv/bin/python benchmarks/tui.py [--runs 5] [--idle-seconds 10]
+
+Figures (targets from issue 5, on the 2-core dev machine):
+  launch -> first paint       <= 1.0 s   the real `genml-tui` in tmux (80x24) until its tab bar shows;
+                                         baseline: a bare Textual app with one Static in the same harness
+  resample key -> painted     <= 100 ms  headless (App.run_test), model loaded, 64x64 untrained seed-preset
+                                         model; from pressing `r` until the new image is on the canvas and a
+                                         refresh has run; baseline: the bare Predictor.generate call
+  idle CPU, running job shown <  2 %     of one core, the real `genml-tui` in tmux on the Jobs pane with a
+                                         running job whose log grows by a line every 0.5 s; baseline: the bare
+                                         Textual app idle in the same harness
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+TUI = Path(sys.executable).parent / "genml-tui"
+
+BARE_APP = """
+from textual.app import App
+from textual.widgets import Static
+class Bare(App):
+    def compose(self):
+        yield Static(" 1 Datasets  2 Jobs  3 Models  4 Generator")
+Bare().run()
+"""
+
+
+def tmux(*args: str) -> str:
+    return subprocess.run(["tmux", *args], capture_output=True, text=True).stdout
+
+
+def launch(session: str, command: str, env: dict[str, str]) -> None:
+    tmux("kill-session", "-t", session)
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "80", "-y", "24", "env",
+                    *[f"{k}={v}" for k, v in env.items()], "sh", "-c", command], check=True, cwd=ROOT)
+
+
+def time_to_text(session: str, command: str, env: dict[str, str], text: str, timeout: float = 30) -> float:
+    """Seconds from starting the command in tmux until `text` is on the screen."""
+    t0 = time.perf_counter()
+    launch(session, command, env)
+    deadline = t0 + timeout
+    while time.perf_counter() < deadline:
+        if text in tmux("capture-pane", "-p", "-t", session):
+            dt = time.perf_counter() - t0
+            tmux("kill-session", "-t", session)
+            return dt
+        time.sleep(0.005)
+    tmux("kill-session", "-t", session)
+    raise RuntimeError(f"{text!r} never appeared")
+
+
+def pane_pid(session: str) -> int:
+    """The pid of the app: the shell's child in the tmux pane (or the pane process itself)."""
+    shell = int(tmux("list-panes", "-t", session, "-F", "#{pane_pid}").strip())
+    kids = subprocess.run(["pgrep", "-P", str(shell)], capture_output=True, text=True).stdout.split()
+    return int(kids[0]) if kids else shell
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def idle_cpu(session: str, command: str, env: dict[str, str], ready_text: str, seconds: float,
+             keys: list[str] = (), during=None) -> float:  # noqa: ANN001
+    """Percent of one core used over `seconds` once `ready_text` shows (after pressing `keys`)."""
+    launch(session, command, env)
+    deadline = time.time() + 30
+    while ready_text not in tmux("capture-pane", "-p", "-t", session):
+        if time.time() > deadline:
+            raise RuntimeError(f"{ready_text!r} never appeared")
+        time.sleep(0.05)
+    for k in keys:
+        tmux("send-keys", "-t", session, k)
+    time.sleep(2)                        # let the pane settle: this measures the steady state
+    pid = pane_pid(session)
+    c0, t0 = cpu_seconds(pid), time.time()
+    end = t0 + seconds
+    while time.time() < end:
+        if during:
+            during()
+        time.sleep(0.5)
+    pct = 100 * (cpu_seconds(pid) - c0) / (time.time() - t0)
+    tmux("kill-session", "-t", session)
+    return pct
+
+
+def workspace_env(root: Path) -> dict[str, str]:
+    return {"GENML_HOME": str(root / "home"), "GENML_CONFIG": str(root / "config.toml"),
+            "TERM": "xterm-256color", "COLORTERM": "truecolor", "PATH": os.environ.get("PATH", ""),
+            "PYTHONPATH": str(ROOT)}
+
+
+def bench_first_paint(root: Path, runs: int) -> tuple[float, float]:
+    env = workspace_env(root)
+    bare = root / "bare.py"
+    bare.write_text(BARE_APP)
+    app = [time_to_text("genml-bench", str(TUI), env, "4 Generator") for _ in range(runs)]
+    base = [time_to_text("genml-bench", f"{sys.executable} {bare}", env, "4 Generator") for _ in range(runs)]
+    return statistics.median(app), statistics.median(base)
+
+
+def bench_idle(root: Path, seconds: float) -> tuple[float, float]:
+    from core.workspace import Workspace
+    from tests import tui_workspace
+    ws = tui_workspace.build(Workspace.open(root / "home"))
+    running = "cats-20251128-181320"
+    log = ws.job_dir(running) / "train.log"
+    counter = iter(range(10**9))
+
+    def grow() -> None:
+        with open(log, "a") as f:
+            f.write(f"step {next(counter)}: still training\n")
+
+    env = workspace_env(root)
+    app = idle_cpu("genml-bench", str(TUI), env, "4 Generator", seconds, keys=["2", "j"], during=grow)
+    bare = root / "bare.py"
+    bare.write_text(BARE_APP)
+    base = idle_cpu("genml-bench", f"{sys.executable} {bare}", env, "4 Generator", seconds)
+    return app, base
+
+
+def bench_resample(root: Path, presses: int) -> tuple[float, float, float]:
+    spec = importlib.util.spec_from_file_location("bench_predict", ROOT / "benchmarks" / "predict.py")
+    assert spec and spec.loader
+    bp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bp)
+    model_dir = bp.export_untrained_seed(root / "export")
+
+    from core.local.backend import LocalBackend
+    from core.registry import Registry
+    from core.workspace import Workspace
+    from tui.app import GenmlApp
+    from tui.images import HalfBlocks
+    from tui.widgets.generator import GeneratorPane, embedding
+
+    ws = Workspace.open(root / "home2")
+    Registry(ws.registry_path).add_model_version("bench", "none", str(model_dir))
+    backend = LocalBackend(ws)
+    predictor = backend.predictor("bench@v1")
+    import numpy as np
+    z = embedding(1, predictor.embedding_size)[None]
+    for _ in range(5):
+        predictor.generate(z)
+    raw = []
+    for i in range(presses):
+        t = time.perf_counter()
+        predictor.generate(embedding(i, predictor.embedding_size)[None])
+        raw.append(time.perf_counter() - t)
+
+    latencies: list[float] = []
+
+    async def run() -> None:
+        app = GenmlApp(backend)
+        async with app.run_test(size=(80, 24)) as pilot:
+            gen = app.panes["generator"]
+            assert isinstance(gen, GeneratorPane)
+            while app.focused is None:
+                await pilot.pause(0.01)
+            await pilot.press("4")
+            while not gen.history:
+                await pilot.pause(0.01)
+            for _ in range(5):                     # warm up the worker path
+                n = len(gen.history)
+                await pilot.press("r")
+                while len(gen.history) == n:
+                    await asyncio.sleep(0.001)
+            for _ in range(presses):
+                n = len(gen.history)
+                t = time.perf_counter()
+                await pilot.press("r")
+                while len(gen.history) == n:
+                    await asyncio.sleep(0.001)
+                canvas = gen.query_one(HalfBlocks)
+                while canvas._image is not gen.current.image:
+                    await asyncio.sleep(0.001)
+                await pilot.pause()                # the refresh that paints it
+                latencies.append(time.perf_counter() - t)
+        _ = np
+
+    asyncio.run(run())
+    return statistics.median(latencies), max(sorted(latencies)[: int(len(latencies) * 0.95)] or latencies), \
+        statistics.median(raw)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--presses", type=int, default=30)
+    parser.add_argument("--idle-seconds", type=float, default=10.0)
+    parser.add_argument("--skip", nargs="*", default=[], choices=["paint", "resample", "idle"])
+    args = parser.parse_args()
+    if shutil.which("tmux") is None:
+        raise SystemExit("tmux is needed for the first-paint and idle figures")
+    root = Path(tempfile.mkdtemp(prefix="genml-bench-tui-"))
+    results = {}
+    try:
+        if "paint" not in args.skip:
+            app, base = bench_first_paint(root / "paint", args.runs)
+            results["first_paint_s"] = app
+            print(f"launch -> first paint (median of {args.runs}): {app:.3f} s   target <= 1.0 s   "
+                  f"baseline bare Textual app {base:.3f} s   ratio {app / base:.2f}x")
+        if "resample" not in args.skip:
+            p50, p95, raw = bench_resample(root / "resample", args.presses)
+            results["resample_p50_ms"] = p50 * 1000
+            print(f"resample key -> painted, 64x64 (p50 / p95 of {args.presses}): {p50 * 1000:.1f} / "
+                  f"{p95 * 1000:.1f} ms   target <= 100 ms   baseline Predictor.generate {raw * 1000:.1f} ms   "
+                  f"ratio {p50 / raw:.2f}x")
+        if "idle" not in args.skip:
+            app, base = bench_idle(root / "idle", args.idle_seconds)
+            results["idle_cpu_pct"] = app
+            print(f"idle CPU, Jobs pane with a running job ({args.idle_seconds:.0f} s): {app:.2f} % of a core   "
+                  f"target < 2 %   baseline bare Textual app {base:.2f} %   ratio {app / max(base, 0.01):.2f}x")
+        print(json.dumps(results))
+    finally:
+        tmux("kill-session", "-t", "genml-bench")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""The real `genml-tui` in tmux, driven like a person: the first-run path end to end.
+
+Make the demo dataset, start a tiny job, watch it finish, deploy it, open it in the
+generator, resample. Keys go in with `tmux send-keys`; the screen is read back with
+`capture-pane` and polled with a deadline.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TUI = Path(sys.executable).parent / "genml-tui"
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")]
+
+
+class Tmux:
+    def __init__(self, session: str, env: dict[str, str]) -> None:
+        self.session = session
+        self.env = env
+
+    def start(self, command: str, width: int = 80, height: int = 24) -> None:
+        env_args = [f"{k}={v}" for k, v in self.env.items()]
+        subprocess.run(["tmux", "new-session", "-d", "-s", self.session, "-x", str(width), "-y", str(height),
+                        "env", *env_args, "sh", "-c", command], check=True, cwd=ROOT)
+
+    def keys(self, *keys: str) -> None:
+        for key in keys:
+            subprocess.run(["tmux", "send-keys", "-t", self.session, key], check=True)
+
+    def screen(self) -> str:
+        out = subprocess.run(["tmux", "capture-pane", "-p", "-t", self.session], capture_output=True, text=True)
+        return out.stdout
+
+    def wait(self, cond: Callable[[str], bool] | str, timeout: float, what: str = "") -> str:
+        check = (lambda s: cond in s) if isinstance(cond, str) else cond
+        deadline = time.monotonic() + timeout
+        screen = ""
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if check(screen):
+                return screen
+            time.sleep(0.1)     # polling interval, not synchronisation: the condition decides
+        raise AssertionError(f"timed out waiting for {what or cond!r}; the screen was:\n{screen}")
+
+    def kill(self) -> None:
+        subprocess.run(["tmux", "kill-session", "-t", self.session], capture_output=True)
+
+
+def seed_on(screen: str) -> str | None:
+    m = re.search(r"seed (\d+)", screen)
+    return m.group(1) if m else None
+
+
+def test_first_run_in_tmux(tmp_path: Path) -> None:
+    env = {"GENML_HOME": str(tmp_path / "home"), "GENML_CONFIG": str(tmp_path / "config.toml"),
+           "GENML_SAVE_DIR": str(tmp_path / "saved"), "GENML_DEMO_COUNT": "200", "TERM": "xterm-256color", "COLORTERM": "truecolor",
+           "PATH": os.environ.get("PATH", "")}
+    tm = Tmux(f"genml-tui-test-{os.getpid()}", env)
+    tm.start(f"{TUI}; echo EXITED; sleep 30")
+    try:
+        tm.wait("Welcome to genml", 30, "the welcome screen")
+        tm.keys("d")
+        tm.wait(lambda s: re.search(r"demo\s+200\s", s) is not None, 180, "the demo dataset row")
+        tm.keys("2")
+        tm.wait("No training jobs yet", 10)
+        tm.keys("n")
+        tm.wait("New training job", 10)
+        tm.keys("Enter")                                  # Start (focused; tiny preset, demo dataset)
+        tm.wait("RUNNING", 120, "the job to run")
+        tm.wait(lambda s: "SUCCEEDED" in s and "Job finished" in s, 300, "the job to finish")
+        tm.keys("3")
+        tm.wait("No models yet", 10)
+        tm.keys("D")
+        tm.wait("Deploy a finished job", 20)
+        tm.keys("Enter")
+        tm.wait(lambda s: re.search(r"demo\s+v1", s) is not None, 60, "the deployed model")
+        tm.keys("Enter")                                  # open it in the generator
+        first = seed_on(tm.wait(lambda s: seed_on(s) is not None, 180, "the first sample"))
+        tm.keys("r")
+        tm.wait(lambda s: seed_on(s) not in (None, first), 30, "a new seed after r")
+        tm.keys("s")
+        tm.wait("Saved", 10)
+        assert list((tmp_path / "saved").glob("demo-v1-seed*.json"))
+        tm.keys("q")
+        tm.wait("EXITED", 15)
+    finally:
+        tm.kill()
