@@ -27,7 +27,8 @@ from core.datasets.images import Options, Processed, Task, process_batch
 from core.datasets.writer import ShardedWriter, example_bytes
 from core.errors import GenmlError
 
-BATCH = 8               # tasks per worker call
+BATCH = 8               # tasks per worker call at most ...
+BATCH_BYTES = 1 << 20   # ... or fewer when the files are big, so big photos spread over all workers
 WINDOW_PER_WORKER = 3   # batches in flight per worker
 
 
@@ -59,11 +60,13 @@ def _context() -> mp.context.BaseContext:
 
 def _batches(tasks: Iterable[Task], size: int) -> Iterator[list[Task]]:
     batch: list[Task] = []
+    nbytes = 0
     for t in tasks:
         batch.append(t)
-        if len(batch) == size:
+        nbytes += t[3] if t[0] == "file" else 0
+        if len(batch) == size or nbytes >= BATCH_BYTES:
             yield batch
-            batch = []
+            batch, nbytes = [], 0
     if batch:
         yield batch
 
@@ -215,9 +218,9 @@ def build(folder: Path, tasks: Iterable[Task], total: int, options: Options, *, 
     return data
 
 
-def file_tasks(root: str, files: Iterable[str]) -> Iterator[Task]:
-    for rel in files:
-        yield ("file", root, rel)
+def file_tasks(root: str, files: Sequence[str], sizes: Sequence[int] | None = None) -> Iterator[Task]:
+    for i, rel in enumerate(files):
+        yield ("file", root, rel, sizes[i] if sizes else 0)
 
 
 def demo_tasks(count: int, seed: int = 0, size: int | None = None) -> Iterator[Task]:

@@ -140,7 +140,7 @@ def add(ws: Workspace, reg: Registry, source: Path, name: str, *, crop: str = "r
             raise InvalidInput(f"No images found in {source}.",
                                "genml looks for .jpg, .jpeg and .png files (any case, in sub-folders too).")
         return _create(ws, reg, name, options, source=str(source),
-                       tasks=build_mod.file_tasks(str(source), found.files), total=len(found.files),
+                       tasks=build_mod.file_tasks(str(source), found.files, found.sizes), total=len(found.files),
                        pre_skipped=found.skipped, ignored=found.ignored, progress=progress, cancel=cancel,
                        workers=workers)
 
@@ -198,7 +198,7 @@ def build_folder(out_dir: Path, *, count: int | None = None, source: Path | None
     if source is not None:
         from core.datasets.scan import scan
         found = scan(source)
-        tasks, total = build_mod.file_tasks(str(Path(source).resolve()), found.files), len(found.files)
+        tasks, total = build_mod.file_tasks(str(Path(source).resolve()), found.files, found.sizes), len(found.files)
         pre, ignored, src = found.skipped, found.ignored, str(Path(source).resolve())
     else:
         tasks, total = build_mod.demo_tasks(count or 0, DEMO_SEED), count or 0

@@ -28,26 +28,28 @@ class ScanResult:
     """Candidates (relative POSIX paths) plus what was skipped while walking."""
 
     files: list[str] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)      # bytes, parallel to files (for batching)
     skipped: list[dict[str, str]] = field(default_factory=list)
     ignored: int = 0
 
 
 def scan(root: str | os.PathLike[str], progress: "callable | None" = None) -> ScanResult:  # type: ignore[valid-type]
     result = ScanResult()
-    for rel, reason in walk(os.fspath(root)):
+    for rel, reason, size in walk(os.fspath(root)):
         if reason is None:
             result.ignored += 1
         elif reason:
             result.skipped.append({"path": rel, "reason": reason})
         else:
             result.files.append(rel)
+            result.sizes.append(size)
             if progress and len(result.files) % 500 == 0:
                 progress(len(result.files))
     return result
 
 
-def walk(root: str) -> Iterator[tuple[str, str | None]]:
-    """Yield (relative path, reason): "" for a candidate image, a sentence for a skipped
+def walk(root: str) -> Iterator[tuple[str, str | None, int]]:
+    """Yield (relative path, reason, bytes): "" for a candidate image, a sentence for a skipped
     entry, None for an ignored one. Depth first, names sorted, so the order is stable."""
     exts = image_extensions()
     st = os.stat(root)
@@ -59,38 +61,38 @@ def walk(root: str) -> Iterator[tuple[str, str | None]]:
             with os.scandir(folder) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except PermissionError:
-            yield (prefix.rstrip("/") or "."), "unreadable folder: permission denied"
+            yield (prefix.rstrip("/") or "."), "unreadable folder: permission denied", 0
             continue
         except OSError as exc:
-            yield (prefix.rstrip("/") or "."), f"unreadable folder: {exc.strerror or exc}"
+            yield (prefix.rstrip("/") or "."), f"unreadable folder: {exc.strerror or exc}", 0
             continue
         subfolders = []
         for entry in entries:
             rel = prefix + entry.name
             if entry.name.startswith("."):
-                yield rel, None
+                yield rel, None, 0
                 continue
             is_image_name = os.path.splitext(entry.name)[1].lower() in exts
             try:
                 target = os.stat(entry.path)          # follows symlinks
             except OSError as exc:
                 if exc.errno == errno.ELOOP:
-                    yield rel, "symlink loop: the link points back at itself"
+                    yield rel, "symlink loop: the link points back at itself", 0
                 elif exc.errno == errno.ENOENT:
-                    yield rel, ("broken symlink: its target does not exist" if is_image_name else None)
+                    yield rel, ("broken symlink: its target does not exist" if is_image_name else None), 0
                 elif exc.errno in (errno.EACCES, errno.EPERM):
-                    yield rel, "unreadable: permission denied"
+                    yield rel, "unreadable: permission denied", 0
                 else:
-                    yield rel, f"unreadable: {exc.strerror or exc}"
+                    yield rel, f"unreadable: {exc.strerror or exc}", 0
                 continue
             if entry.is_dir():
                 key = (target.st_dev, target.st_ino)
                 if key in ancestors:
-                    yield rel, "symlink loop: this folder link points back at a folder that contains it"
+                    yield rel, "symlink loop: this folder link points back at a folder that contains it", 0
                 else:
                     subfolders.append((entry.path, rel + "/", ancestors | {key}))
             elif entry.is_file() and is_image_name:
-                yield rel, ""
+                yield rel, "", target.st_size
             else:
-                yield rel, None
+                yield rel, None, 0
         stack.extend(reversed(subfolders))
