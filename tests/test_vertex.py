@@ -308,9 +308,8 @@ def test_deploy_predict_undeploy_remove(vertex_backend: Any, fake_vertex: FakeVe
     assert out[1] == {"error": "instance 1: 'embeddings' has 7 values, the model takes 8", "key": "b"}
     assert out[2] == {"embeddings": [0.5] * 8, "key": "c"}
     assert out[3]["key"] == "4" and "error" in out[3]
-    raw = json.loads(base64.b64decode(fake_vertex.calls("aiplatform.projects.locations.endpoints.rawPredict")[0]
-                                      ["httpBody"]["data"]))
-    assert raw["signature_name"] == "encode"
+    raw = fake_vertex.calls("aiplatform.projects.locations.endpoints.rawPredict")[0]
+    assert raw["signature_name"] == "encode" and raw["instances"][0]["key"] == "c"
     assert pred.generate(__import__("numpy").zeros((2, 8), "float32")).shape == (2, 8, 8, 3)
     assert pred.encode([_png()]).shape == (1, 8)
 

@@ -100,9 +100,13 @@ class VertexPredictor:
 
     def _encode(self, instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
         c = self.backend.clients
-        payload = json.dumps({"signature_name": "encode", "instances": instances}).encode()
-        body = {"httpBody": {"contentType": "application/json", "data": base64.b64encode(payload).decode()}}
-        req = c.aiplatform.endpoints().rawPredict(endpoint=self.endpoint, body=body)
+        req = c.aiplatform.endpoints().rawPredict(endpoint=self.endpoint, body={})
+        # rawPredict's request message is an HttpBody: the service passes the raw HTTP body to
+        # the container, so the body is TF Serving's own JSON, not the discovery document's
+        # {"httpBody": {...}} wrapper (which would reach TF Serving as it is).
+        req.body = json.dumps({"signature_name": "encode", "instances": instances})
+        req.headers["content-type"] = "application/json"
+        req.headers["content-length"] = str(len(req.body.encode()))
         return list(c.call(req, f"Encoding with {self.mv.ref}").get("predictions", []))
 
     def _run(self, kind: str, instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
