@@ -20,7 +20,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -156,22 +156,6 @@ def parse_instances(instances: Any, embedding_size: int, first_index: int = 0) -
     return [parse_instance(obj, first_index + i, embedding_size) for i, obj in enumerate(instances)]
 
 
-def read_instances_file(path: Path) -> Iterable[tuple[int, Any]]:
-    """(line number, parsed JSON or a BadInstance) for each non-blank line of a JSONL file."""
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
-        raise NotFound(f"No file {path}.", "Give a JSON Lines file: one instance per line.") from None
-    with f:
-        for n, raw in enumerate(f, start=1):
-            if not raw.strip():
-                continue
-            try:
-                yield n, json.loads(raw)
-            except (ValueError, UnicodeDecodeError) as exc:
-                yield n, BadInstance(n, None, f"line {n}: not valid JSON ({exc})")
-
-
 class SavedModelPredictor:
     """The exported VAE-GAN, loaded once. Thread-safe: TF concrete functions may run concurrently."""
 
@@ -204,7 +188,6 @@ class SavedModelPredictor:
         self.embedding_size = int(self.info.get("embedding_size") or z_spec.shape[-1])
         out = self._decode_raw.structured_outputs["images"]
         self.image_size = int(self.info.get("image_size") or out.shape[1] or 64)
-        self._lock = threading.Lock()
 
     # ---- raw arrays (TUI, generate/encode commands, benchmarks) ------------------------
     def generate(self, z: np.ndarray) -> np.ndarray:

@@ -193,9 +193,16 @@ class _Handler(BaseHTTPRequestHandler):
     quiet: bool = True
     read_timeout: float = READ_TIMEOUT_S
 
+    busy = False
+
     def setup(self) -> None:
         super().setup()
         self.connection.settimeout(self.read_timeout)
+        self.server.track(self, True)  # type: ignore[attr-defined]
+
+    def finish(self) -> None:
+        self.server.track(self, False)  # type: ignore[attr-defined]
+        super().finish()
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         if not self.quiet:
@@ -220,6 +227,15 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(data)
 
     def _dispatch(self) -> None:
+        self.busy = True
+        try:
+            self._answer()
+        finally:
+            self.busy = False
+            if self.server.stopping:  # type: ignore[attr-defined]
+                self.close_connection = True
+
+    def _answer(self) -> None:
         try:
             body = b""
             if self.command == "POST":
@@ -272,10 +288,34 @@ class Server(ThreadingHTTPServer):
 
     def __init__(self, addr: tuple[str, int], app: App, quiet: bool = True,
                  read_timeout: float = READ_TIMEOUT_S) -> None:
+        self.stopping = False
+        self._handlers: set[_Handler] = set()
+        self._handlers_lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"app": app, "quiet": quiet, "read_timeout": read_timeout})
         family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
         self.address_family = family
         super().__init__(addr, handler)
+
+    def track(self, handler: _Handler, add: bool) -> None:
+        with self._handlers_lock:
+            (self._handlers.add if add else self._handlers.discard)(handler)
+
+    def stop(self) -> None:
+        """Stop accepting, let requests in flight finish, drop idle keep-alive connections.
+
+        Without the last step, shutting down would wait for every idle keep-alive client
+        to time out (block_on_close joins the connection threads).
+        """
+        self.stopping = True
+        self.shutdown()
+        with self._handlers_lock:
+            idle = [h for h in self._handlers if not h.busy]
+        for h in idle:
+            try:
+                h.connection.shutdown(socket.SHUT_RD)
+            except OSError:
+                pass
+        self.server_close()
 
     @property
     def url(self) -> str:
@@ -314,9 +354,8 @@ def serve_until_signal(server: Server, on_ready: Callable[[Server], None] | None
         while not stop.wait(0.5):
             pass
     finally:
-        server.shutdown()
+        server.stop()                # joins the request threads (block_on_close)
         t.join()
-        server.server_close()        # joins the request threads (block_on_close)
         for s, h in old.items():
             signal.signal(s, h)
 

@@ -38,9 +38,8 @@ def server(predictor: Any) -> Iterator[Server]:
     s = make_server(predictor, "tiny", "127.0.0.1", 0, version=1, max_body=64 * 1024, read_timeout=1.0)
     t = _start(s)
     yield s
-    s.shutdown()
+    s.stop()
     t.join()
-    s.server_close()
 
 
 def call(server: Server, method: str, path: str, body: bytes | None = None,
@@ -140,9 +139,8 @@ def test_token_is_required_when_set(predictor: Any) -> None:
         assert post(s, body, Authorization="Bearer s3cret")[0] == 200
         assert call(s, "GET", "/healthz")[0] == 200               # health stays open for probes
     finally:
-        s.shutdown()
+        s.stop()
         t.join()
-        s.server_close()
 
 
 def test_non_loopback_needs_a_token() -> None:
@@ -189,3 +187,17 @@ def test_b64_image_round_trip(server: Server) -> None:
     status, body = post(server, {"instances": [{"image_bytes": {"b64": base64.b64encode(buf.getvalue()).decode()},
                                                 "key": "img"}]})
     assert status == 200 and len(body["predictions"][0]["embeddings"]) == E
+
+
+def test_stop_does_not_wait_for_idle_keep_alive_clients(predictor: Any) -> None:
+    import time
+    s = make_server(predictor, "tiny", "127.0.0.1", 0)             # the 30 s read timeout
+    t = _start(s)
+    idle = http.client.HTTPConnection(*s.server_address[:2], timeout=30)
+    idle.request("GET", "/healthz")
+    assert idle.getresponse().read()                                 # connection stays open (HTTP/1.1)
+    started = time.monotonic()
+    s.stop()
+    t.join()
+    assert time.monotonic() - started < 10
+    idle.close()
