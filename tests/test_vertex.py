@@ -151,6 +151,9 @@ def test_submit_poll_logs_and_succeed(vertex_backend: Any, fake_vertex: FakeVert
     fake_vertex.entries.clear()             # machines not provisioned yet: no entries at all
     first = vertex_backend.read_log(job.id)
     assert len(first.lines) == 1 and "provisioning machines" in first.lines[0]
+    flt = fake_vertex.calls("logging.entries.list")[0]["filter"]
+    assert flt.startswith('resource.type="ml_job" AND resource.labels.job_id="')
+    assert 'timestamp>="' in flt            # entries.list looks back only 24 hours without one
     assert vertex_backend.read_log(job.id, first.cursor).lines == []      # said once
     states = [vertex_backend.get_job(job.id).state for _ in range(3)]
     assert states == [JobState.PENDING, JobState.RUNNING, JobState.SUCCEEDED]

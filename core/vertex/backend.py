@@ -314,7 +314,7 @@ class VertexBackend:
                 parts = [(cj.get("error") or {}).get("message", "")]
                 if status.get("error"):
                     parts.append(f"trainer: {status['error']}")
-                tail = cloud_logs.last_errors(self.clients, _last(name))
+                tail = cloud_logs.last_errors(self.clients, _last(name), since=job.created)
                 if tail:
                     parts.append("last errors in the log:\n" + "\n".join(tail))
                 values["error"] = "\n".join(p for p in parts if p)
@@ -390,7 +390,7 @@ class VertexBackend:
         numeric = job.remote.get("job_id")
         if not numeric:
             return LogChunk([], cursor)
-        chunk = cloud_logs.read(self.clients, str(numeric), cursor, max_lines)
+        chunk = cloud_logs.read(self.clients, str(numeric), cursor, max_lines, since=job.created)
         if not chunk.lines and not (cursor or {}).get("ts") and not (cursor or {}).get("noted") \
                 and job.state in (JobState.QUEUED, JobState.PENDING):
             # the commonest question about a new cloud job: why is the log empty?

@@ -104,13 +104,23 @@ def _list(clients: Clients, body: dict[str, Any], what: str) -> dict[str, Any] |
     return resp
 
 
-def read(clients: Clients, numeric_id: str, cursor: Any = None, max_lines: int = 5000) -> LogChunk:
-    """The entries after `cursor`, oldest first, as lines."""
+def rfc3339(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int((t % 1) * 1e6):06d}Z"
+
+
+def read(clients: Clients, numeric_id: str, cursor: Any = None, max_lines: int = 5000,
+         since: float | None = None) -> LogChunk:
+    """The entries after `cursor` (or since the job was created), oldest first, as lines.
+
+    entries.list looks back only 24 hours unless the filter names a time, so the first
+    read of an older job starts at `since`.
+    """
     cur = dict(cursor or {})
     ts, seen = cur.get("ts", ""), set(cur.get("seen", []))
     flt = job_filter(numeric_id)
-    if ts:
-        flt += f' AND timestamp>="{ts}"'
+    floor = ts or (rfc3339(since - 60) if since else "")
+    if floor:
+        flt += f' AND timestamp>="{floor}"'
     body: dict[str, Any] = {"resourceNames": [f"projects/{clients.settings.project}"], "filter": flt,
                             "orderBy": "timestamp asc", "pageSize": min(PAGE_SIZE, max(1, max_lines))}
     lines: list[str] = []
@@ -133,10 +143,12 @@ def read(clients: Clients, numeric_id: str, cursor: Any = None, max_lines: int =
     return LogChunk(lines=lines, cursor=dict(cur, ts=ts, seen=sorted(seen)))
 
 
-def last_errors(clients: Clients, numeric_id: str, count: int = 10) -> list[str]:
+def last_errors(clients: Clients, numeric_id: str, count: int = 10, since: float | None = None) -> list[str]:
     """The last ERROR lines of a job (stderr in Vertex), oldest first: why it failed, in its own words."""
-    body = {"resourceNames": [f"projects/{clients.settings.project}"],
-            "filter": job_filter(numeric_id) + " AND severity>=ERROR",
+    flt = job_filter(numeric_id) + " AND severity>=ERROR"
+    if since:
+        flt += f' AND timestamp>="{rfc3339(since - 60)}"'
+    body = {"resourceNames": [f"projects/{clients.settings.project}"], "filter": flt,
             "orderBy": "timestamp desc", "pageSize": count}
     try:
         resp = _list(clients, body, "Reading the job's errors")
