@@ -574,3 +574,16 @@ def test_cli_check_without_credentials_says_what_to_do(workspace: Any, monkeypat
     assert r.exit_code == 1
     assert "ok   profile" in r.output and "FAIL credentials" in r.output
     assert "gcloud auth application-default login" in r.output and "GOOGLE_APPLICATION_CREDENTIALS" in r.output
+
+
+def test_bucket_metadata_forbidden_but_objects_usable(vertex_backend: Any, monkeypatch: pytest.MonkeyPatch,
+                                                      tmp_path: Path) -> None:
+    """Storage Object Admin without storage.buckets.get: say the location is unchecked, and go on."""
+    from google.api_core import exceptions as gexc
+
+    def forbidden(name: str) -> Any:
+        raise gexc.Forbidden("caller does not have storage.buckets.get access")
+    monkeypatch.setattr(vertex_backend.clients.storage, "get_bucket", forbidden)
+    add_dataset(vertex_backend, tmp_path)
+    vertex_backend.submit_job("faces", TrainOptions(preset="tiny"))
+    assert any("storage.buckets.get" in n and "us-central1" in n for n in vertex_backend.notices)

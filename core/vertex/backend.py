@@ -98,9 +98,18 @@ class VertexBackend:
                              f"Create it in the job region: `gcloud storage buckets create gs://{s.bucket} "
                              f"--project {s.project} --location {s.region}`.") from exc
         except gexc.Forbidden as exc:
-            raise CloudError(f"No access to the bucket gs://{s.bucket} ({exc.message}).",
-                             "Grant the account Storage Admin on the bucket, or pick another bucket with "
-                             "`genml vertex configure --bucket NAME`.") from exc
+            # Storage Object Admin alone may use the bucket but not read its metadata (storage.buckets.get)
+            try:
+                list(self.clients.storage.list_blobs(s.bucket, max_results=1))
+            except gexc.GoogleAPIError:
+                raise CloudError(f"No access to the bucket gs://{s.bucket} ({exc.message}).",
+                                 "Grant the account Storage Admin (or Storage Object Admin and Storage Bucket "
+                                 "Viewer) on the bucket, or pick another with `genml vertex configure --bucket NAME`."
+                                 ) from exc
+            self.on_notice(f"genml could not read where gs://{s.bucket} is (no storage.buckets.get permission); "
+                           f"make sure it is in {s.region}, or grant Storage Bucket Viewer so genml can check.")
+            self._bucket_checked = True
+            return "unknown"
         except gexc.GoogleAPIError as exc:
             raise CloudError(f"Cannot read the bucket gs://{s.bucket}: {exc}.", "Try `genml vertex check`.") from exc
         location = str(bucket.location or "")
