@@ -31,7 +31,6 @@ import subprocess
 import sys
 import tarfile
 import threading
-import time
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
