@@ -211,7 +211,12 @@ def test_sigkill_is_reconciled_to_failed_and_resume_finishes_the_job(workspace: 
     assert "ended without finishing" in failed.error and "Last log lines" in failed.error
 
     b.resume_job(job.id)
-    wait_for(lambda: LocalBackend(workspace).get_job(job.id).state.terminal, 120, what="the resumed job to end")
+    from click.testing import CliRunner
+
+    from tui.cli import cli
+    followed = CliRunner().invoke(cli, ["jobs", "logs", job.id, "-f", "-n", "0"])   # returns when the job ends
+    assert followed.exit_code == 0, followed.output
+    assert "step 100/100" in followed.stdout and followed.stdout.rstrip().endswith("genml: job SUCCEEDED")
     done = LocalBackend(workspace).get_job(job.id)
     assert done.state is JobState.SUCCEEDED, done.error
     assert done.step == 100
