@@ -316,6 +316,8 @@ def test_deploy_predict_undeploy_remove(vertex_backend: Any, fake_vertex: FakeVe
     assert pred.generate(__import__("numpy").zeros((2, 8), "float32")).shape == (2, 8, 8, 3)
     assert pred.encode([_png()]).shape == (1, 8)
 
+    billing = vertex_backend.billable_resources()
+    assert [e["deployed_models"] for e in billing["endpoints"]] == [1] and billing["training"] == []
     undeployed = vertex_backend.undeploy("faces@v1")
     assert not undeployed.deployed and fake_vertex.endpoints == {}
     with pytest.raises(InvalidState):
@@ -514,6 +516,7 @@ def test_the_genml_commands_work_with_a_vertex_profile(workspace: Any, fake_vert
     assert job_id in run("jobs", "list")
     assert "provisioned" in run("jobs", "logs", job_id)
     assert run("models", "deploy", job_id).strip().splitlines()[0] == "faces@v1"
+    assert "1 deployed model(s)" in run("vertex", "resources")
     assert "faces@v1" in run("models", "list")
     run("generate", "faces", "-n", "2", "-o", str(tmp_path / "g.png"), "--no-show")
     assert (tmp_path / "g.png").exists() or list(tmp_path.glob("g*.png"))

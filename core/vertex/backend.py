@@ -153,6 +153,30 @@ class VertexBackend:
             "filter": 'resource.type="ml_job"'}), "Reading logs", deadline_s=30, retry=False), "reachable")[1])
         return results
 
+    def billable_resources(self) -> dict[str, list[dict[str, Any]]]:
+        """What genml started that may still be billing: running jobs and endpoints with models.
+
+        Read from Vertex AI itself (by the `genml` label), not from the local registry, so it
+        also finds what another machine or a lost registry left behind.
+        """
+        s, ai, c = self.settings.validate(), self.clients.aiplatform, self.clients
+        running = ("JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_CANCELLING")
+        jobs = c.call(ai.customJobs().list(parent=s.parent, filter='labels.genml="1"', pageSize=100),
+                      "Listing training jobs").get("customJobs", [])
+        batch = c.call(ai.batchPredictionJobs().list(parent=s.parent, filter='labels.genml="1"', pageSize=100),
+                       "Listing batch prediction jobs").get("batchPredictionJobs", [])
+        eps = c.call(ai.endpoints().list(parent=s.parent, filter='labels.genml="1"', pageSize=100),
+                     "Listing endpoints").get("endpoints", [])
+        return {
+            "training": [{"name": j["name"], "display_name": j.get("displayName", ""), "state": j.get("state", "")}
+                         for j in jobs if j.get("state") in running],
+            "batch": [{"name": j["name"], "display_name": j.get("displayName", ""), "state": j.get("state", "")}
+                      for j in batch if j.get("state") in running],
+            "endpoints": [{"name": e["name"], "display_name": e.get("displayName", ""),
+                           "deployed_models": len(e.get("deployedModels", []))}
+                          for e in eps if e.get("deployedModels")],
+        }
+
     # ---- datasets -------------------------------------------------------------------
     def dataset_uri(self, name: str) -> str:
         return self.settings.gs("datasets", name)

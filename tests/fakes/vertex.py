@@ -236,14 +236,28 @@ class FakeVertex:
                 job["endTime"] = now_rfc3339()
                 self._log(jid, "INFO", f"Job {state.removeprefix('JOB_STATE_').lower()}.")
 
-    def _customJobs_list(self, name: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
-        jobs = list(self.custom_jobs.values())
+    @staticmethod
+    def _filtered(items: list[dict[str, Any]], query: dict[str, list[str]]) -> list[dict[str, Any]]:
+        """The filters genml uses: display_name="x" and labels.KEY="v" (joined by AND)."""
         flt = (query.get("filter") or [""])[0]
         m = re.search(r'display_name="([^"]+)"', flt)
         if m:
-            jobs = [j for j in jobs if j.get("displayName") == m.group(1)]
-        size = int((query.get("pageSize") or ["100"])[0])
-        return 200, {"customJobs": jobs[:size]} if jobs else {}
+            items = [i for i in items if i.get("displayName") == m.group(1)]
+        for key, value in re.findall(r'labels\.([a-z0-9_-]+)="([^"]*)"', flt):
+            items = [i for i in items if (i.get("labels") or {}).get(key) == value]
+        return items[:int((query.get("pageSize") or ["100"])[0])]
+
+    def _customJobs_list(self, name: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+        jobs = self._filtered(list(self.custom_jobs.values()), query)
+        return 200, {"customJobs": jobs} if jobs else {}
+
+    def _batchPredictionJobs_list(self, name: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+        jobs = self._filtered(list(self.batch_jobs.values()), query)
+        return 200, {"batchPredictionJobs": jobs} if jobs else {}
+
+    def _endpoints_list(self, name: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+        eps = self._filtered(list(self.endpoints.values()), query)
+        return 200, {"endpoints": eps} if eps else {}
 
     def _customJobs_cancel(self, name: str, query: Any, body: Any) -> tuple[int, Any]:
         jid = name.split("/")[-1].split(":")[0]

@@ -69,4 +69,30 @@ def check(ctx: click.Context, as_json: bool) -> None:
         ctx.exit(1)
 
 
+@vertex.command("resources")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def resources(ctx: click.Context, as_json: bool) -> None:
+    """What genml has running in Google Cloud that may be billing (jobs, batch jobs, deployed endpoints)."""
+    backend = ctx.find_root().obj.backend
+    if getattr(backend, "name", "") != "vertex":
+        raise CloudError("The selected backend is not a Vertex AI profile.",
+                         "Run `genml --backend PROFILE vertex resources` with your Vertex AI profile.")
+    found = backend.billable_resources()
+    if as_json:
+        echo_json(found)
+        return
+    if not any(found.values()):
+        click.echo("Nothing genml started is running or deployed.")
+        return
+    for j in found["training"]:
+        click.echo(f"training  {j['display_name']}  {j['state'].removeprefix('JOB_STATE_')}  {j['name']}")
+    for j in found["batch"]:
+        click.echo(f"batch     {j['display_name']}  {j['state'].removeprefix('JOB_STATE_')}  {j['name']}")
+    for e in found["endpoints"]:
+        click.echo(f"endpoint  {e['display_name']}  {e['deployed_models']} deployed model(s)  {e['name']}")
+    if found["endpoints"]:
+        click.echo("Deployed models bill per node-hour until undeployed: genml models undeploy NAME@vN")
+
+
 COMMANDS: list = [vertex]
