@@ -445,6 +445,7 @@ def test_cli_configure_and_check(workspace: Any, fake_vertex: FakeVertex, gcs_em
     r = runner.invoke(cli, ["--backend", "cloud", "vertex", "check"])
     assert r.exit_code == 0, r.output
     assert "bucket: gs://genml-test-bucket in US-CENTRAL1" in r.output and "FAIL" not in r.output
+    assert "credentials: none needed (emulator" in r.output
     r = runner.invoke(cli, ["vertex", "configure", "--profile", "bad", "--project", "p", "--region", "nowhere",
                             "--bucket", "b12"])
     assert r.exit_code != 0 and "not a region name" in r.output

@@ -143,7 +143,8 @@ class VertexBackend:
         if not step("profile", lambda: f"project {self.settings.validate().project}, region "
                                        f"{self.settings.region}, bucket gs://{self.settings.bucket}"):
             return results
-        if not step("credentials", lambda: type(self.clients.credentials).__name__):
+        from core.vertex.clients import describe_credentials
+        if not step("credentials", lambda: describe_credentials(self.settings, self.clients.credentials)):
             return results
         step("bucket", lambda: f"gs://{self.settings.bucket} in {self.check_bucket()}")
         step("Vertex AI API", lambda: (self.clients.call(self.clients.aiplatform.customJobs().list(

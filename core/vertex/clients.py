@@ -44,6 +44,22 @@ def load_credentials(settings: Settings) -> Any:
         raise CloudError(f"No Google Cloud credentials found ({exc}).", CREDENTIALS_HINT) from exc
 
 
+def describe_credentials(settings: Settings, creds: Any) -> str:
+    """Which credentials genml found and where from: the usual confusion with ADC."""
+    import os
+    if settings.anonymous:
+        return f"none needed (emulator at {settings.aiplatform_endpoint})"
+    who = getattr(creds, "service_account_email", None) or getattr(creds, "signer_email", None)
+    kind = f"service account {who}" if who and who != "default" else \
+        ("the Compute Engine metadata server" if type(creds).__module__.endswith("compute_engine.credentials")
+         else "your user account")
+    if settings.credentials:
+        return f"{kind}, from the key file {settings.credentials}"
+    if os.environ.get("GOOGLE_APPLICATION_CREDENTIALS"):
+        return f"{kind}, from GOOGLE_APPLICATION_CREDENTIALS={os.environ['GOOGLE_APPLICATION_CREDENTIALS']}"
+    return f"{kind}, from Application Default Credentials (gcloud auth application-default login)"
+
+
 class Clients:
     """The aiplatform v1 and logging v2 clients and a storage client for one profile."""
 
