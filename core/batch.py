@@ -1,7 +1,7 @@
 """Batch prediction: JSON Lines in, sharded JSON Lines out, resumable after a kill.
 
 The input is read twice, streaming: once to count its lines (which fixes the shard count
-and so every output name), then shard by shard. Shard i holds the predictions for input
+and so every output name), then once more, shard by shard. Shard i holds the predictions for input
 lines [i*S, (i+1)*S). Each shard is written to a temporary name and renamed into place
 (core/atomic), errors file first and predictions file last, so a shard is either complete
 or absent: a rerun after a kill skips the shards that exist and redoes the rest, and no
@@ -11,10 +11,11 @@ outputs of two different inputs.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, BinaryIO, Callable, Iterator
 
 from core import atomic
 from core.backend import BatchResult, Progress, ProgressFn
@@ -22,6 +23,7 @@ from core.errors import InvalidInput, InvalidState, NotFound
 from core.predict import CHUNK, BadInstance, parse_instance
 
 SHARD_LINES = 1000
+MAX_LINE = 32 * 1024 * 1024        # one instance line; a 16 MB base64 image fits
 STATE = "batch.json"
 
 
@@ -39,19 +41,21 @@ def count_lines(path: Path) -> int:
     return n + (0 if last == b"\n" else 1)
 
 
-def _lines(path: Path, start: int, stop: int) -> Iterator[tuple[int, bytes]]:
-    """(1-based line number, raw line) for lines [start, stop), streaming from the top.
-
-    Seeking by line needs an index; re-reading past earlier lines is I/O-bound and
-    simpler, and happens only once per run (we resume from the first missing shard).
-    """
-    with open(path, "rb") as f:
-        for n, raw in enumerate(f):
-            if n < start:
-                continue
-            if n >= stop:
-                return
-            yield n + 1, raw
+def _read_lines(f: BinaryIO) -> Iterator[tuple[int, bytes | None]]:
+    """(1-based number, line) for each line; None for a line over MAX_LINE (skipped in chunks,
+    so one enormous line cannot take all the memory)."""
+    n = 0
+    while True:
+        raw = f.readline(MAX_LINE + 1)
+        if not raw:
+            return
+        n += 1
+        if len(raw) > MAX_LINE and not raw.endswith(b"\n"):
+            while (rest := f.readline(1 << 20)) and not rest.endswith(b"\n"):
+                pass
+            yield n, None
+        else:
+            yield n, raw
 
 
 def _write_lines(path: Path, rows: list[bytes]) -> None:
@@ -120,15 +124,25 @@ def run(predictor: Any, input_path: Path, output_dir: Path, *, model_ref: str = 
         total = count_lines(input_path)
         atomic.write_json(state_path, dict(ident, lines=total))
     n = max(1, -(-total // shard_lines))
+    with open(input_path, "rb") as f:
+        _shards(predictor, _read_lines(f), output_dir, n, total, shard_lines, progress, should_stop)
+    return summarize(output_dir, n)
+
+
+def _shards(predictor: Any, lines: Iterator[tuple[int, bytes | None]], output_dir: Path, n: int, total: int,
+            shard_lines: int, progress: ProgressFn | None, should_stop: Callable[[], bool] | None) -> None:
+    """One pass over the input: finished shards' lines are skipped, the others predicted."""
     done_lines = 0
     for i in range(n):
-        w_pred = output_dir / shard_name("predictions", i, n)
         lo, hi = i * shard_lines, min(total, (i + 1) * shard_lines)
-        if w_pred.exists():
+        shard = itertools.islice(lines, hi - lo)
+        if (output_dir / shard_name("predictions", i, n)).exists():
+            for _ in shard:
+                pass
             done_lines += hi - lo
             continue
         if should_stop and should_stop():
-            break
+            return
         w = _ShardWriter(output_dir, i, n)
         pending: list[tuple[int, Any]] = []
 
@@ -143,13 +157,17 @@ def run(predictor: Any, input_path: Path, output_dir: Path, *, model_ref: str = 
                     w.prediction(pred)
             pending.clear()
 
-        for line, raw in _lines(input_path, lo, hi):
-            if not raw.strip():
+        for line, raw in shard:
+            obj: Any
+            if raw is None:
+                obj = BadInstance(line, None, f"line {line}: longer than {MAX_LINE // (1024 * 1024)} MB")
+            elif not raw.strip():
                 continue
-            try:
-                obj: Any = json.loads(raw)
-            except (ValueError, UnicodeDecodeError) as exc:
-                obj = BadInstance(line, None, f"line {line}: not valid JSON ({str(exc)[:120]})")
+            else:
+                try:
+                    obj = json.loads(raw)
+                except (ValueError, UnicodeDecodeError) as exc:
+                    obj = BadInstance(line, None, f"line {line}: not valid JSON ({str(exc)[:120]})")
             pending.append((line, obj))
             if len(pending) >= CHUNK:
                 flush()
@@ -159,7 +177,6 @@ def run(predictor: Any, input_path: Path, output_dir: Path, *, model_ref: str = 
         done_lines += hi - lo
         if progress:
             progress(Progress("predict", done_lines, total, f"shard {i + 1} of {n}"))
-    return summarize(output_dir, n)
 
 
 def summarize(output_dir: Path, n: int) -> BatchResult:

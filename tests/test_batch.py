@@ -122,3 +122,14 @@ def test_empty_input_gives_one_empty_shard(tmp_path: Path, predictor: Any) -> No
     inp.write_text("")
     res = batch.run(predictor, inp, tmp_path / "out")
     assert res.predictions == 0 and (tmp_path / "out" / "predictions-00000-of-00001.jsonl").exists()
+
+
+def test_an_enormous_line_is_an_error_not_a_memory_blowup(tmp_path: Path, predictor: Any,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(batch, "MAX_LINE", 1000)
+    inp = tmp_path / "in.jsonl"
+    inp.write_text(json.dumps({"embeddings": [0.0] * E, "key": "a"}) + "\n" + "x" * 5000 + "\n"
+                   + json.dumps({"embeddings": [0.0] * E, "key": "b"}) + "\n")
+    res = batch.run(predictor, inp, tmp_path / "out")
+    assert (res.predictions, res.errors) == (2, 1)
+    assert "longer than" in _read(tmp_path / "out", "errors")[0]["error"]
