@@ -124,3 +124,26 @@ def test_profile_validation_and_bucket_regions() -> None:
     assert bucket_location_ok("US-CENTRAL1", "us-central1")
     assert bucket_location_ok("US", "us-east1") and bucket_location_ok("NAM4", "us-central1")
     assert not bucket_location_ok("EUROPE-WEST4", "us-central1") and not bucket_location_ok("EU", "us-central1")
+
+
+def test_a_service_account_key_file_is_used_and_named(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from core.vertex.clients import describe_credentials
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    path = tmp_path / "key.json"
+    path.write_text(json.dumps({"type": "service_account", "project_id": "p", "private_key_id": "1",
+                                "private_key": pem, "client_email": "trainer@p.iam.gserviceaccount.com",
+                                "client_id": "1", "token_uri": "https://oauth2.googleapis.com/token"}))
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    s = Settings.from_profile({"project": "p", "bucket": "b12", "credentials": str(path)})
+    creds = load_credentials(s)
+    assert creds.service_account_email == "trainer@p.iam.gserviceaccount.com"
+    text = describe_credentials(s, creds)
+    assert "trainer@p.iam.gserviceaccount.com" in text and str(path) in text
+    path.write_text("{}")
+    with pytest.raises(CloudError, match="not a service-account key"):
+        load_credentials(s)
