@@ -21,6 +21,7 @@ from core.errors import CloudError, InvalidInput, StorageError
 _default_client: Any = None
 _client_lock = threading.Lock()
 LAST_FILES = ("manifest.json", "genml.json")   # written after everything they describe
+CHUNK_SIZE = 8 * 1024 * 1024                    # resumable upload chunk (a multiple of 256 KiB)
 
 
 def make_client(project: str, credentials: Any, endpoint: str = "") -> Any:
@@ -210,7 +211,9 @@ def upload_dir(client: Any, local_dir: Path, uri: str, *, progress: ProgressFn |
     def put(path: Path, rel: str) -> None:
         if cancel is not None and cancel.is_set():
             return
-        blob = bucket.blob("/".join(p for p in (prefix, rel) if p))
+        # 8 MiB chunks: a big shard goes up in requests a slow uplink finishes within the
+        # client's timeout, and a failed chunk is retried alone
+        blob = bucket.blob("/".join(p for p in (prefix, rel) if p), chunk_size=CHUNK_SIZE)
         try:
             blob.upload_from_filename(str(path), checksum="crc32c")
         except gexc.GoogleAPIError as exc:
