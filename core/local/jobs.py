@@ -23,7 +23,7 @@ from typing import Any
 
 import core
 from core.backend import LogChunk, TrainOptions
-from core.errors import InvalidInput, InvalidState, NotFound
+from core.errors import AlreadyExists, InvalidInput, InvalidState, NotFound
 from core.jobdir import JobDir
 from core.local import logs, procs
 from core.registry import Registry
@@ -35,15 +35,20 @@ SPAWN_GRACE_S = 60.0     # a row without a supervisor pid yet is "starting" for 
 LOG_NAME = "train.log"
 
 
-def new_job_id(registry: Registry, dataset: str, now: float | None = None) -> str:
-    """Readable and sortable: DATASET-YYYYMMDD-HHMMSS, with -2, -3... when taken."""
+def new_job_id(registry: Registry, dataset: str, now: float | None = None, jobs_dir: Path | None = None) -> str:
+    """Readable and sortable: DATASET-YYYYMMDD-HHMMSS, with -2, -3... when taken (in the
+    registry, or on disk by a job dir whose registry row is gone)."""
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", dataset).strip("-.") or "job"
     base = f"{stem}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(now or time.time()))}"
     taken = {j.id for j in registry.list_jobs()}
-    if base not in taken:
+
+    def free(job_id: str) -> bool:
+        return job_id not in taken and not (jobs_dir is not None and (jobs_dir / job_id).exists())
+
+    if free(base):
         return base
     n = 2
-    while f"{base}-{n}" in taken:
+    while not free(f"{base}-{n}"):
         n += 1
     return f"{base}-{n}"
 
@@ -88,16 +93,15 @@ def submit(ws: Workspace, registry: Registry, dataset: str, options: TrainOption
     opts["args"] = args
     now = time.time()
     for _ in range(20):   # another process may take the same second's id between list and insert
-        job_id = new_job_id(registry, dataset, now)
+        job_id = new_job_id(registry, dataset, now, ws.jobs_dir)
         job = Job(id=job_id, dataset=dataset, state=JobState.QUEUED, backend="local", created=now,
                   job_dir=str(ws.job_dir(job_id)), options=opts, max_steps=options.max_steps or 0,
                   remote={"spawned_at": now})
         try:
             registry.add_job(job)
             break
-        except Exception as exc:   # AlreadyExists
-            if "already exists" not in str(exc):
-                raise
+        except AlreadyExists:
+            continue
     else:  # pragma: no cover - twenty collisions in one second
         raise InvalidState("Could not pick a free job id.", "Try again.")
     spawn_runner(ws, registry, job)
