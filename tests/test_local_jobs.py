@@ -139,27 +139,39 @@ def _fake_dataset(ws: Workspace, name: str = "fake") -> None:
     Registry(ws.registry_path).add_dataset(Dataset(name=name, path=str(d), created=time.time()))
 
 
-def test_jobs_wait_for_a_slot_and_can_be_cancelled_while_queued(workspace: Workspace) -> None:
-    """A real supervisor process waits in QUEUED while every slot is taken; cancel ends it."""
+def test_jobs_queue_for_a_slot_start_when_it_frees_and_cancel_in_either_state(workspace: Workspace) -> None:
+    """Real supervisors: two jobs wait in QUEUED while the only slot is taken; one is cancelled
+    while queued; the other starts its trainer when the slot frees and is cancelled while
+    running (SIGTERM forwarded to the trainer, CANCELLED recorded). That the trainer writes a
+    checkpoint on SIGTERM is the trainer's own test."""
     _fake_dataset(workspace)
     slots = workspace.jobs_dir / ".slots"
     slots.mkdir()
     holder = open(slots / "slot-0.lock", "ab")           # default limit on 2 cores is 1 job
     fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    b = LocalBackend(workspace)
+    first = b.submit_job("fake", TrainOptions(preset="tiny"))
+    second = b.submit_job("fake", TrainOptions(preset="tiny"))
     try:
-        b = LocalBackend(workspace)
-        job = b.submit_job("fake", TrainOptions(preset="tiny"))
-        assert job.state is JobState.QUEUED and job.pid
-        log = Path(job.job_dir) / "train.log"
-        wait_for(lambda: "queued: waiting" in log.read_text(), 30, what="the supervisor to queue")
-        assert LocalBackend(workspace).get_job(job.id).state is JobState.QUEUED     # reconcile leaves it
-        cancelled = b.cancel_job(job.id)
-        assert cancelled.state is JobState.CANCELLED
-        wait_for(lambda: not procs.alive(job.pid), 30, what="the supervisor to exit")
+        assert first.state is JobState.QUEUED and first.pid and second.id != first.id
+        for job in (first, second):
+            log = Path(job.job_dir) / "train.log"
+            wait_for(lambda: "queued: waiting" in log.read_text(), 30, what="the supervisors to queue")
+        assert LocalBackend(workspace).get_job(first.id).state is JobState.QUEUED     # reconcile leaves them
+        assert b.cancel_job(second.id).state is JobState.CANCELLED
+        wait_for(lambda: not procs.alive(second.pid), 30, what="the cancelled supervisor to exit")
         with pytest.raises(InvalidState):
-            b.cancel_job(job.id)
+            b.cancel_job(second.id)
     finally:
-        holder.close()
+        holder.close()                                      # the slot frees: the first job starts
+
+    running = wait_for(lambda: (j := b.get_job(first.id)).state is JobState.RUNNING and j.remote.get("trainer_pid") and j,
+                       30, what="the first job to start")
+    tpid = running.remote["trainer_pid"]
+    assert procs.is_ours(tpid, first.id, running.remote["trainer_start"])
+    assert b.cancel_job(first.id).state in (JobState.CANCELLING, JobState.CANCELLED)
+    wait_for(lambda: b.get_job(first.id).state is JobState.CANCELLED, 30, what="CANCELLED")
+    wait_for(lambda: not procs.alive(tpid) and not procs.alive(first.pid), 30, what="both processes to exit")
 
 
 def test_refusals_name_the_state(workspace: Workspace) -> None:
@@ -170,23 +182,6 @@ def test_refusals_name_the_state(workspace: Workspace) -> None:
     with pytest.raises(InvalidState, match="already ended"):
         b.cancel_job("ok-1")
     assert b.get_job("ok").id == "ok-1"                      # a unique prefix is enough
-
-
-def test_cancel_a_running_job_forwards_sigterm_to_the_trainer(workspace: Workspace) -> None:
-    """Cancel while the trainer is still starting: the supervisor forwards SIGTERM and records CANCELLED.
-
-    (That the trainer checkpoints on SIGTERM and exits 143 is the trainer's own test.)
-    """
-    _fake_dataset(workspace)
-    b = LocalBackend(workspace)
-    job = b.submit_job("fake", TrainOptions(preset="tiny"))
-    running = wait_for(lambda: (j := b.get_job(job.id)).state is JobState.RUNNING and j.remote.get("trainer_pid") and j,
-                       30, what="the trainer to start")
-    tpid = running.remote["trainer_pid"]
-    assert procs.is_ours(tpid, job.id, running.remote["trainer_start"])
-    assert b.cancel_job(job.id).state in (JobState.CANCELLING, JobState.CANCELLED)
-    wait_for(lambda: b.get_job(job.id).state is JobState.CANCELLED, 30, what="CANCELLED")
-    wait_for(lambda: not procs.alive(tpid) and not procs.alive(job.pid), 30, what="both processes to exit")
 
 
 @pytest.mark.slow
