@@ -14,7 +14,7 @@ from tests.fixtures.models import ROOT, trainer_env
 
 pytestmark = pytest.mark.slow
 
-MAX_STEPS = 24
+MAX_STEPS = 40
 
 
 def start(data: Path, job: Path) -> subprocess.Popen:
@@ -34,7 +34,7 @@ def wait_for(cond, proc: subprocess.Popen, what: str, timeout: float = 120) -> N
         if time.monotonic() > deadline:
             proc.kill()
             raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+        time.sleep(0.02)
 
 
 def status(job: Path) -> dict:

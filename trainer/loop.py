@@ -7,7 +7,6 @@ distribution strategy (the default one on a single machine).
 """
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 import tempfile
@@ -39,6 +38,7 @@ class Trainer:
         self.strategy = make_strategy(cluster)
         self.last_eval: dict[str, Any] = {}
         self._floor: float | None = None
+        self._eval_sets: tuple[tf.Tensor, tf.Tensor] | None = None
         keras.utils.set_random_seed(cfg.seed)
         with self.strategy.scope():
             self.model = VaeGan(cfg)
@@ -229,13 +229,17 @@ class Trainer:
 
     def evaluate(self, step: int) -> dict[str, Any]:
         cfg = self.cfg
-        held = data.eval_images(self.data_dir, self.manifest, "validation", cfg.image_size,
-                                cfg.eval_images)
-        train = data.eval_images(self.data_dir, self.manifest, "train", cfg.image_size,
-                                 cfg.eval_images)
-        if int(held.shape[0]) == 0:
-            print("warning: no validation images; evaluating on training images", file=sys.stderr)
-            held = train
+        if self._eval_sets is None:          # read once: the same images at every evaluation
+            held = data.eval_images(self.data_dir, self.manifest, "validation", cfg.image_size,
+                                    cfg.eval_images)
+            train = data.eval_images(self.data_dir, self.manifest, "train", cfg.image_size,
+                                     cfg.eval_images)
+            if int(held.shape[0]) == 0:
+                print("warning: no validation images; evaluating on training images",
+                      file=sys.stderr)
+                held = train
+            self._eval_sets = (held, train)
+        held, train = self._eval_sets
         n = int(held.shape[0])
         mean, _ = self.model.encoder(held, training=False)
         recon = self.model.ema_decoder(mean, training=False)
@@ -261,4 +265,4 @@ class Trainer:
         return row
 
 
-__all__ = ["Trainer", "make_strategy", "os"]
+__all__ = ["Trainer", "make_strategy"]
