@@ -301,6 +301,7 @@ def test_demo_is_deterministic(tmp_path: Path) -> None:
         assert [r["image/sha256"] for r in _records(a, split)] == [r["image/sha256"] for r in _records(b, split)]
 
 
+@pytest.mark.slow
 def test_demo_fixture_reads_back_with_tensorflow(demo_dataset: Path) -> None:
     """The trainer's side of the contract: parse the shards with real tf.data."""
     import json
@@ -324,3 +325,25 @@ def test_demo_fixture_reads_back_with_tensorflow(demo_dataset: Path) -> None:
             assert ex["image/format"].numpy() == b"png" and len(ex["image/sha256"].numpy()) == 64
             n += 1
     assert n == manifest["counts"]["train"] + manifest["counts"]["validation"] == 96
+
+
+def test_one_build_per_name_at_a_time(workspace: Workspace, reg: Registry) -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def progress(p: Progress) -> None:
+        started.set()
+        release.wait(30)
+
+    results: list[object] = []
+    t = threading.Thread(target=lambda: results.append(
+        catalog.demo(workspace, reg, "busy", 10, progress=progress, cancel=None, workers=1)))
+    t.start()
+    assert started.wait(30)
+    try:
+        from core.errors import InvalidState
+        with pytest.raises(InvalidState):
+            catalog.demo(workspace, Registry(workspace.registry_path), "busy", 10, progress=None, cancel=None, workers=1)
+    finally:
+        release.set()
+        t.join(30)
+    assert results and results[0].name == "busy"  # type: ignore[attr-defined]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -48,10 +49,23 @@ def default_workers() -> int:
 def _init_worker() -> None:
     # Ctrl-C goes to the whole process group; only the parent decides what happens.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # If the parent is killed (kill -9), die with it rather than linger holding its files.
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
 
 
 def _context() -> mp.context.BaseContext:
-    if "forkserver" in mp.get_all_start_methods():
+    """fork when this process has a single thread (the CLI): workers start in milliseconds and
+    share the parent's loaded modules. A threaded parent (the TUI) must not fork, so it gets a
+    forkserver (spawn where there is none), which starts from a fresh interpreter."""
+    methods = mp.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        return mp.get_context("fork")
+    if "forkserver" in methods:
         ctx = mp.get_context("forkserver")
         ctx.set_forkserver_preload(["core.datasets.images", "core.datasets.demo"])
         return ctx

@@ -48,21 +48,40 @@ def check_options(crop: str, image_size: int) -> Options:
     return Options(image_size=image_size, crop=crop)
 
 
+_BUSY: set[tuple[str, str]] = set()          # (workspace, name) being built by this process
+_BUSY_LOCK = threading.Lock()
+
+
+def _busy(name: str) -> InvalidState:
+    return InvalidState(f"Another genml process is building dataset {name!r} right now.",
+                        "Wait for it to finish, or stop it, then run this again.")
+
+
 @contextlib.contextmanager
 def _name_lock(ws: Workspace, name: str) -> Iterator[None]:
+    """One build per name: a set for threads of this process, a file lock for other processes.
+    The file lock is a POSIX record lock (lockf), not flock: it belongs to this process only,
+    so forked workers never keep it alive after the parent has died."""
     import fcntl
-    ws.tmp_dir.mkdir(parents=True, exist_ok=True)
-    path = ws.tmp_dir / f"dataset-{name}.lock"
-    with open(path, "a") as f:
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise InvalidState(f"Another genml process is building dataset {name!r} right now.",
-                               "Wait for it to finish, or stop it, then run this again.") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    key = (str(ws.root), name)
+    with _BUSY_LOCK:
+        if key in _BUSY:
+            raise _busy(name)
+        _BUSY.add(key)
+    try:
+        ws.tmp_dir.mkdir(parents=True, exist_ok=True)
+        with open(ws.tmp_dir / f"dataset-{name}.lock", "a") as f:
+            try:
+                fcntl.lockf(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                raise _busy(name) from None
+            try:
+                yield
+            finally:
+                fcntl.lockf(f.fileno(), fcntl.LOCK_UN)
+    finally:
+        with _BUSY_LOCK:
+            _BUSY.discard(key)
 
 
 def _discard(ws: Workspace, folder: Path) -> None:

@@ -53,5 +53,5 @@ def render(pngs: list[bytes], columns: int = COLUMNS, thumb: int = THUMB) -> byt
         r, c = divmod(i, columns)
         sheet.paste(thumbnail(png, thumb), (GAP + c * (thumb + GAP), GAP + r * (thumb + GAP)))
     buf = io.BytesIO()
-    sheet.save(buf, "PNG", optimize=True)
+    sheet.save(buf, "PNG")
     return buf.getvalue()

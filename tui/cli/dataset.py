@@ -35,7 +35,8 @@ class _Bar:
         self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                                  MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                                  TextColumn("ETA"), TimeRemainingColumn(), TimeElapsedColumn(),
-                                 console=Console(stderr=True), transient=False)
+                                 console=Console(stderr=True), transient=False,
+                                 auto_refresh=False)   # no refresh thread: the worker pool may fork
         self.task = self.progress.add_task("starting", total=None, rate="")
         self.stage = ""
         self.started = 0.0
@@ -57,12 +58,14 @@ class _Bar:
         if p.stage == "scan":
             self.progress.update(self.task, description=f"scanning ({p.done} images found)",
                                  completed=p.done, total=None)
+            self.progress.refresh()
             return
         elapsed = time.monotonic() - self.started
         rate = (p.done - self.start_done) / elapsed if elapsed > 0.5 else 0.0
         desc = self.verb if p.stage == "process" else p.message or p.stage
         self.progress.update(self.task, description=desc, completed=p.done, total=p.total or None,
                              rate=f"{rate:.0f} img/s" if rate else "")
+        self.progress.refresh()
 
 
 def _print_result(ds: Any) -> None:
