@@ -200,6 +200,8 @@ def test_bad_input_corpus(tmp_path: Path, workspace: Workspace, reg: Registry) -
     assert m["counts"]["duplicates"] == 1 == ds.duplicate_count
     assert m["counts"]["ignored"] >= 2
     assert m["stats"]["upsampled"] == 1
+    assert m["stats"]["sizes"]["min"] == [40, 48] and m["stats"]["sizes"]["max"] == [100, 200]
+    assert m["stats"]["sizes"]["median"] == [160, 120] and len(m["stats"]["mean_rgb"]) == 3
     assert m["options"]["background"] == [255, 255, 255]
     assert reports and reports[-1].stage == "finish"
 
@@ -347,3 +349,26 @@ def test_one_build_per_name_at_a_time(workspace: Workspace, reg: Registry) -> No
         release.set()
         t.join(30)
     assert results and results[0].name == "busy"  # type: ignore[attr-defined]
+
+
+def test_a_worker_that_dies_costs_one_file_not_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A decoder that kills its process (a segfault, the OOM killer) is isolated and reported."""
+    from core.datasets import build, images
+    if threading.active_count() != 1:
+        pytest.skip("the pool forks only from a single-threaded process; the patch below needs fork")
+    src = tmp_path / "src"
+    for i in range(20):
+        _save(src / f"p{i:02d}.png", _photo(i))
+    real = images.process_file
+
+    def crashing(root: str, rel: str, options: images.Options) -> images.Processed:
+        if rel == "p07.png":
+            os._exit(70)            # dies like a segfaulting decoder would, in the worker only
+        return real(root, rel, options)
+
+    monkeypatch.setattr(images, "process_file", crashing)
+    tasks = list(build.file_tasks(str(src), sorted(p.name for p in src.iterdir())))
+    out = list(build.run_tasks(tasks, images.Options(image_size=32), workers=2))
+    assert [p.rel for p in out] == [t[2] for t in tasks]            # all there, in order
+    bad = [p for p in out if not p.ok]
+    assert [(p.rel, p.reason) for p in bad] == [("p07.png", "crashed the image decoder (or ran out of memory)")]

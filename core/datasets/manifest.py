@@ -6,6 +6,7 @@ reader may use it.
 from __future__ import annotations
 
 import json
+import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,27 +27,43 @@ def split_of(sha256: str) -> str:
 
 @dataclass
 class Stats:
-    """Running statistics; only the source sizes are kept per image (two ints each)."""
+    """Running statistics in bounded memory: the median size comes from a fixed-size
+    deterministic reservoir sample, min and max are exact."""
 
     mean_sum: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
     count: int = 0
-    sizes: list[tuple[int, int]] = field(default_factory=list)
+    sample: list[tuple[int, int]] = field(default_factory=list)
+    smallest: tuple[int, int] | None = None
+    largest: tuple[int, int] | None = None
     upsampled: int = 0
+    limit: int = 10_000
+    _rng: random.Random = field(default_factory=lambda: random.Random(0))
 
     def add(self, p: Processed) -> None:
         self.count += 1
         for i in range(3):
             self.mean_sum[i] += p.mean_rgb[i]
-        self.sizes.append(p.source_size)
+        size = tuple(p.source_size)
+        key = lambda s: (s[0] * s[1], s)  # noqa: E731
+        if self.smallest is None or key(size) < key(self.smallest):
+            self.smallest = size  # type: ignore[assignment]
+        if self.largest is None or key(size) > key(self.largest):
+            self.largest = size  # type: ignore[assignment]
+        if len(self.sample) < self.limit:
+            self.sample.append(size)  # type: ignore[arg-type]
+        else:
+            j = self._rng.randrange(self.count)
+            if j < self.limit:
+                self.sample[j] = size  # type: ignore[assignment]
         self.upsampled += int(p.upsampled)
 
     def to_dict(self) -> dict[str, Any]:
-        if not self.sizes:
+        if not self.count:
             return {"mean_rgb": [0.0, 0.0, 0.0], "sizes": {}, "upsampled": 0}
-        by_area = sorted(self.sizes, key=lambda s: (s[0] * s[1], s))
+        by_area = sorted(self.sample, key=lambda s: (s[0] * s[1], s))
         return {
             "mean_rgb": [round(v / self.count, 2) for v in self.mean_sum],
-            "sizes": {"min": list(by_area[0]), "max": list(by_area[-1]),
+            "sizes": {"min": list(self.smallest or ()), "max": list(self.largest or ()),
                       "median": list(by_area[len(by_area) // 2])},
             "upsampled": self.upsampled,
         }
