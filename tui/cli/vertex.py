@@ -36,6 +36,7 @@ def configure(name: str, make_default: bool, **values: Any) -> None:
         if value is not None:
             prof[key] = value.removeprefix("gs://").strip("/") if key == "bucket" else value
     from core.vertex.settings import Settings
+    prof.setdefault("region", Settings.region)          # written out, so the file says where jobs run
     settings = Settings.from_profile(prof)
     settings.name = name
     settings.validate()
