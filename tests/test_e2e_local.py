@@ -42,7 +42,7 @@ def test_local_flow_end_to_end(workspace: Workspace, tmp_path: Path) -> None:
 
     r = CliRunner()
     logs = r.invoke(cli, ["jobs", "logs", job_id, "-f"])       # ends by itself: the job is done
-    assert logs.exit_code == 0 and "genml: job SUCCEEDED" in logs.stdout
+    assert logs.exit_code == 0 and "job SUCCEEDED" in logs.stdout.splitlines()[-1]
     assert r.invoke(cli, ["models", "deploy", job_id]).stdout.strip() == "demo@v1"
 
     inst = tmp_path / "instances.jsonl"

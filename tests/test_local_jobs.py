@@ -213,8 +213,8 @@ def test_sigkill_is_reconciled_to_failed_and_resume_finishes_the_job(workspace: 
     from tui.cli import cli
     followed = CliRunner().invoke(cli, ["jobs", "logs", job.id, "-f", "-n", "0"])   # returns when the job ends
     assert followed.exit_code == 0, followed.output
-    assert "step 100/100" in followed.stdout and followed.stdout.rstrip().endswith("genml: job SUCCEEDED")
+    assert "step 100/100" in followed.stdout and followed.stdout.rstrip().endswith("job SUCCEEDED")
     done = LocalBackend(workspace).get_job(job.id)
     assert done.state is JobState.SUCCEEDED, done.error
     assert done.step == 100
-    assert "genml: resuming job" in (Path(job.job_dir) / "train.log").read_text()
+    assert "resuming job" in (Path(job.job_dir) / "train.log").read_text()

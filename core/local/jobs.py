@@ -203,7 +203,7 @@ def resume(ws: Workspace, registry: Registry, job_id: str) -> Job:
                                pid=None, remote=remote):
         raise InvalidState(f"Job {job_id} changed while resuming.", "Look at `genml jobs show` and try again.")
     with open(Path(job.job_dir) / LOG_NAME, "ab") as log:
-        log.write(f"genml: resuming job {job_id} from its last checkpoint\n".encode())
+        log.write(f"genml: {time.strftime('%H:%M:%S')} resuming job {job_id} from its last checkpoint\n".encode())
     spawn_runner(ws, registry, registry.get_job(job_id))
     return registry.get_job(job_id)
 

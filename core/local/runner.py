@@ -51,7 +51,7 @@ class Runner:
         return self.registry.get_job(self.job_id)
 
     def say(self, text: str) -> None:
-        self.log.write(f"genml: {text}\n".encode())
+        self.log.write(f"genml: {time.strftime('%H:%M:%S')} {text}\n".encode())
 
     def on_sigterm(self, signum: int, frame: object) -> None:
         self.cancel_requested = True
