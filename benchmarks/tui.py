@@ -104,6 +104,7 @@ def idle_cpu(session: str, command: str, env: dict[str, str], ready_text: str, s
 
 
 def workspace_env(root: Path) -> dict[str, str]:
+    root.mkdir(parents=True, exist_ok=True)
     return {"GENML_HOME": str(root / "home"), "GENML_CONFIG": str(root / "config.toml"),
             "TERM": "xterm-256color", "COLORTERM": "truecolor", "PATH": os.environ.get("PATH", ""),
             "PYTHONPATH": str(ROOT)}

@@ -47,7 +47,7 @@ def make_app(ws, **kw) -> GenmlApp:  # noqa: ANN001
     return GenmlApp(tui_workspace.FixedBackend(ws), **kw)
 
 
-async def until(pilot, cond, timeout: float = 10.0) -> None:  # noqa: ANN001
+async def until(pilot, cond, timeout: float = 30.0) -> None:  # noqa: ANN001
     """Poll a condition with a deadline (no sleeps as synchronisation)."""
     deadline = time.monotonic() + timeout
     while not cond():
@@ -57,8 +57,8 @@ async def until(pilot, cond, timeout: float = 10.0) -> None:  # noqa: ANN001
 
 
 async def ready(pilot, app: GenmlApp) -> None:  # noqa: ANN001
-    """Keys pressed before the tabs have mounted are lost: wait for the first focus."""
-    await until(pilot, lambda: app.focused is not None)
+    """Keys pressed before the panes have mounted are lost: wait for them and the first focus."""
+    await until(pilot, lambda: app.focused is not None and all(p.is_mounted for p in app.panes.values()))
 
 
 async def typed(pilot, app, text: str, enter: bool = True, clear: bool = False) -> None:  # noqa: ANN001

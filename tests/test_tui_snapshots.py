@@ -53,7 +53,7 @@ async def settle(pilot: Any, cond: Any, timeout: float = 15.0) -> None:
 async def started(pilot: Any) -> None:
     """Keys pressed before the tabs have mounted are lost: wait for the first pane's data."""
     app = pilot.app
-    await settle(pilot, lambda: app.focused is not None)
+    await settle(pilot, lambda: app.focused is not None and all(p.is_mounted for p in app.panes.values()))
 
 
 def rows(app: GenmlApp, pane: str) -> int:

@@ -12,6 +12,7 @@ from typing import Any
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding
+from textual.lazy import Lazy
 from textual.widgets import Footer, TabbedContent, TabPane
 
 from core.errors import GenmlError
@@ -36,6 +37,7 @@ class GenmlApp(App[None]):
     TITLE = "genml"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
     COMMANDS = App.COMMANDS | {GenmlCommands}
+    AUTO_FOCUS = None          # focus goes to the pane's list (see focus_pane), not the tab bar
     BINDINGS = [
         Binding("1", "show_pane('datasets')", "Datasets", show=False),
         Binding("2", "show_pane('jobs')", "Jobs", show=False),
@@ -63,7 +65,8 @@ class GenmlApp(App[None]):
                 with TabPane(title, id=pane_id):
                     pane = cls(id=f"{pane_id}-pane")
                     self.panes[pane_id] = pane
-                    yield pane
+                    # the hidden panes mount just after the first paint
+                    yield pane if pane_id == "datasets" else Lazy(pane)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -84,7 +87,7 @@ class GenmlApp(App[None]):
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         pane_id = event.pane.id or ""
-        if pane_id in self.panes:
+        if pane_id in self.panes and self.panes[pane_id].is_mounted:
             self.call_after_refresh(self._focus_pane, pane_id)
             self.panes[pane_id].poll_now()
 
@@ -93,6 +96,8 @@ class GenmlApp(App[None]):
 
     def focus_pane(self, pane: Pane) -> None:
         """Give the pane's list (or the pane itself) focus unless something inside it has it."""
+        if not pane.is_mounted:
+            return
         f = self.focused
         if f is not None and f is not pane and pane in f.ancestors_with_self and f.display and f.region.area:
             return

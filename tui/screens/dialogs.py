@@ -52,6 +52,7 @@ class PathSuggester(Suggester):
 
 
 class Dialog(ModalScreen[Any]):
+    AUTO_FOCUS = "*"           # the app's is None (its panes choose); a dialog focuses its first field
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     def action_cancel(self) -> None:

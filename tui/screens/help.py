@@ -9,6 +9,7 @@ from textual.widgets import Static
 
 
 class HelpScreen(ModalScreen[None]):
+    AUTO_FOCUS = "*"
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
     HelpScreen > VerticalScroll { width: 72; max-width: 95%; height: auto; max-height: 90%;

@@ -48,7 +48,7 @@ class Pane(Vertical, can_focus=True):
         if self._timer is not None:
             self._timer.stop()
             self._timer = None
-        if not self._polling:
+        if not self._polling and self.is_mounted:
             self._polling = True
             self._poll_worker()
 
