@@ -372,3 +372,18 @@ def test_a_worker_that_dies_costs_one_file_not_the_run(tmp_path: Path, monkeypat
     assert [p.rel for p in out] == [t[2] for t in tasks]            # all there, in order
     bad = [p for p in out if not p.ok]
     assert [(p.rel, p.reason) for p in bad] == [("p07.png", "crashed the image decoder (or ran out of memory)")]
+
+
+def test_tfrecord_roundtrip_and_corruption_is_detected(tmp_path: Path) -> None:
+    from core.datasets.tfrecord import encode_example, frame
+    ex = {"b": b"\x00\xffbytes", "s": "text", "i": [0, 1, -5, 2 ** 40], "f": [0.5, -1.25]}
+    path = tmp_path / "x.tfrecord"
+    path.write_bytes(frame(encode_example(ex)) * 3)
+    got = [decode_example(r) for r in read_records(path)]
+    assert len(got) == 3
+    assert got[0] == {"b": [b"\x00\xffbytes"], "s": [b"text"], "i": [0, 1, -5, 2 ** 40], "f": [0.5, -1.25]}
+    data = bytearray(path.read_bytes())
+    data[20] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="checksum"):
+        list(read_records(path))
