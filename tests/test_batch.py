@@ -14,6 +14,8 @@ from core import batch
 from core.errors import InvalidState
 from core.predict import load_predictor
 
+
+pytestmark = pytest.mark.slow   # the tiny_job_dir fixture trains a model
 E = 8
 
 

@@ -18,6 +18,8 @@ from core.workspace import Workspace
 from tests.local_support import add_finished_job
 from tui.cli import cli
 
+pytestmark = pytest.mark.slow   # the tiny_job_dir fixture trains a model
+
 
 @pytest.fixture
 def job(workspace: Workspace, tiny_job_dir: Path):  # noqa: ANN201

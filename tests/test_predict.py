@@ -108,11 +108,13 @@ def predictor(tiny_job_dir: Path):  # noqa: ANN201
     return load_predictor(tiny_job_dir / "model")
 
 
+@pytest.mark.slow
 def test_predictor_is_loaded_once_per_process(tiny_job_dir: Path, predictor: Any) -> None:
     assert load_predictor(tiny_job_dir / "model") is predictor
     assert predictor.embedding_size == E and predictor.image_size == 16
 
 
+@pytest.mark.slow
 def test_generate_and_encode_arrays(predictor: Any) -> None:
     z = np.random.default_rng(0).standard_normal((3, E)).astype(np.float32)
     images = predictor.generate(z)
@@ -126,6 +128,7 @@ def test_generate_and_encode_arrays(predictor: Any) -> None:
         predictor.encode([b"nope"])
 
 
+@pytest.mark.slow
 def test_bad_instances_do_not_spoil_the_others(predictor: Any) -> None:
     from PIL import Image
     z = [0.1] * E
@@ -148,12 +151,14 @@ def test_bad_instances_do_not_spoil_the_others(predictor: Any) -> None:
     assert out[4]["error"].startswith("instance 4: ")
 
 
+@pytest.mark.slow
 def test_large_requests_are_chunked(predictor: Any) -> None:
     out = predictor.predict([{"embeddings": [float(i % 3)] * E, "key": str(i)} for i in range(150)])
     assert len(out) == 150 and all("image_bytes" in o for o in out)
     assert [o["key"] for o in out] == [str(i) for i in range(150)]
 
 
+@pytest.mark.slow
 def test_png_pixels_match_the_saved_models_own_serving_signature(predictor: Any) -> None:
     """predict() encodes PNGs with PIL (fast); the pixels must equal serving_default's PNGs."""
     import tensorflow as tf

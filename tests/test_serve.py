@@ -58,6 +58,7 @@ def post(server: Server, obj: Any, path: str = "/v1/models/tiny:predict", **kw: 
     return call(server, "POST", path, json.dumps(obj).encode(), {"Content-Type": "application/json", **kw})
 
 
+@pytest.mark.slow
 def test_health_and_model_status(server: Server) -> None:
     assert call(server, "GET", "/healthz") == (200, {"status": "ok", "model": "tiny"})
     status, body = call(server, "GET", "/v1/models/tiny")
@@ -65,6 +66,7 @@ def test_health_and_model_status(server: Server) -> None:
     assert call(server, "GET", "/v1/models/other")[0] == 404
 
 
+@pytest.mark.slow
 def test_predict_in_the_vertex_shape(server: Server, predictor: Any) -> None:
     status, body = post(server, {"instances": [{"embeddings": Z, "key": "a"}, {"embeddings": Z, "key": "b"}]})
     assert status == 200
@@ -74,6 +76,7 @@ def test_predict_in_the_vertex_shape(server: Server, predictor: Any) -> None:
     assert status == 200
 
 
+@pytest.mark.slow
 def test_bad_instances_inline_and_all_bad_is_400(server: Server) -> None:
     status, body = post(server, {"instances": [{"embeddings": Z, "key": "ok"}, {"embeddings": Z[:3], "key": "short"}]})
     assert status == 200
@@ -87,11 +90,13 @@ def test_bad_instances_inline_and_all_bad_is_400(server: Server) -> None:
     (b"{not json", 400), (b"[]", 400), (b'{"instances": 3}', 400), (b'{"instances": []}', 400),
     (b'{"nothing": 1}', 400), (b"\xff\xfe", 400), (b"x" * (64 * 1024 + 1), 413),
 ])
+@pytest.mark.slow
 def test_malformed_requests_get_a_json_error(server: Server, body: bytes, status: int) -> None:
     got, obj = call(server, "POST", "/v1/models/tiny:predict", body)
     assert got == status and isinstance(obj["error"], str)
 
 
+@pytest.mark.slow
 def test_wrong_routes_and_methods(server: Server) -> None:
     assert call(server, "GET", "/v1/models/tiny:predict")[0] == 405
     assert call(server, "POST", "/v1/models/nope:predict", b"{}")[0] == 404
@@ -108,6 +113,7 @@ def _raw(server: Server, data: bytes) -> bytes:
     return b"".join(chunks)
 
 
+@pytest.mark.slow
 def test_missing_length_slow_clients_and_garbage_do_not_hang(server: Server) -> None:
     assert b" 411 " in _raw(server, b"POST /v1/models/tiny:predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     # promises 100 bytes, sends 5, then waits: the read timeout (1 s here) answers instead of hanging
@@ -115,6 +121,7 @@ def test_missing_length_slow_clients_and_garbage_do_not_hang(server: Server) -> 
     assert b'"error"' in _raw(server, b"\x16\x03\x01 not http at all\r\n\r\n")
 
 
+@pytest.mark.slow
 def test_concurrent_requests_get_their_own_answers(server: Server, predictor: Any) -> None:
     def one(i: int) -> tuple[int, Any]:
         z = [i / 10.0] * E
@@ -129,6 +136,7 @@ def test_concurrent_requests_get_their_own_answers(server: Server, predictor: An
         assert body["predictions"][0]["image_bytes"] == want
 
 
+@pytest.mark.slow
 def test_token_is_required_when_set(predictor: Any) -> None:
     s = make_server(predictor, "tiny", "127.0.0.1", 0, token="s3cret")
     t = _start(s)
@@ -166,6 +174,7 @@ bodies = (st.binary(max_size=200)
           | st.lists(instance | json_any, max_size=4).map(lambda xs: json.dumps({"instances": xs}).encode()))
 
 
+@pytest.mark.slow
 @given(methods, paths, bodies)
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 def test_no_request_gets_a_500_or_a_non_json_answer(server: Server, method: str, path: str, body: bytes) -> None:
@@ -178,6 +187,7 @@ def test_no_request_gets_a_500_or_a_non_json_answer(server: Server, method: str,
         assert any("error" not in p for p in obj["predictions"])
 
 
+@pytest.mark.slow
 def test_b64_image_round_trip(server: Server) -> None:
     import io
 
@@ -189,6 +199,7 @@ def test_b64_image_round_trip(server: Server) -> None:
     assert status == 200 and len(body["predictions"][0]["embeddings"]) == E
 
 
+@pytest.mark.slow
 def test_stop_does_not_wait_for_idle_keep_alive_clients(predictor: Any) -> None:
     import time
     s = make_server(predictor, "tiny", "127.0.0.1", 0)             # the 30 s read timeout
