@@ -72,7 +72,8 @@ def test_full_disk_while_checkpointing(tmp_path: Path, tiny_dataset_dir: Path) -
 
     job = tmp_path / "job"
     cmd = [sys.executable, "-m", "trainer.task", "--data-dir", str(tiny_dataset_dir),
-           "--job-dir", str(job), "--preset", "tiny"]
+           "--job-dir", str(job), "--preset", "tiny", "--checkpoint-every", "1",
+           "--sample-every", "100"]
     proc = subprocess.run(cmd, cwd=ROOT, env=trainer_env(), capture_output=True, text=True,
                           timeout=180, preexec_fn=limit_file_size)
     err = failed(job, proc)
