@@ -68,6 +68,25 @@ def test_local_flow_end_to_end(workspace: Workspace, tmp_path: Path) -> None:
     assert (res["predictions"], res["errors"]) == (2, 1)
     assert (tmp_path / "batch" / "predictions-00000-of-00001.jsonl").exists()
 
+    # batch prediction killed with SIGKILL mid-run, then resumed: every line once
+    big = tmp_path / "big.jsonl"
+    with open(big, "w") as f:
+        for i in range(10_000):
+            f.write(json.dumps({"embeddings": [(i % 97) / 50.0] * 8, "key": str(i)}) + "\n")
+    out_dir = tmp_path / "big-out"
+    killed = subprocess.Popen([*GENML, "batch-predict", "demo", "--input", str(big), "--output", str(out_dir)],
+                              cwd=code_root(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: any(out_dir.glob("predictions-*")) or killed.poll() is not None, 120, interval=0.02,
+             what="the first shard")
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    shards_at_kill = len(list(out_dir.glob("predictions-*")))
+    resumed = r.invoke(cli, ["batch-predict", "demo", "--input", str(big), "--output", str(out_dir), "--json"])
+    assert json.loads(resumed.stdout)["predictions"] == 10_000
+    keys = [json.loads(line)["key"] for p in sorted(out_dir.glob("predictions-*")) for line in p.open()]
+    assert sorted(keys, key=int) == [str(i) for i in range(10_000)]          # none lost, none twice
+    assert 1 <= shards_at_kill <= 10
+
     port = free_port()
     server = subprocess.Popen([*GENML, "serve", "demo", "--port", str(port), "--quiet"], cwd=code_root(),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
