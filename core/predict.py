@@ -28,6 +28,7 @@ from core.errors import InvalidInput, NotFound, StorageError
 
 MAX_IMAGE_B64_CHARS = 16 * 1024 * 1024     # ~12 MB of JPEG/PNG per instance
 MAX_IMAGE_PIXELS = 40_000_000              # decompression bombs stop here
+MIN_IMAGE_SIDE = 2                         # floor(0.75 * side) must leave at least one pixel
 PNG_LEVEL = 1                              # zlib level of generated PNGs: fast, and 64x64 stays small
 CHUNK = 64                                 # instances per model call: bounds memory for any request
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -75,7 +76,9 @@ def _check_image(data: bytes) -> str | None:
             if img.format not in IMAGE_FORMATS:
                 return f"is a {img.format} image; send JPEG or PNG"
             w, h = img.size
-            if w < 1 or h < 1 or w * h > MAX_IMAGE_PIXELS:
+            if min(w, h) < MIN_IMAGE_SIDE:
+                return f"is {w}x{h} pixels; the centre crop needs at least {MIN_IMAGE_SIDE} on each side"
+            if w * h > MAX_IMAGE_PIXELS:
                 return f"is {w}x{h} pixels; the limit is {MAX_IMAGE_PIXELS // 1_000_000} megapixels"
             img.load()
     except UnidentifiedImageError:
@@ -241,7 +244,7 @@ class SavedModelPredictor:
                         v = self._encode_batch([p.data])[0]
                         out[i] = {"embeddings": [float(x) for x in v], "key": p.key}
                     except self._tf.errors.OpError as exc:
-                        msg = (exc.message or str(exc)).splitlines()[0][:200]
+                        msg = _op_error_reason(exc.message or str(exc))
                         out[i] = {"error": f"instance {p.index}: 'image_bytes' could not be decoded by the model: {msg}",
                                   "key": p.key}
         return [o if o is not None else {"error": "internal: no prediction", "key": None} for o in out]
@@ -250,6 +253,14 @@ class SavedModelPredictor:
         res = self._encode(image_bytes=self._tf.constant(datas),
                            key=self._tf.constant([str(j) for j in range(len(datas))]))
         return res["embeddings"].numpy()
+
+
+def _op_error_reason(message: str) -> str:
+    """The human part of a TensorFlow op error (it comes wrapped in graph-node noise)."""
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
+    noise = ("Graph execution error", "Detected at node", "<stack traces", "[[", "File ")
+    useful = [ln for ln in lines if not ln.startswith(noise)]
+    return (useful[-1] if useful else lines[-1] if lines else "unknown error")[:200]
 
 
 def png_bytes(img: np.ndarray) -> bytes:

@@ -89,6 +89,14 @@ def test_each_bad_instance_says_what_is_wrong(obj: Any, message: str) -> None:
     assert got.error.startswith("instance 3: ") and message in got.error
 
 
+def test_too_small_to_crop_is_refused() -> None:
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.new("RGB", (1, 5)).save(buf, format="PNG")
+    got = parse_instance({"image_bytes": {"b64": base64.b64encode(buf.getvalue()).decode()}, "key": "s"}, 2, E)
+    assert isinstance(got, BadInstance) and "1x5 pixels" in got.error
+
+
 def test_gif_is_refused_and_jpeg_accepted() -> None:
     gif = base64.b64encode(_png(fmt="GIF")).decode()
     jpg = base64.b64encode(_png(fmt="JPEG")).decode()
@@ -170,3 +178,21 @@ def test_png_pixels_match_the_saved_models_own_serving_signature(predictor: Any)
         a = np.asarray(Image.open(io.BytesIO(base64.b64decode(o["image_bytes"]["b64"]))))
         b = np.asarray(Image.open(io.BytesIO(t)))
         assert np.array_equal(a, b)
+
+
+@pytest.mark.slow
+def test_unusual_but_valid_images_encode(predictor: Any) -> None:
+    from PIL import Image
+    rgb = Image.fromarray((np.random.default_rng(0).random((30, 40, 3)) * 255).astype(np.uint8))
+    sixteen = Image.fromarray((np.random.default_rng(0).random((30, 40)) * 65535).astype(np.uint16))
+
+    def b64(img: Any, fmt: str, **kw: Any) -> str:
+        buf = io.BytesIO()
+        img.save(buf, format=fmt, **kw)
+        return base64.b64encode(buf.getvalue()).decode()
+
+    cases = [b64(rgb.convert("L"), "PNG"), b64(rgb.convert("RGBA"), "PNG"), b64(sixteen, "PNG"),
+             b64(rgb.convert("P"), "PNG"), b64(rgb.convert("CMYK"), "JPEG"), b64(rgb, "JPEG", progressive=True),
+             b64(rgb.convert("L"), "JPEG"), b64(Image.new("RGB", (2, 2)), "PNG")]
+    out = predictor.predict([{"image_bytes": {"b64": c}, "key": str(i)} for i, c in enumerate(cases)])
+    assert all("embeddings" in o for o in out), [o.get("error") for o in out]
