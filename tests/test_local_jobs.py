@@ -99,6 +99,17 @@ def test_reconcile_fails_a_job_whose_processes_died_with_its_last_log_lines(work
     assert got.ended
 
 
+def test_a_long_lived_backend_notices_a_job_dying(workspace: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    p = _sleeper("later-1")
+    _row(workspace, "later-1", pid=p.pid, remote={"runner_start": procs.start_time(p.pid)})
+    b = LocalBackend(workspace)                               # e.g. the TUI, open for hours
+    assert b.get_job("later-1").state is JobState.RUNNING
+    p.kill()
+    p.wait()
+    monkeypatch.setattr(LocalBackend, "RECONCILE_EVERY_S", 0.0)
+    assert [j.state for j in b.list_jobs()] == [JobState.FAILED]
+
+
 def test_reconcile_keeps_live_jobs_and_catches_reused_pids(workspace: Workspace) -> None:
     p = _sleeper("live-1 live-2")
     try:

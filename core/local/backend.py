@@ -7,6 +7,7 @@ core/predict.py and core/batch.py. docs/local.md explains the choices.
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ class LocalBackend:
         self.ws = workspace
         self.cfg = cfg or config_mod.load()
         self.registry = Registry(workspace.registry_path)
-        jobs.reconcile(self.registry)
+        self.reconcile()
 
     # ---- datasets (core/datasets/catalog.py) -------------------------------------
     def list_datasets(self) -> list[Dataset]:
@@ -58,17 +59,28 @@ class LocalBackend:
         catalog.remove(self.ws, self.registry, name)
 
     # ---- jobs (core/local/jobs.py + runner.py) ------------------------------------
+    RECONCILE_EVERY_S = 5.0
+
     def reconcile(self) -> list[str]:
-        """Settle jobs whose processes died; runs on every open (see jobs.reconcile)."""
+        """Settle jobs whose processes died; runs on every open (see jobs.reconcile), and
+        again from list_jobs/get_job at most every few seconds, so a long-lived TUI also sees
+        a job whose supervisor was killed turn FAILED."""
+        self._reconciled = time.monotonic()
         return jobs.reconcile(self.registry)
+
+    def _maybe_reconcile(self) -> None:
+        if time.monotonic() - self._reconciled >= self.RECONCILE_EVERY_S:
+            self.reconcile()
 
     def submit_job(self, dataset: str, options: TrainOptions) -> Job:
         return jobs.submit(self.ws, self.registry, dataset, options)
 
     def list_jobs(self) -> list[Job]:
+        self._maybe_reconcile()
         return [jobs.refresh(j) for j in self.registry.list_jobs()]
 
     def get_job(self, job_id: str) -> Job:
+        self._maybe_reconcile()
         return jobs.get(self.registry, job_id)
 
     def cancel_job(self, job_id: str) -> Job:
