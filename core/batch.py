@@ -166,7 +166,7 @@ def _shards(predictor: Any, lines: Iterator[tuple[int, bytes | None]], output_di
             else:
                 try:
                     obj = json.loads(raw)
-                except (ValueError, UnicodeDecodeError) as exc:
+                except (ValueError, UnicodeDecodeError, RecursionError) as exc:
                     obj = BadInstance(line, None, f"line {line}: not valid JSON ({str(exc)[:120]})")
             pending.append((line, obj))
             if len(pending) >= CHUNK:

@@ -117,7 +117,7 @@ class App:
     def predict(self, body: bytes) -> tuple[int, dict[str, Any]]:
         try:
             req = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             return 400, {"error": f"The body is not valid JSON: {str(exc)[:200]}"}
         if not isinstance(req, dict) or "instances" not in req:
             return 400, {"error": 'The body must be a JSON object with an "instances" list.'}

@@ -88,7 +88,7 @@ def test_bad_instances_inline_and_all_bad_is_400(server: Server) -> None:
 
 @pytest.mark.parametrize("body, status", [
     (b"{not json", 400), (b"[]", 400), (b'{"instances": 3}', 400), (b'{"instances": []}', 400),
-    (b'{"nothing": 1}', 400), (b"\xff\xfe", 400), (b"x" * (64 * 1024 + 1), 413),
+    (b'{"nothing": 1}', 400), (b"\xff\xfe", 400), (b"x" * (64 * 1024 + 1), 413), (b"[" * 60_000, 400),
 ])
 @pytest.mark.slow
 def test_malformed_requests_get_a_json_error(server: Server, body: bytes, status: int) -> None:

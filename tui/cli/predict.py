@@ -30,7 +30,7 @@ def _read_jsonl(path: Path) -> Iterator[Any]:
                 continue
             try:
                 yield json.loads(raw)
-            except (ValueError, UnicodeDecodeError) as exc:
+            except (ValueError, UnicodeDecodeError, RecursionError) as exc:
                 yield BadInstance(n, None, f"instance {n} (line {lineno}): not valid JSON ({str(exc)[:120]})")
             n += 1
 
