@@ -104,3 +104,12 @@ def test_two_processes_deploying_and_listing_keep_the_registry_consistent(worksp
         assert p.returncode == 0 and out.strip() == "ok", err
     versions = [m.version for m in LocalBackend(workspace).list_models()]
     assert versions == list(range(1, 31))
+
+
+def test_train_refuses_replicas_on_the_local_backend(workspace) -> None:
+    from click.testing import CliRunner
+
+    from tui.cli import cli
+    result = CliRunner().invoke(cli, ["train", "nothing", "--preset", "tiny", "--replicas", "2"])
+    assert result.exit_code == 1
+    assert "--replicas needs the Vertex AI backend" in result.output

@@ -51,11 +51,14 @@ def _table(rows: list[list[str]], header: list[str]) -> None:
 @click.option("--loss", type=click.Choice(["vaegan", "seed"]), default=None)
 @click.option("--image-size", type=click.Choice(["32", "64", "128"]), default=None)
 @click.option("--embedding-size", type=click.IntRange(min=1), default=None)
+@click.option("--replicas", type=click.IntRange(min=1), default=None,
+              help="Vertex AI only: machines to train on (MultiWorkerMirroredStrategy). Default: the profile's.")
+@click.option("--machine-type", default=None, help="Vertex AI only: e.g. n1-standard-8. Default: the profile's.")
 @click.option("--json", "as_json", is_flag=True, help="Print the job record as JSON.")
 @click.pass_context
 def train(click_ctx: click.Context, dataset: str, preset: str, max_steps: int | None, batch_size: int | None,
           seed: int | None, loss: str | None, image_size: str | None, embedding_size: int | None,
-          as_json: bool) -> None:
+          replicas: int | None, machine_type: str | None, as_json: bool) -> None:
     """Train a model on DATASET in the background; prints the job id.
 
     The job runs detached: closing the terminal or the TUI does not stop it. Any other
@@ -66,7 +69,12 @@ def train(click_ctx: click.Context, dataset: str, preset: str, max_steps: int | 
     ctx: Context = click_ctx.find_object(Context)
     opts = TrainOptions(preset=preset, max_steps=max_steps, batch_size=batch_size, seed=seed, loss=loss,
                         image_size=int(image_size) if image_size else None, embedding_size=embedding_size,
-                        extra_args=list(click_ctx.args))
+                        extra_args=list(click_ctx.args), machine_type=machine_type)
+    if replicas is not None:
+        if ctx.backend.name == "local" and replicas > 1:
+            raise GenmlError("--replicas needs the Vertex AI backend: the local backend trains on this machine.",
+                             "Add --backend vertex (see docs/vertex.md), or leave --replicas out.")
+        opts.replicas = replicas
     job = ctx.backend.submit_job(dataset, opts)
     if as_json:
         echo_json(job_dict(job))
@@ -130,7 +138,7 @@ def show(ctx: Context, job_id: str, as_json: bool) -> None:
         click.echo("last eval: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                                              for k, v in last_eval.items() if k not in ("kind", "wall_time")))
     if jd and jd.has_model():
-        click.echo(f"model:     {Path(job.job_dir) / 'model'}  (deploy: genml models deploy {job.id})")
+        click.echo(f"model:     {job.job_dir.rstrip('/')}/model  (deploy: genml models deploy {job.id})")
     if job.error:
         click.secho("reason:", fg="red")
         click.echo("  " + job.error.replace("\n", "\n  "))
