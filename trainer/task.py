@@ -78,20 +78,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: cannot create job dir {job_dir}: {exc}", file=sys.stderr)
         return EXIT_INPUT
 
-    cancel = {"flag": False}
+    cancel = {"flag": False, "signal": signal.SIGTERM}
 
-    def on_term(signum, frame) -> None:  # noqa: ARG001
-        cancel["flag"] = True
+    def on_term(signum, frame) -> None:  # noqa: ARG001 - checked between steps
+        cancel.update(flag=True, signal=signum)
 
     signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)      # Ctrl-C by hand: the same clean stop
 
     try:
         run(args, job_dir, data_dir, cluster, jd, cancel)
         return EXIT_OK
     except Cancelled:
-        print("cancelled: checkpoint written", file=sys.stderr)
-        _final_status(jd, CANCELLED, "cancelled by SIGTERM")
-        return EXIT_TERM
+        name = signal.Signals(cancel["signal"]).name
+        print(f"cancelled by {name}: checkpoint written; the same command resumes",
+              file=sys.stderr)
+        _final_status(jd, CANCELLED, f"cancelled by {name}")
+        return EXIT_TERM if cancel["signal"] == signal.SIGTERM else 128 + int(cancel["signal"])
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         _final_status(jd, FAILED, str(exc))
