@@ -31,6 +31,11 @@ def make_strategy(cluster: Any) -> tf.distribute.Strategy:
 
 
 class Trainer:
+    """The networks, optimizers, checkpoint and summary writer of one run, and its loop.
+
+    Built under the strategy's scope so the same code trains on one machine or many.
+    """
+
     def __init__(self, cfg: Config, manifest: dict[str, Any], data_dir: str,
                  dirs: dict[str, str], cluster: Any, jd: Any) -> None:
         self.cfg, self.manifest, self.data_dir, self.dirs = cfg, manifest, data_dir, dirs
