@@ -15,6 +15,7 @@ Figures (targets from issue 5, on the 2-core dev machine):
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import asyncio
 import importlib.util
 import json
@@ -170,31 +171,48 @@ def bench_resample(root: Path, presses: int) -> tuple[float, float, float]:
     latencies: list[float] = []
 
     async def run() -> None:
+        from textual import events
         app = GenmlApp(backend)
         async with app.run_test(size=(80, 24)) as pilot:
             gen = app.panes["generator"]
             assert isinstance(gen, GeneratorPane)
-            while app.focused is None:
+            while app.focused is None or not gen.is_mounted:
                 await pilot.pause(0.01)
             await pilot.press("4")
+            deadline = time.monotonic() + 120
             while not gen.history:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"no first sample; model {gen.model_ref}, loading {gen._loading}")
                 await pilot.pause(0.01)
-            for _ in range(5):                     # warm up the worker path
-                n = len(gen.history)
-                await pilot.press("r")
-                while len(gen.history) == n:
-                    await asyncio.sleep(0.001)
-            for _ in range(presses):
-                n = len(gen.history)
+            # "painted": the first screen update after the new image reached the canvas
+            painted = asyncio.Event()
+            state = {"want": None}
+            original = app._display
+
+            def display(screen, renderable):  # noqa: ANN001, ANN202
+                original(screen, renderable)
+                want = state["want"]
+                if want is not None and gen.current is not None and gen.current is not want:
+                    canvas = gen.query(HalfBlocks)
+                    if canvas and canvas.first()._image is gen.current.image:
+                        painted.set()
+
+            app._display = display  # type: ignore[method-assign]
+            for i in range(5 + presses):
+                await pilot.pause(0.05)
+                painted.clear()
+                state["want"] = gen.current
                 t = time.perf_counter()
-                await pilot.press("r")
-                while len(gen.history) == n:
-                    await asyncio.sleep(0.001)
-                canvas = gen.query_one(HalfBlocks)
-                while canvas._image is not gen.current.image:
-                    await asyncio.sleep(0.001)
-                await pilot.pause()                # the refresh that paints it
-                latencies.append(time.perf_counter() - t)
+                app.post_message(events.Key("r", "r"))     # what the terminal driver posts for a key
+                try:
+                    await asyncio.wait_for(painted.wait(), 30)
+                except TimeoutError:
+                    raise RuntimeError(f"not painted: history {len(gen.history)}, focus {app.focused}, "
+                                       f"workers {[(w.name, w.state) for w in app.workers]}, "
+                                       f"notes {[n.message for n in app._notifications]}") from None
+                if i >= 5:                                 # the first few warm up the worker path
+                    latencies.append(time.perf_counter() - t)
+                state["want"] = None
         _ = np
 
     asyncio.run(run())
@@ -209,6 +227,8 @@ def main() -> None:
     parser.add_argument("--idle-seconds", type=float, default=10.0)
     parser.add_argument("--skip", nargs="*", default=[], choices=["paint", "resample", "idle"])
     args = parser.parse_args()
+    if os.environ.get("GENML_BENCH_HANG_DUMP"):
+        faulthandler.dump_traceback_later(float(os.environ["GENML_BENCH_HANG_DUMP"]), exit=True)
     if shutil.which("tmux") is None:
         raise SystemExit("tmux is needed for the first-paint and idle figures")
     root = Path(tempfile.mkdtemp(prefix="genml-bench-tui-"))

@@ -259,3 +259,48 @@ def test_first_paint_does_not_import_tensorflow(tmp_path: Path) -> None:
             "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n")
     env = dict(os.environ, GENML_HOME=str(tmp_path / "home"), GENML_CONFIG=str(tmp_path / "c.toml"))
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True, timeout=60)
+
+
+@sync
+async def test_add_folder_with_completion_and_progress(workspace, tmp_path: Path) -> None:  # noqa: ANN001
+    from PIL import Image
+
+    from tui.screens.dialogs import AddDatasetDialog, PathSuggester
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 255, (90, 120, 3), dtype=np.uint8)).save(photos / f"{i}.png")
+    (photos / "broken.jpg").write_bytes(b"not a jpeg")
+    assert await PathSuggester().get_suggestion(str(tmp_path / "pho")) == str(photos) + os.sep
+    app = make_app(workspace)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        await pilot.press("a")
+        await until(pilot, lambda: isinstance(app.screen, AddDatasetDialog))
+        await typed(pilot, app, str(photos))
+        await until(pilot, lambda: table_keys(app, "datasets") == ["photos"], timeout=120)
+        pane = app.panes["datasets"]
+        await until(pilot, lambda: "broken.jpg" in str(pane.query_one("#skipped").render()))
+        assert not pane.query_one("#progress-row").display
+
+
+@sync
+async def test_image_mode_key_with_half_blocks_only(ws) -> None:  # noqa: ANN001
+    app = make_app(ws)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        await pilot.press("m")
+        await until(pilot, lambda: any("half-blocks only" in n.message for n in app._notifications))
+        assert app.image_mode == "halfblock"
+        assert app.panes["datasets"].query_one("#sheet").border_subtitle == "halfblock"
+
+
+def test_image_mode_names() -> None:
+    from tui import images
+    assert images.normalise("kitty") == "tgp" and images.normalise(None) == "auto"
+    assert images.detect("halfblock") == ("halfblock", ["halfblock"])
+    with pytest.raises(ValueError):
+        images.normalise("braille")
+    assert images.fit((64, 64), 40, 10) == (20, 20)
+    assert images.fit((64, 64), 200, 100) == (192, 192)

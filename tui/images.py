@@ -82,7 +82,7 @@ def detect(requested: str | None) -> tuple[str, list[str]]:
 def to_pil(data: bytes | PILImage.Image | Any) -> PILImage.Image:
     """PNG/JPEG bytes, a PIL image or an (H, W, 3) uint8 array -> an RGB PIL image."""
     if isinstance(data, PILImage.Image):
-        return data.convert("RGB")
+        return data if data.mode == "RGB" else data.convert("RGB")
     if isinstance(data, (bytes, bytearray)):
         img = PILImage.open(io.BytesIO(data))
         img.load()

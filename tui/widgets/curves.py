@@ -51,8 +51,14 @@ class Curves(Vertical):
                 yield Label(key, classes="name")
                 yield Sparkline([], id=f"spark-{key}")
 
+    _seen: tuple[int, int, int] | None = None
+
     def update_metrics(self, metrics: Any) -> None:
-        """`metrics` is a core.jobdir.Metrics."""
+        """`metrics` is a core.jobdir.Metrics; redraws only when rows were added."""
+        key = (id(metrics), len(metrics.train), len(metrics.eval))
+        if key == self._seen:
+            return
+        self._seen = key
         self.query_one(".quality", Static).update(quality_text(metrics.last_eval))
         for key in LOSSES:
             _, values = metrics.series(key)
