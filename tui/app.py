@@ -51,6 +51,7 @@ class GenmlApp(App[None]):
     def __init__(self, backend: Any = None, *, image_mode: str = images.HALFBLOCK,
                  image_modes: list[str] | None = None, backend_name: str | None = None) -> None:
         super().__init__()
+        start_resource_tracker()
         if backend is None:
             from core.backends import open_backend
             backend = open_backend(backend_name)
@@ -200,7 +201,6 @@ def main(argv: list[str] | None = None) -> None:
         if exc.hint:
             print(f"hint: {exc.hint}", file=sys.stderr)
         raise SystemExit(exc.exit_code)
-    start_resource_tracker()
     from core.workspace import Workspace
     guard_terminal(str(Workspace.open().tmp_dir / "genml-tui.stderr.log"))
     app.run()
