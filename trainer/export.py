@@ -2,7 +2,9 @@
 
 Both networks run in inference mode (batch norm uses its moving statistics), the
 decoder is the EMA copy, and image -> embedding returns the mean, so the same image
-always gives the same embedding whatever the batch around it.
+always gives the same embedding whatever the batch around it. The decoder is exported
+as trainer.fastdecode.FastDecoder: the same function (batch norm folded, sub-pixel
+output layer), faster on CPU.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import keras
 import tensorflow as tf
 
 from trainer.data import center_crop_resize
+from trainer.fastdecode import FastDecoder
 
 
 class ServingModule(tf.Module):
@@ -22,7 +25,9 @@ class ServingModule(tf.Module):
         super().__init__(name="genml")
         # Track the variables, not the Keras objects: saving Keras layers would also trace
         # and serialise every layer's call (seconds of work nobody loads).
-        self.model_variables = [getattr(v, "value", v) for v in encoder.variables + decoder.variables]
+        self.model_variables = [getattr(v, "value", v) for v in encoder.variables]
+        fast_decoder = FastDecoder(decoder)
+        self.fast_decoder = fast_decoder
         size, dim = image_size, embedding_size
 
         def to_uint8(x: tf.Tensor) -> tf.Tensor:
@@ -35,7 +40,7 @@ class ServingModule(tf.Module):
 
         @tf.function(input_signature=[tf.TensorSpec([None, dim], tf.float32, name="z")])
         def decode_raw(z: tf.Tensor) -> dict[str, tf.Tensor]:
-            return {"images": to_uint8(decoder(z, training=False))}
+            return {"images": to_uint8(fast_decoder(z))}
 
         @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.uint8, name="images")])
         def encode_raw(images: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -45,7 +50,7 @@ class ServingModule(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec([None, dim], tf.float32, name="embeddings"),
                                       tf.TensorSpec([None], tf.string, name="key")])
         def generate(embeddings: tf.Tensor, key: tf.Tensor) -> dict[str, tf.Tensor]:
-            images = to_uint8(decoder(embeddings, training=False))
+            images = to_uint8(fast_decoder(embeddings))
             png = tf.map_fn(tf.io.encode_png, images, fn_output_signature=tf.string)
             return {"image_bytes": png, "key": tf.identity(key)}
 
