@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 from typing import Any
 
 from textual.app import App, ComposeResult
@@ -30,6 +31,32 @@ PANES: list[tuple[str, str, type[Pane]]] = [
     ("models", "3 Models", ModelsPane),
     ("generator", "4 Generator", GeneratorPane),
 ]
+
+
+class SerialBackend:
+    """The backend with its short calls taken one at a time.
+
+    The app calls the backend from several worker threads (each pane's poll, actions);
+    the local backend shares one SQLite connection between threads, so its quick calls
+    are serialised here. Long calls (building a dataset, loading a model, batch
+    prediction) run outside the lock so polling goes on meanwhile.
+    """
+
+    LONG = {"add_dataset", "make_demo_dataset", "predictor", "batch_predict"}
+
+    def __init__(self, backend: Any) -> None:
+        self._backend = backend
+        self._lock = threading.RLock()
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._backend, name)
+        if not callable(attr) or name in self.LONG:
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return attr(*args, **kwargs)
+        return call
 
 
 class GenmlApp(App[None]):
@@ -55,7 +82,7 @@ class GenmlApp(App[None]):
         if backend is None:
             from core.backends import open_backend
             backend = open_backend(backend_name)
-        self.backend = backend
+        self.backend = SerialBackend(backend)
         self.image_mode = image_mode
         self.image_modes = image_modes or [image_mode]
         self.panes: dict[str, Pane] = {}
@@ -89,7 +116,7 @@ class GenmlApp(App[None]):
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         pane_id = event.pane.id or ""
         if pane_id in self.panes and self.panes[pane_id].is_mounted:
-            self.call_after_refresh(self._focus_pane, pane_id)
+            self._focus_pane(pane_id)          # now: a key typed right after the switch goes here
             self.panes[pane_id].poll_now()
 
     def _focus_pane(self, pane_id: str) -> None:
