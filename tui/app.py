@@ -130,11 +130,13 @@ class GenmlApp(App[None]):
         if f is not None and f is not pane and pane in f.ancestors_with_self and f.display and f.region.area:
             return
         from tui.widgets.table import FilterTable
-        tables = [t for t in pane.query(FilterTable) if t.display and t.parent is not None and t.parent.display]
-        if tables:
-            tables[0].focus_table()
-        else:
-            pane.focus()
+
+        def shown(w: Any) -> bool:
+            return all(a.display for a in w.ancestors_with_self if a is not pane) and pane.display
+
+        tables = [t for t in pane.query(FilterTable) if shown(t)]
+        # set_focus now, not focus() (which queues): a key already on its way must find the focus
+        self.set_focus(tables[0].table if tables else pane)
 
     def open_generator(self, ref: str) -> None:
         self.show_pane("generator")

@@ -50,7 +50,8 @@ class ModelsPane(Pane):
 
     def compose(self) -> ComposeResult:
         yield Static(WELCOME, id="welcome", classes="welcome")
-        yield FilterTable(["name", "version", "source job", "SWD", "PSNR", "deployed", "backend"], id="models")
+        yield FilterTable(["name", "version", "source job", "SWD", "PSNR", "deployed", "backend"], id="models",
+                          classes="body-table")
         yield Static("", id="model-detail", classes="model-detail")
 
     def fetch(self) -> list[ModelVersion]:

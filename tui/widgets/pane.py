@@ -41,6 +41,9 @@ class Pane(Vertical, can_focus=True):
 
     # ---- polling -----------------------------------------------------------------------
     def on_mount(self) -> None:
+        # neither the greeting nor the list shows until the first read says which one
+        for w in self.query(".welcome, .body, FilterTable.body-table"):
+            w.display = False
         self.poll_now()
 
     def poll_now(self) -> None:
@@ -72,11 +75,8 @@ class Pane(Vertical, can_focus=True):
                 self.poll_failed(data)
             else:
                 self.apply(data)
-                if self.visible_pane and not isinstance(self.screen, ModalScreen):
-                    focused = self.app.focused
-                    if focused is None or focused is self or self not in focused.ancestors_with_self \
-                            or not focused.display:
-                        self.app.focus_pane(self)  # type: ignore[attr-defined]
+                if self.visible_pane and not isinstance(self.app.screen, ModalScreen):
+                    self.app.focus_pane(self)  # type: ignore[attr-defined]  (no-op when focus is fine)
         finally:
             if self.is_attached and not self.app._exit:  # type: ignore[attr-defined]
                 delay = self.POLL_VISIBLE if self.visible_pane else self.POLL_HIDDEN
