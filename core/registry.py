@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -76,6 +77,9 @@ class Registry:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        # One connection, shared by the threads of one process (the TUI's workers): a lock
+        # keeps a transaction or a read from interleaving with another thread's.
+        self._lock = threading.RLock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000,
@@ -92,23 +96,33 @@ class Registry:
                                "datasets and job dirs stay on disk and `genml doctor` can re-register them.") from exc
 
     def close(self) -> None:
-        self._conn.close()
+        with self._lock:
+            self._conn.close()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """BEGIN IMMEDIATE: take the write lock up front so two writers queue instead of failing."""
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._conn
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        else:
-            self._conn.execute("COMMIT")
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            else:
+                self._conn.execute("COMMIT")
+
+    def _all(self, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._conn.execute(sql, args).fetchall()
+
+    def _one(self, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> sqlite3.Row | None:
+        with self._lock:
+            return self._conn.execute(sql, args).fetchone()
 
     @property
     def schema_version(self) -> int:
-        return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+        return int(self._one("PRAGMA user_version")[0])
 
     def _migrate(self) -> None:
         with self.transaction() as c:
@@ -164,13 +178,13 @@ class Registry:
             self._insert("datasets", ds.to_dict(), f"A dataset named {ds.name!r}")
 
     def get_dataset(self, name: str) -> Dataset:
-        row = self._conn.execute("SELECT * FROM datasets WHERE name = ?", (name,)).fetchone()
+        row = self._one("SELECT * FROM datasets WHERE name = ?", (name,))
         if row is None:
             raise NotFound(f"No dataset named {name!r}.", "See `genml dataset list`, or add one with `genml dataset add PATH --name NAME`.")
         return Dataset(**self._row(row))
 
     def list_datasets(self) -> list[Dataset]:
-        return [Dataset(**self._row(r)) for r in self._conn.execute("SELECT * FROM datasets ORDER BY created")]
+        return [Dataset(**self._row(r)) for r in self._all("SELECT * FROM datasets ORDER BY created")]
 
     def remove_dataset(self, name: str) -> None:
         with self.transaction() as c:
@@ -182,7 +196,7 @@ class Registry:
         self._insert("jobs", job.to_dict(), f"A job with id {job.id!r}")
 
     def get_job(self, job_id: str) -> Job:
-        row = self._conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        row = self._one("SELECT * FROM jobs WHERE id = ?", (job_id,))
         if row is None:
             raise NotFound(f"No job with id {job_id!r}.", "See `genml jobs list`.")
         d = self._row(row)
@@ -195,7 +209,7 @@ class Registry:
             sql += " WHERE state IN (" + ",".join("?" * len(states)) + ")"
             args = [s.value for s in states]
         jobs = []
-        for r in self._conn.execute(sql + " ORDER BY created", args):
+        for r in self._all(sql + " ORDER BY created", args):
             d = self._row(r)
             d["state"] = JobState(d["state"])
             jobs.append(Job(**d))
@@ -232,10 +246,9 @@ class Registry:
 
     def get_model(self, name: str, version: int | None = None) -> ModelVersion:
         if version is None:
-            row = self._conn.execute("SELECT * FROM models WHERE name = ? ORDER BY deployed DESC, version DESC LIMIT 1",
-                                     (name,)).fetchone()
+            row = self._one("SELECT * FROM models WHERE name = ? ORDER BY deployed DESC, version DESC LIMIT 1", (name,))
         else:
-            row = self._conn.execute("SELECT * FROM models WHERE name = ? AND version = ?", (name, version)).fetchone()
+            row = self._one("SELECT * FROM models WHERE name = ? AND version = ?", (name, version))
         if row is None:
             which = name if version is None else f"{name}@v{version}"
             raise NotFound(f"No model named {which!r}.", "See `genml models list`, or deploy one with `genml models deploy JOB`.")
@@ -245,7 +258,7 @@ class Registry:
 
     def list_models(self) -> list[ModelVersion]:
         out = []
-        for r in self._conn.execute("SELECT * FROM models ORDER BY name, version"):
+        for r in self._all("SELECT * FROM models ORDER BY name, version"):
             d = self._row(r)
             d["deployed"] = bool(d["deployed"])
             out.append(ModelVersion(**d))

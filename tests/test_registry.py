@@ -109,3 +109,30 @@ def test_atomic_write_keeps_umask_permissions(tmp_path: Path) -> None:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "a.png").stat().st_mode) == 0o644
     assert [p.name for p in tmp_path.iterdir()] == ["a.png"]   # no temporary left behind
+
+
+def test_one_registry_shared_by_threads(tmp_path: Path) -> None:
+    """The TUI's workers share one Registry: writes and reads from threads must not interleave."""
+    import threading
+
+    reg = Registry(tmp_path / "r.sqlite")
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            for k in range(20):
+                reg.add_job(Job(id=f"j{i}-{k}", dataset="d", state=JobState.QUEUED, created=float(k)))
+                reg.update_job(f"j{i}-{k}", expect=[JobState.QUEUED], state=JobState.RUNNING)
+                reg.list_jobs()
+                reg.add_model_version("m", f"j{i}-{k}", "/x")
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(reg.list_jobs([JobState.RUNNING])) == 120
+    assert sorted(m.version for m in reg.list_models()) == list(range(1, 121))
