@@ -115,3 +115,25 @@ def test_killed_build_leaves_no_dataset_and_a_rerun_redoes_it(workspace: Workspa
     assert not building.exists()
     shown = json.loads(run("dataset", "show", "k", "--json")[1])
     assert shown["train_count"] + shown["validation_count"] == 12
+
+
+def test_replace_swaps_in_only_a_complete_dataset(workspace: Workspace, tmp_path: Path) -> None:
+    runner = CliRunner()
+    assert runner.invoke(cli, ["dataset", "demo", "--name", "d", "--count", "20"]).exit_code == 0
+    refused = runner.invoke(cli, ["dataset", "demo", "--name", "d", "--count", "30"])
+    assert refused.exit_code == 1 and "--replace" in refused.output
+
+    # A rebuild that fails (no usable images) keeps the old dataset, files and all.
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "broken.jpg").write_bytes(b"not an image")
+    failed = runner.invoke(cli, ["dataset", "add", str(junk), "--name", "d", "--replace"])
+    assert failed.exit_code == 1 and "No usable images" in failed.output
+    shown = json.loads(runner.invoke(cli, ["dataset", "show", "d", "--json"]).output)
+    assert shown["train_count"] + shown["validation_count"] == 20
+    assert (workspace.dataset_dir("d") / "manifest.json").exists()
+
+    ok = runner.invoke(cli, ["dataset", "demo", "--name", "d", "--count", "30", "--replace"])
+    assert ok.exit_code == 0, ok.output
+    shown = json.loads(runner.invoke(cli, ["dataset", "show", "d", "--json"]).output)
+    assert shown["train_count"] + shown["validation_count"] == 30

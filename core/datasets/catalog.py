@@ -138,9 +138,10 @@ def _create(ws: Workspace, reg: Registry, name: str, options: Options, *, source
 
 def add(ws: Workspace, reg: Registry, source: Path, name: str, *, crop: str = "random", image_size: int = 64,
         progress: ProgressFn | None = None, cancel: threading.Event | None = None,
-        workers: int | None = None) -> Dataset:
-    """Scan `source` and build dataset `name` from it. Refuses an existing name (remove it
-    first, or use the CLI's --replace). The source folder is only ever read."""
+        workers: int | None = None, replace: bool = False) -> Dataset:
+    """Scan `source` and build dataset `name` from it. Refuses an existing name unless
+    `replace`, which swaps the new dataset in only once it is complete, so a failed or
+    cancelled rebuild keeps the old one. The source folder is only ever read."""
     check_name(name)
     options = check_options(crop, image_size)
     source = Path(source).expanduser()
@@ -149,7 +150,8 @@ def add(ws: Workspace, reg: Registry, source: Path, name: str, *, crop: str = "r
     if not source.is_dir():
         raise InvalidInput(f"{source} is not a folder.", "Give the path of a folder of images (it is searched recursively).")
     source = source.resolve()
-    _refuse_existing(reg, name)
+    if not replace:
+        _refuse_existing(reg, name)
     with _name_lock(ws, name):
         if progress:
             progress(Progress("scan", 0, 0, str(source)))
@@ -166,13 +168,14 @@ def add(ws: Workspace, reg: Registry, source: Path, name: str, *, crop: str = "r
 
 def demo(ws: Workspace, reg: Registry, name: str = "demo", count: int = 2000, *,
          progress: ProgressFn | None = None, cancel: threading.Event | None = None,
-         image_size: int = 64, workers: int | None = None) -> Dataset:
+         image_size: int = 64, workers: int | None = None, replace: bool = False) -> Dataset:
     """A procedural dataset (coloured shapes on gradients), made offline and deterministic."""
     check_name(name)
     options = check_options("random", image_size)
     if not 1 <= count <= 1_000_000:
         raise InvalidInput(f"--count {count} is out of range.", "Use a count from 1 to 1,000,000.")
-    _refuse_existing(reg, name)
+    if not replace:
+        _refuse_existing(reg, name)
     with _name_lock(ws, name):
         return _create(ws, reg, name, options, source=f"demo:seed={DEMO_SEED}",
                        tasks=build_mod.demo_tasks(count, DEMO_SEED), total=count, pre_skipped=[],

@@ -44,15 +44,16 @@ class LocalBackend:
         return catalog.contact_sheet(self.ws, self.registry, name)
 
     def add_dataset(self, source: Path, name: str, *, crop: str = "random", image_size: int = 64,
-                    progress: ProgressFn | None = None, cancel: threading.Event | None = None) -> Dataset:
+                    progress: ProgressFn | None = None, cancel: threading.Event | None = None,
+                    replace: bool = False) -> Dataset:
         from core.datasets import catalog
         return catalog.add(self.ws, self.registry, Path(source), name, crop=crop, image_size=image_size,
-                           progress=progress, cancel=cancel)
+                           progress=progress, cancel=cancel, replace=replace)
 
     def make_demo_dataset(self, name: str = "demo", count: int = 2000, *, progress: ProgressFn | None = None,
-                          cancel: threading.Event | None = None) -> Dataset:
+                          cancel: threading.Event | None = None, replace: bool = False) -> Dataset:
         from core.datasets import catalog
-        return catalog.demo(self.ws, self.registry, name, count, progress=progress, cancel=cancel)
+        return catalog.demo(self.ws, self.registry, name, count, progress=progress, cancel=cancel, replace=replace)
 
     def remove_dataset(self, name: str) -> None:
         from core.datasets import catalog

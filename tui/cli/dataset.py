@@ -75,16 +75,6 @@ def _print_result(ds: Any) -> None:
         click.echo(f"see why files were skipped: genml dataset show {ds.name}")
 
 
-def _replace(ctx: Any, name: str, replace: bool) -> None:
-    if not replace:
-        return
-    from core.errors import NotFound
-    try:
-        ctx.backend.remove_dataset(name)
-    except NotFound:
-        pass
-
-
 @click.group("dataset")
 def dataset() -> None:
     """Turn folders of images into training-ready datasets, and look at them."""
@@ -97,7 +87,8 @@ def dataset() -> None:
               help="How training crops the stored images (evaluation always uses the centre).")
 @click.option("--image-size", type=click.Choice(IMAGE_SIZES), default="64", show_default=True,
               help="The training image size; images are stored a little larger so crops stay sharp.")
-@click.option("--replace", is_flag=True, help="Rebuild the dataset if NAME already exists.")
+@click.option("--replace", is_flag=True,
+              help="Rebuild NAME if it exists; the old one stays until the new one is complete.")
 @click.option("--json", "as_json", is_flag=True, help="Print the new dataset as JSON.")
 @pass_ctx
 def add(ctx: Any, path: Path, name: str, crop: str, image_size: str, replace: bool, as_json: bool) -> None:
@@ -106,23 +97,23 @@ def add(ctx: Any, path: Path, name: str, crop: str, image_size: str, replace: bo
     Files that cannot be used are skipped with a reason (see `genml dataset show NAME`);
     the source folder is never modified.
     """
-    _replace(ctx, name, replace)
     with _progress("processing") as bar:
-        ds = ctx.backend.add_dataset(path, name, crop=crop, image_size=int(image_size), progress=bar)
+        ds = ctx.backend.add_dataset(path, name, crop=crop, image_size=int(image_size), progress=bar,
+                                     replace=replace)
     echo_json(ds.to_dict()) if as_json else _print_result(ds)
 
 
 @dataset.command("demo")
 @click.option("--name", default="demo", show_default=True)
 @click.option("--count", type=click.IntRange(1, 1_000_000), default=2000, show_default=True)
-@click.option("--replace", is_flag=True, help="Rebuild the dataset if NAME already exists.")
+@click.option("--replace", is_flag=True,
+              help="Rebuild NAME if it exists; the old one stays until the new one is complete.")
 @click.option("--json", "as_json", is_flag=True, help="Print the new dataset as JSON.")
 @pass_ctx
 def demo(ctx: Any, name: str, count: int, replace: bool, as_json: bool) -> None:
     """Make a procedural dataset (coloured shapes on gradients) to try genml without your own images."""
-    _replace(ctx, name, replace)
     with _progress("rendering") as bar:
-        ds = ctx.backend.make_demo_dataset(name, count, progress=bar)
+        ds = ctx.backend.make_demo_dataset(name, count, progress=bar, replace=replace)
     echo_json(ds.to_dict()) if as_json else _print_result(ds)
 
 
