@@ -91,7 +91,7 @@ def test_first_run_in_tmux(tmp_path: Path) -> None:
         tm.keys("r")
         tm.wait(lambda s: seed_on(s) not in (None, first), 30, "a new seed after r")
         tm.keys("s")
-        tm.wait("Saved", 10)
+        tm.wait("Saved", 30)
         assert list((tmp_path / "saved").glob("demo-v1-seed*.json"))
         tm.keys("q")
         tm.wait("EXITED", 15)
