@@ -304,3 +304,22 @@ def test_image_mode_names() -> None:
         images.normalise("braille")
     assert images.fit((64, 64), 40, 10) == (20, 20)
     assert images.fit((64, 64), 200, 100) == (192, 192)
+
+
+@sync
+async def test_backend_notices_become_notifications(workspace) -> None:  # noqa: ANN001
+    """The Vertex AI backend's billing note goes to stderr by default, which the TUI hides."""
+    import threading
+
+    backend = tui_workspace.FixedBackend(workspace)
+    backend.on_notice = lambda text: None
+    app = GenmlApp(backend)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        # from a worker thread (call_from_thread waits for the app's loop: do not join here)
+        threading.Thread(target=backend.on_notice, args=("genml starts billable Google Cloud work",),
+                         daemon=True).start()
+        backend.on_notice("second note, from the app's own thread")
+        await until(pilot, lambda: len(app._notifications) >= 2)
+        texts = [n.message for n in app._notifications]
+        assert any("billable" in m for m in texts) and any("second note" in m for m in texts)

@@ -14,6 +14,7 @@ from typing import Any
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.lazy import Lazy
+from textual.message import Message
 from textual.widgets import Footer, TabbedContent, TabPane
 
 from core.errors import GenmlError
@@ -82,6 +83,8 @@ class GenmlApp(App[None]):
         if backend is None:
             from core.backends import open_backend
             backend = open_backend(backend_name)
+        if hasattr(backend, "on_notice"):     # Vertex AI's billing and permission notes: stderr is hidden here
+            backend.on_notice = self._notice
         self.backend = SerialBackend(backend)
         self.image_mode = image_mode
         self.image_modes = image_modes or [image_mode]
@@ -99,6 +102,21 @@ class GenmlApp(App[None]):
 
     def on_mount(self) -> None:
         self.call_after_refresh(self._focus_pane, "datasets")
+
+    class Notice(Message):
+        """A backend's note for the person (billing, permissions)."""
+
+        def __init__(self, text: str) -> None:
+            super().__init__()
+            self.text = text
+
+    def _notice(self, text: str) -> None:
+        # post_message is thread-safe and does not wait: the backend call that says this may
+        # hold the SerialBackend lock, which the UI thread could be waiting for.
+        self.post_message(self.Notice(text))
+
+    def on_genml_app_notice(self, message: "GenmlApp.Notice") -> None:
+        self.notify(message.text, severity="warning", timeout=20)
 
     # ---- panes -------------------------------------------------------------------------
     @property
