@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from typing import Any
 
 import click
@@ -34,6 +35,18 @@ pass_ctx = click.make_pass_decorator(Context)
 
 def echo_json(obj: Any) -> None:
     click.echo(json.dumps(obj, indent=2, default=str))
+
+
+def echo_table(rows: list[list[str]], header: list[str]) -> None:
+    """Plain aligned columns: readable in a terminal and easy to cut with awk."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, *rows]:
+        click.echo("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
+
+
+def when(t: float | None) -> str:
+    """A timestamp as local date and minute, '-' when unset."""
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) if t else "-"
 
 
 class GenmlGroup(click.Group):

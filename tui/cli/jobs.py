@@ -12,13 +12,7 @@ import click
 
 from core.errors import GenmlError, InvalidState
 from core.types import Job
-from tui.cli import Context, echo_json, pass_ctx
-
-
-def _ago(t: float | None) -> str:
-    if not t:
-        return "-"
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
+from tui.cli import Context, echo_json, echo_table, pass_ctx, when
 
 
 def _duration(s: float | None) -> str:
@@ -32,13 +26,6 @@ def job_dict(job: Job) -> dict[str, Any]:
     d = job.to_dict()
     d["eta_seconds"] = job.eta_seconds
     return d
-
-
-def _table(rows: list[list[str]], header: list[str]) -> None:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    click.echo("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
-    for r in rows:
-        click.echo("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -106,8 +93,8 @@ def list_(ctx: Context, as_json: bool) -> None:
         steps = f"{j.step}/{j.max_steps}" if j.max_steps else str(j.step)
         end = j.ended or (time.time() if j.started else None)
         rows.append([j.id, j.dataset, j.state.short, steps, f"{j.images_per_sec:.0f}" if j.images_per_sec else "-",
-                     _ago(j.created), _duration(end - j.started if j.started and end else None)])
-    _table(rows, ["ID", "DATASET", "STATE", "STEP", "IMG/S", "CREATED", "TIME"])
+                     when(j.created), _duration(end - j.started if j.started and end else None)])
+    echo_table(rows, ["ID", "DATASET", "STATE", "STEP", "IMG/S", "CREATED", "TIME"])
 
 
 @jobs.command()
@@ -131,7 +118,7 @@ def show(ctx: Context, job_id: str, as_json: bool) -> None:
         click.echo(f"speed:     {job.images_per_sec:.1f} images/s")
     if job.eta_seconds is not None:
         click.echo(f"eta:       {_duration(job.eta_seconds)}")
-    click.echo(f"created:   {_ago(job.created)}   started: {_ago(job.started)}   ended: {_ago(job.ended)}")
+    click.echo(f"created:   {when(job.created)}   started: {when(job.started)}   ended: {when(job.ended)}")
     click.echo(f"preset:    {job.options.get('preset', '-')}   args: {' '.join(job.options.get('args', []))}")
     click.echo(f"job dir:   {job.job_dir}")
     if last_eval:
@@ -189,11 +176,7 @@ def logs(ctx: Context, job_id: str, follow: bool, lines: int) -> None:
 @pass_ctx
 def cancel(ctx: Context, job_id: str, as_json: bool) -> None:
     """Ask a job to checkpoint and stop (resume it later with `genml jobs resume`)."""
-    job = ctx.backend.cancel_job(job_id)
-    if as_json:
-        echo_json(job_dict(job))
-    else:
-        click.echo(f"{job.id} {job.state.short}")
+    _echo_state(ctx.backend.cancel_job(job_id), as_json)
 
 
 @jobs.command()
@@ -202,11 +185,11 @@ def cancel(ctx: Context, job_id: str, as_json: bool) -> None:
 @pass_ctx
 def resume(ctx: Context, job_id: str, as_json: bool) -> None:
     """Restart a failed or cancelled job from its last checkpoint."""
-    job = ctx.backend.resume_job(job_id)
-    if as_json:
-        echo_json(job_dict(job))
-    else:
-        click.echo(f"{job.id} {job.state.short}")
+    _echo_state(ctx.backend.resume_job(job_id), as_json)
+
+
+def _echo_state(job: Job, as_json: bool) -> None:
+    echo_json(job_dict(job)) if as_json else click.echo(f"{job.id} {job.state.short}")
 
 
 @jobs.command()

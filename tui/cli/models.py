@@ -1,13 +1,12 @@
 """genml models: deploy a finished job's model as a version of a name, list, show, undeploy, rm."""
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import click
 
 from core.types import ModelVersion
-from tui.cli import Context, echo_json, pass_ctx
+from tui.cli import Context, echo_json, echo_table, pass_ctx, when
 
 
 def _fmt(v: Any) -> str:
@@ -52,10 +51,8 @@ def list_(ctx: Context, as_json: bool, show_all: bool) -> None:
     header = ["MODEL", "JOB", "DEPLOYED", "SWD", "PSNR", "SSIM", "STEP", "CREATED"]
     rows = [[m.ref, m.job_id, "yes" if m.deployed else "no", _fmt(m.metrics.get("swd")), _fmt(m.metrics.get("psnr")),
              _fmt(m.metrics.get("ssim")), _fmt(m.metrics.get("step")),
-             time.strftime("%Y-%m-%d %H:%M", time.localtime(m.created))] for m in mvs]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    for r in [header, *rows]:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+             when(m.created)] for m in mvs]
+    echo_table(rows, header)
 
 
 @models.command()
@@ -71,7 +68,7 @@ def show(ctx: Context, ref: str, as_json: bool) -> None:
     click.echo(f"model:     {mv.ref}{'' if mv.deployed else '  (undeployed)'}")
     click.echo(f"job:       {mv.job_id}")
     click.echo(f"path:      {mv.path}")
-    click.echo(f"created:   {time.strftime('%Y-%m-%d %H:%M', time.localtime(mv.created))}")
+    click.echo(f"created:   {when(mv.created)}")
     for k in ("image_size", "embedding_size", "preset", "step", "dataset"):
         if k in mv.info:
             click.echo(f"{k + ':':<10} {mv.info[k]}")
