@@ -157,13 +157,15 @@ class Registry:
             out[k] = v
         return out
 
-    def _insert(self, table: str, values: dict[str, Any], what: str) -> None:
-        values = self._cols(values)
-        cols = ", ".join(values)
-        marks = ", ".join(f":{k}" for k in values)
+    @classmethod
+    def _insert_row(cls, c: sqlite3.Connection, table: str, record: dict[str, Any]) -> None:
+        values = cls._cols(record)
+        c.execute(f"INSERT INTO {table} ({', '.join(values)}) VALUES ({', '.join(':' + k for k in values)})", values)
+
+    def _insert(self, table: str, record: dict[str, Any], what: str) -> None:
         try:
             with self.transaction() as c:
-                c.execute(f"INSERT INTO {table} ({cols}) VALUES ({marks})", values)
+                self._insert_row(c, table, record)
         except sqlite3.IntegrityError as exc:
             raise AlreadyExists(f"{what} already exists.", "Pick another name, or remove the old one first.") from exc
 
@@ -172,8 +174,7 @@ class Registry:
         if replace:
             with self.transaction() as c:
                 c.execute("DELETE FROM datasets WHERE name = ?", (ds.name,))
-                values = self._cols(ds.to_dict())
-                c.execute(f"INSERT INTO datasets ({', '.join(values)}) VALUES ({', '.join(':' + k for k in values)})", values)
+                self._insert_row(c, "datasets", ds.to_dict())
         else:
             self._insert("datasets", ds.to_dict(), f"A dataset named {ds.name!r}")
 
@@ -240,8 +241,7 @@ class Registry:
             v = c.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM models WHERE name = ?", (name,)).fetchone()[0]
             mv = ModelVersion(name=name, version=int(v), job_id=job_id, path=path, created=time.time(),
                               deployed=True, backend=backend, metrics=metrics or {}, info=info or {}, remote=remote or {})
-            values = self._cols(mv.to_dict())
-            c.execute(f"INSERT INTO models ({', '.join(values)}) VALUES ({', '.join(':' + k for k in values)})", values)
+            self._insert_row(c, "models", mv.to_dict())
         return mv
 
     def get_model(self, name: str, version: int | None = None) -> ModelVersion:
