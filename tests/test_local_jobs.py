@@ -31,7 +31,14 @@ def _row(ws: Workspace, job_id: str, state: JobState = JobState.RUNNING, **kw: o
 
 
 def _sleeper(marker: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", marker])
+    """A child that holds `marker` in its command line; returned only once it has exec'd
+    (between fork and exec /proc/PID/cmdline is still the parent's)."""
+    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", marker])
+    deadline = time.monotonic() + 30
+    while not any(marker in a for a in procs.cmdline(p.pid)):
+        assert time.monotonic() < deadline, "the child never exec'd"
+        time.sleep(0.01)    # polling interval; the condition decides
+    return p
 
 
 def test_job_ids_are_readable_and_never_reused(workspace: Workspace) -> None:
