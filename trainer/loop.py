@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from trainer import data, losses, metrics, summaries
+from trainer import augment, data, losses, metrics, summaries
 from trainer.errors import InputError
 from trainer.jobdir import RUNNING, image_grid, log, png
 from trainer.model import VaeGan
@@ -102,6 +102,7 @@ class Trainer:
         npix = float(cfg.image_size * cfg.image_size * 3)
         strategy = self.strategy
         scale = 1.0 / strategy.num_replicas_in_sync
+        policy = augment.parse_policy(cfg.augment)
 
         def step_fn(x: tf.Tensor, step: tf.Tensor) -> dict[str, tf.Tensor]:
             ctx = tf.distribute.get_replica_context()
@@ -130,14 +131,15 @@ class Trainer:
                     loss_d = losses.seed_d_loss(l_real, l_rec)
                     rec_feat = tf.constant(0.0)
                 else:
-                    logits, feats = m.discriminator(tf.concat([x, xr, xp], 0), training=True)
+                    d_in = augment.discriminator_input(x, xr, xp, policy, s)
+                    logits, feats = m.discriminator(d_in, training=True)
                     l_real, l_rec, l_p = tf.split(logits, 3)
                     f_real, f_rec, _ = tf.split(feats, 3)
                     rec_feat = losses.per_sample_mse(tf.stop_gradient(f_real), f_rec)
                     recon = cfg.pixel_weight * rec_pix + cfg.feature_weight * rec_feat
                     loss_e = recon + cfg.kl_weight * kl / npix
                     loss_g = cfg.gamma * recon + losses.g_loss([l_rec, l_p])
-                    loss_d = losses.d_loss(l_real, [l_rec, l_p])
+                    loss_d = losses.d_loss(l_real, [l_rec, l_p], cfg.label_smoothing)
                 scaled = [loss_e * scale, loss_g * scale, loss_d * scale]
             for loss, net, opt in zip(scaled, (m.encoder, m.decoder, m.discriminator),
                                       (self.opt_e, self.opt_g, self.opt_d)):

@@ -19,9 +19,19 @@ def per_sample_mse(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(tf.square(tf.cast(a, tf.float32) - tf.cast(b, tf.float32)))
 
 
-def d_loss(real_logit: tf.Tensor, fake_logits: list[tf.Tensor]) -> tf.Tensor:
-    """Discriminator: real -> 1, each kind of fake -> 0 (fakes share one half of the weight)."""
+def d_loss(real_logit: tf.Tensor, fake_logits: list[tf.Tensor],
+           label_smoothing: float = 0.0) -> tf.Tensor:
+    """Discriminator: real -> 1, each kind of fake -> 0 (fakes share one half of the weight).
+
+    One-sided label smoothing (Salimans et al. 2016) makes the real target
+    1 - label_smoothing, so D is not pushed to ever more confident logits on real images;
+    fakes stay at 0. At 0.0 this is exactly the unsmoothed loss.
+    """
     real = tf.reduce_mean(tf.nn.softplus(-real_logit))
+    if label_smoothing:
+        # Cross-entropy against target t = 1 - ls: t * softplus(-l) + (1 - t) * softplus(l).
+        real = (1.0 - label_smoothing) * real \
+            + label_smoothing * tf.reduce_mean(tf.nn.softplus(real_logit))
     fake = tf.add_n([tf.reduce_mean(tf.nn.softplus(f)) for f in fake_logits]) / len(fake_logits)
     return real + fake
 

@@ -44,6 +44,8 @@ class Config:
     cache_limit_mb: int = 2048      # decoded images are cached in memory below this size
     swd_patches: int = 128          # ProGAN: 128 patches of 7x7 per image per level
     swd_projections: int = 512
+    augment: str = ""               # DiffAugment policy for D's inputs: e.g. "color,translation,cutout"
+    label_smoothing: float = 0.0    # one-sided: D's target for real images is 1 - this
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -51,6 +53,22 @@ class Config:
     @classmethod
     def fields(cls) -> set[str]:
         return {f.name for f in dataclasses.fields(cls)}
+
+
+AUGMENTATIONS = ("color", "translation", "cutout")
+
+
+def augment_policy(text: str) -> tuple[str, ...]:
+    """'color, translation' -> ('color', 'translation'); '' -> () (off). Unknown names raise.
+
+    Here rather than in trainer/augment.py so a wrong flag fails before TensorFlow loads.
+    """
+    names = tuple(p.strip() for p in (text or "").split(",") if p.strip())
+    unknown = [p for p in names if p not in AUGMENTATIONS]
+    if unknown:
+        raise ValueError(f"unknown augmentation {', '.join(unknown)}; use a comma-separated "
+                         f"list of {', '.join(AUGMENTATIONS)} (or \"\" to turn it off)")
+    return names
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -79,6 +97,10 @@ def resolve(preset: str, overrides: dict[str, Any]) -> Config:
         raise ValueError(f"image size {cfg.image_size} is not supported; use 16, 32, 64 or 128")
     if cfg.loss not in ("vaegan", "seed"):
         raise ValueError(f"unknown loss {cfg.loss!r}; use vaegan or seed")
+    cfg.augment = ",".join(augment_policy(cfg.augment))
+    if not 0.0 <= cfg.label_smoothing < 0.5:
+        raise ValueError(f"label smoothing {cfg.label_smoothing} is out of range; use 0 (off) "
+                         f"up to below 0.5 (0.1 is usual)")
     return cfg
 
 
@@ -87,4 +109,4 @@ def levels(image_size: int) -> int:
     return max(1, image_size.bit_length() - 1 - 2)
 
 
-__all__ = ["Config", "PRESETS", "resolve", "levels"]
+__all__ = ["Config", "PRESETS", "AUGMENTATIONS", "augment_policy", "resolve", "levels"]

@@ -30,6 +30,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                        ("kl-weight", float), ("feature-weight", float), ("ema-decay", float)]:
         p.add_argument(f"--{name}", type=kind, default=None)
     p.add_argument("--loss", choices=["vaegan", "seed"], default=None)
+    p.add_argument("--augment", default=None, metavar="POLICY",
+                   help='DiffAugment for the discriminator: a comma-separated subset of '
+                        'color,translation,cutout ("" = off)')
+    p.add_argument("--label-smoothing", type=float, default=None, metavar="X",
+                   help="one-sided label smoothing: D's target for real images is 1 - X")
     p.add_argument("--no-spectral-norm", dest="spectral_norm", action="store_false", default=None)
     return p.parse_args(argv)
 

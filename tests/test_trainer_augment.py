@@ -1,0 +1,128 @@
+"""DiffAugment and label smoothing, in-process: what D sees, and the loss it is trained with."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+
+from trainer import augment, losses, presets  # noqa: E402
+
+ALL = ("color", "translation", "cutout")
+SEED = tf.constant([7, 11], tf.int64)
+
+
+def images(n: int = 6, size: int = 16, seed: int = 0) -> tf.Tensor:
+    return tf.random.stateless_uniform([n, size, size, 3], [seed, 1], -1.0, 1.0)
+
+
+def test_empty_policy_is_the_identity() -> None:
+    x = images()
+    assert augment.augment(x, "", SEED) is x
+    d_in = augment.discriminator_input(x, x + 1, x - 1, (), SEED)
+    np.testing.assert_array_equal(d_in.numpy(), tf.concat([x, x + 1, x - 1], 0).numpy())
+
+
+@pytest.mark.parametrize("policy", ["color", "translation", "cutout", "color,translation,cutout"])
+def test_shape_dtype_and_range(policy: str) -> None:
+    x = images(8, 32)
+    y = augment.augment(x, policy, SEED).numpy()
+    assert y.shape == (8, 32, 32, 3) and y.dtype == np.float32
+    assert np.all(np.isfinite(y))
+    assert not np.array_equal(y, x.numpy())
+    if "color" not in policy:                   # geometric ops only move or zero pixels
+        assert y.min() >= -1.0 and y.max() <= 1.0
+    else:                                       # the paper's colour ops stay bounded
+        assert np.abs(y).max() < 6.0
+
+
+def test_translation_shifts_with_zero_fill_and_cutout_zeroes_a_half_size_square() -> None:
+    x = tf.ones([64, 16, 16, 3])
+    p = augment.draw(("translation",), 64, 16, SEED)
+    shift = p["shift"].numpy()
+    assert np.abs(shift).max() <= 2 and len({tuple(s) for s in shift}) > 5   # 16 / 8 = 2
+    y = augment.apply(x, p).numpy()[..., 0]
+    for img, (dy, dx) in zip(y, shift):
+        assert img.sum() == (16 - abs(dy)) * (16 - abs(dx))   # the uncovered band is 0
+        if dy > 0:
+            assert np.all(img[:dy] == 0) and np.all(img[dy:, max(dx, 0):16 + min(dx, 0)] == 1)
+
+    # A marked pixel moves by exactly (dy, dx).
+    m = np.zeros([1, 16, 16, 3], np.float32)
+    m[0, 5, 9] = 1.0
+    moved = augment.apply(tf.constant(m), {"shift": tf.constant([[2, -1]])}).numpy()
+    assert moved[0, 7, 8, 0] == 1.0 and moved.sum() == 3.0
+
+    c = augment.apply(x, augment.draw(("cutout",), 64, 16, SEED)).numpy()[..., 0]
+    zeros = (c == 0).sum(axis=(1, 2))
+    assert zeros.max() == 64 and zeros.min() > 0          # 8x8, clipped at the border
+
+
+def test_gradient_reaches_the_input() -> None:
+    x = tf.Variable(images(4, 16))
+    grads = {}
+    for policy in (",".join(ALL), "translation,cutout"):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.square(augment.augment(x, policy, SEED)))
+        g = tape.gradient(loss, x)
+        assert g is not None and np.all(np.isfinite(g.numpy()))
+        grads[policy] = g.numpy()
+    assert np.abs(grads[",".join(ALL)]).sum() > 0
+    # Geometric only: cut-out and shifted-out pixels get no gradient, the others 2 * x.
+    g, xv = grads["translation,cutout"], x.numpy()
+    reached = g != 0
+    assert 0.3 < reached.mean() < 1.0
+    np.testing.assert_allclose(g[reached], 2 * xv[reached], rtol=1e-6)
+
+
+def test_same_seed_same_output_other_seed_other_output() -> None:
+    x = images(8, 16)
+    policy = ",".join(ALL)
+    a = augment.augment(x, policy, SEED).numpy()
+    b = augment.augment(x, policy, tf.constant([7, 11], tf.int64)).numpy()
+    c = augment.augment(x, policy, tf.constant([7, 12], tf.int64)).numpy()
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+    fn = tf.function(lambda t, s: augment.augment(t, policy, s), autograph=False)
+    np.testing.assert_array_equal(fn(x, SEED).numpy(), a)      # graph mode draws the same
+
+
+def test_real_and_reconstruction_share_parameters_prior_decodes_do_not() -> None:
+    x = images(8, 16)
+    d_in = augment.discriminator_input(x, x, x, ALL, SEED).numpy()
+    real, rec, prior = np.split(d_in, 3)
+    np.testing.assert_array_equal(real, rec)       # x[i] and xr[i]: the same augmentation
+    assert not np.array_equal(real, prior)         # the prior decodes draw their own
+    assert not np.array_equal(real, x.numpy())
+
+
+def test_policy_parsing_and_config_validation() -> None:
+    assert presets.augment_policy(" color , cutout ") == ("color", "cutout")
+    assert presets.augment_policy("") == ()
+    with pytest.raises(ValueError, match="unknown augmentation flip"):
+        presets.augment_policy("color,flip")
+    cfg = presets.resolve("tiny", {"augment": "translation, color", "label_smoothing": 0.1})
+    assert cfg.augment == "translation,color" and cfg.label_smoothing == 0.1
+    with pytest.raises(ValueError, match="label smoothing"):
+        presets.resolve("tiny", {"label_smoothing": 0.7})
+    assert presets.resolve("tiny", {}).augment == "" and presets.Config().label_smoothing == 0.0
+
+
+def test_label_smoothing_moves_the_real_target_only() -> None:
+    real = tf.constant([3.0, -1.0, 0.5])
+    fake = [tf.constant([-2.0, 0.0]), tf.constant([1.0])]
+    np.testing.assert_array_equal(losses.d_loss(real, fake, 0.0).numpy(),
+                                  losses.d_loss(real, fake).numpy())
+    # Against target t the real term is t*softplus(-l) + (1-t)*softplus(l).
+    sp = lambda v: np.log1p(np.exp(v))  # noqa: E731
+    r = real.numpy()
+    fake_term = (sp(np.array([-2.0, 0.0])).mean() + sp(np.array([1.0])).mean()) / 2
+    want = (0.9 * sp(-r) + 0.1 * sp(r)).mean() + fake_term
+    np.testing.assert_allclose(losses.d_loss(real, fake, 0.1).numpy(), want, rtol=1e-6)
+    # Smoothed, D's real loss is smallest at a finite logit, log(t / (1 - t)), not at +inf.
+    logits = tf.constant(np.linspace(-2, 8, 1001, dtype=np.float32))
+    per = [float(losses.d_loss(logits[i:i + 1], [tf.constant([-50.0])], 0.1))
+           for i in range(0, 1001, 10)]
+    best = float(logits[int(np.argmin(per)) * 10])
+    assert abs(best - np.log(0.9 / 0.1)) < 0.11
