@@ -85,7 +85,7 @@ def test_same_seed_same_output_other_seed_other_output() -> None:
     assert not np.array_equal(a, c)
 
     fn = tf.function(lambda t, s: augment.augment(t, policy, s), autograph=False)
-    np.testing.assert_array_equal(fn(x, SEED).numpy(), a)      # graph mode draws the same
+    np.testing.assert_allclose(fn(x, SEED).numpy(), a, atol=1e-6)   # graph mode draws the same
 
 
 def test_real_and_reconstruction_share_parameters_prior_decodes_do_not() -> None:
