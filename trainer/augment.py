@@ -10,8 +10,8 @@ seed, so a run stays repeatable; `draw` and `apply` are separate so a real image
 reconstruction can get the SAME shift, cutout and colour change (the learned-similarity
 loss compares D's features of the two and must not see a difference the augmentation made).
 
-The policy is a comma-separated subset of `color,translation,cutout`, applied in that
-order, as in the paper's reference code. Images are in [-1, 1]; translation and cutout
+The policy is a comma-separated subset of `color,translation,cutout`, always applied in
+that order whatever order it is written in, as in the paper's reference code. Images are in [-1, 1]; translation and cutout
 fill with 0 (mid grey), as the reference code does.
 """
 from __future__ import annotations
@@ -74,13 +74,13 @@ def augment(x: tf.Tensor, policy: str | tuple[str, ...], seed: tf.Tensor) -> tf.
 def discriminator_input(x: tf.Tensor, xr: tf.Tensor, xp: tf.Tensor, policy: tuple[str, ...],
                         seed: tf.Tensor) -> tf.Tensor:
     """[x, xr, xp] for D: x[i] and xr[i] share their parameters, xp gets its own."""
-    both = tf.concat([x, xr, xp], 0)
+    d_in = tf.concat([x, xr, xp], 0)
     if not policy:
-        return both
+        return d_in
     n, size = tf.shape(x)[0], int(x.shape[1])
     pair = draw(policy, n, size, _seed(seed, 11))
     prior = draw(policy, tf.shape(xp)[0], size, _seed(seed, 12))
-    return apply(both, {k: tf.concat([pair[k], pair[k], prior[k]], 0) for k in pair})
+    return apply(d_in, {k: tf.concat([pair[k], pair[k], prior[k]], 0) for k in pair})
 
 
 def _color(x: tf.Tensor, brightness: tf.Tensor, saturation: tf.Tensor,
