@@ -62,7 +62,9 @@ class FastDecoder(tf.Module):
     def __init__(self, decoder: keras.Model, subpixel_all: bool = False) -> None:
         super().__init__(name="fast_decoder")
         layers = [l for l in decoder.layers if not isinstance(l, keras.layers.InputLayer)]
-        kinds = [type(l).__name__ for l in layers]
+        # By base class: the trainer's BatchNorm is a BatchNormalization with a faster training pass.
+        kinds = ["BatchNormalization" if isinstance(l, keras.layers.BatchNormalization)
+                 else type(l).__name__ for l in layers]
         # Dense, Reshape, BN, ReLU, then (Conv2DTranspose, BN, ReLU)*, Conv2DTranspose, tanh.
         if kinds[:4] != ["Dense", "Reshape", "BatchNormalization", "ReLU"] or \
                 kinds[-2:] != ["Conv2DTranspose", "Activation"]:

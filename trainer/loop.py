@@ -132,9 +132,7 @@ class Trainer:
                     rec_feat = tf.constant(0.0)
                 else:
                     d_in = augment.discriminator_input(x, xr, xp, policy, s)
-                    logits, feats = m.discriminator(d_in, training=True)
-                    l_real, l_rec, l_p = tf.split(logits, 3)
-                    f_real, f_rec, _ = tf.split(feats, 3)
+                    (l_real, f_real), (l_rec, f_rec), (l_p, _) = m.discriminate(*tf.split(d_in, 3))
                     rec_feat = losses.per_sample_mse(tf.stop_gradient(f_real), f_rec)
                     recon = cfg.pixel_weight * rec_pix + cfg.feature_weight * rec_feat
                     loss_e = recon + cfg.kl_weight * kl / npix

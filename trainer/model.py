@@ -12,6 +12,63 @@ import tensorflow as tf
 from trainer.presets import Config, levels
 
 
+class LeakyReLU(keras.layers.Layer):
+    """max(x, 0.2x) whose gradient reads the output, not the input.
+
+    TF 2.21's graph remapper fuses Conv2D + BiasAdd + LeakyRelu but then fails on the
+    LeakyReluGrad that still reads the BiasAdd it removed, and on that failure it drops
+    every fusion in the step. The output has the input's sign, so the gradient can come
+    from it: the fusion then holds and nothing else changes.
+    """
+
+    def __init__(self, negative_slope: float = 0.2, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.negative_slope = negative_slope
+
+    def call(self, inputs):
+        alpha = self.negative_slope
+
+        @tf.custom_gradient
+        def leaky(x):
+            y = tf.nn.leaky_relu(x, alpha)
+
+            def grad(dy):
+                return tf.raw_ops.LeakyReluGrad(gradients=dy, features=y, alpha=alpha)
+
+            return y, grad
+
+        return leaky(inputs)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "negative_slope": self.negative_slope}
+
+
+class BatchNorm(keras.layers.BatchNormalization):
+    """Keras' batch norm, with the training pass on 4-D inputs through TF's fused kernel.
+
+    Keras 3 normalises with separate moment, subtract and scale ops; the fused kernel does
+    the forward in one op and the backward in one, about half the time on CPU. Inference,
+    the variables and the moving-average rule are Keras' own (biased batch variance),
+    so checkpoints, export and the folded decoder see an ordinary BatchNormalization.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable) or mask is not None or len(inputs.shape) != 4 \
+                or self.axis not in (-1, 3) or not (self.scale and self.center):
+            return super().call(inputs, training=training, mask=mask)
+        x = tf.cast(inputs, tf.float32)
+        y, mean, var = tf.compat.v1.nn.fused_batch_norm(
+            x, tf.convert_to_tensor(self.gamma), tf.convert_to_tensor(self.beta),
+            epsilon=self.epsilon, is_training=True)
+        # The fused kernel returns the unbiased variance; Keras records the biased one.
+        n = tf.cast(tf.reduce_prod(tf.shape(x)[:3]), tf.float32)
+        var = var * (n - 1.0) / tf.maximum(n, 2.0)
+        m = self.momentum
+        self.moving_mean.assign(self.moving_mean * m + tf.stop_gradient(mean) * (1.0 - m))
+        self.moving_variance.assign(self.moving_variance * m + tf.stop_gradient(var) * (1.0 - m))
+        return tf.cast(y, self.compute_dtype)
+
+
 class SpectralConv2D(keras.layers.Layer):
     """A 4x4/stride-2 convolution whose kernel is divided by its largest singular value.
 
@@ -65,8 +122,8 @@ def build_encoder(cfg: Config) -> keras.Model:
         x = keras.layers.Conv2D(_filters(cfg, i), 4, 2, "same", use_bias=i == 0,
                                 kernel_initializer=_init())(x)
         if i > 0:
-            x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5)(x)
-        x = keras.layers.LeakyReLU(0.2)(x)
+            x = BatchNorm(momentum=0.9, epsilon=1e-5)(x)
+        x = LeakyReLU(0.2)(x)
     x = keras.layers.Flatten()(x)
     mean = keras.layers.Dense(cfg.embedding_size, name="mean", kernel_initializer=_init())(x)
     # logvar starts near 0 (unit variance) so exp() cannot blow up in the first steps.
@@ -81,12 +138,12 @@ def build_decoder(cfg: Config) -> keras.Model:
     z = inp = keras.Input((cfg.embedding_size,), name="z")
     x = keras.layers.Dense(4 * 4 * top, use_bias=False, kernel_initializer=_init())(z)
     x = keras.layers.Reshape((4, 4, top))(x)
-    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5)(x)
+    x = BatchNorm(momentum=0.9, epsilon=1e-5)(x)
     x = keras.layers.ReLU()(x)
     for i in reversed(range(n - 1)):
         x = keras.layers.Conv2DTranspose(_filters(cfg, i), 4, 2, "same", use_bias=False,
                                          kernel_initializer=_init())(x)
-        x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5)(x)
+        x = BatchNorm(momentum=0.9, epsilon=1e-5)(x)
         x = keras.layers.ReLU()(x)
     x = keras.layers.Conv2DTranspose(3, 4, 2, "same", kernel_initializer=_init())(x)
     out = keras.layers.Activation("tanh", dtype="float32")(x)
@@ -108,7 +165,7 @@ def build_discriminator(cfg: Config) -> keras.Model:
             x = keras.layers.Conv2D(_filters(cfg, i), 4, 2, "same", kernel_initializer=_init())(x)
         if i == feature_level(cfg):
             feat = x
-        x = keras.layers.LeakyReLU(0.2)(x)
+        x = LeakyReLU(0.2)(x)
     x = keras.layers.Flatten()(x)
     logit = keras.layers.Dense(1, kernel_initializer=_init(), name="logit")(x)
     return keras.Model(inp, [logit, feat], name="discriminator")
@@ -125,6 +182,20 @@ class VaeGan:
         self.ema_decoder = build_decoder(cfg)
         for v, src in zip(self.ema_decoder.weights, self.decoder.weights):
             v.assign(src)
+
+    def discriminate(self, real: tf.Tensor, *fakes: tf.Tensor) -> list[tuple[tf.Tensor, tf.Tensor]]:
+        """D's (logit, features) for each group of images, each group in its own call.
+
+        One call over the concatenation would make every backward sweep run over every
+        image: the generator's loss would get input gradients for the real images too, and
+        the encoder's for the prior decodes, which nothing uses (about a tenth of the
+        step's work). D has no batch statistics, so separate calls give the same outputs.
+        The fakes go first with training=False and the real images last with training=True,
+        so spectral norm's power-iteration vector is read once by all three calls and then
+        updated once: every group is scored by the same normalised D.
+        """
+        out = [self.discriminator(f, training=False) for f in fakes]
+        return [self.discriminator(real, training=True)] + out
 
     def update_ema(self, decay: float | tf.Tensor) -> None:
         """EMA of the trainable weights; batch-norm statistics are copied (they are averages already)."""
