@@ -225,8 +225,8 @@ class Trainer:
             shutil.rmtree(self._throwaway, ignore_errors=True)
 
     def write_sample(self, step: int) -> None:
-        """A grid decoded by the EMA generator from the same fixed embeddings every time."""
-        imgs = self.model.ema_decoder(self.fixed_z, training=False)
+        """A grid decoded by the EMA generator (standing statistics) from the same fixed embeddings."""
+        imgs = self.model.sampler()(self.fixed_z, training=False)
         grid = image_grid(imgs, self.cfg.sample_grid)
         self.jd.write_sample(step, png(grid))
         with self.writer.as_default(step=step):
@@ -247,9 +247,10 @@ class Trainer:
         held, train = self._eval_sets
         n = int(held.shape[0])
         mean, _ = self.model.encoder(held, training=False)
-        recon = self.model.ema_decoder(mean, training=False)
+        decoder = self.model.sampler()
+        recon = decoder(mean, training=False)
         z = tf.random.stateless_normal([n, cfg.embedding_size], seed=[cfg.seed, 99])
-        fake = self.model.ema_decoder(z, training=False)
+        fake = decoder(z, training=False)
         kw = dict(patches=cfg.swd_patches, projections=cfg.swd_projections, seed=cfg.seed)
         if self._floor is None:
             self._floor = metrics.swd(train, held, **kw)

@@ -180,6 +180,7 @@ class VaeGan:
         self.decoder = build_decoder(cfg)
         self.discriminator = build_discriminator(cfg)
         self.ema_decoder = build_decoder(cfg)
+        self._sampler: keras.Model | None = None
         for v, src in zip(self.ema_decoder.weights, self.decoder.weights):
             v.assign(src)
 
@@ -196,6 +197,32 @@ class VaeGan:
         """
         out = [self.discriminator(f, training=False) for f in fakes]
         return [self.discriminator(real, training=True)] + out
+
+    def sampler(self, n: int = 256) -> keras.Model:
+        """The EMA decoder with batch-norm statistics measured on its own prior decodes.
+
+        These are the "standing statistics" of Brock et al. 2019 (BigGAN). The decoder's
+        moving averages describe batches that mix posterior and prior embeddings under the
+        current weights, not the EMA ones; decoding prior embeddings with them leaves grey,
+        dead patches and saturated colours in samples. Statistics measured by running the
+        EMA weights on `n` fixed prior embeddings (training-mode batch norm, momentum 0)
+        match what generation feeds the model. A separate model, built once outside any
+        distribution strategy, so the training state is never touched; samples, evaluations
+        and the export all decode with it.
+        """
+        if self._sampler is None:
+            self._sampler = build_decoder(self.cfg)
+        dec = self._sampler
+        dec.set_weights(self.ema_decoder.get_weights())
+        norms = [l for l in dec.layers if isinstance(l, keras.layers.BatchNormalization)]
+        momentum = [l.momentum for l in norms]
+        for l in norms:
+            l.momentum = 0.0
+        z = tf.random.stateless_normal([n, self.cfg.embedding_size], seed=[self.cfg.seed, 4242])
+        dec(z, training=True)
+        for l, m in zip(norms, momentum):
+            l.momentum = m
+        return dec
 
     def update_ema(self, decay: float | tf.Tensor) -> None:
         """EMA of the trainable weights; batch-norm statistics are copied (they are averages already)."""
