@@ -137,3 +137,11 @@ def test_seed_architecture_sizes() -> None:
     assert tuple(dec.output.shape) == (None, 64, 64, 3)
     logit, feat = disc.outputs
     assert tuple(logit.shape) == (None, 1) and tuple(feat.shape) == (None, 8, 8, 256)
+
+
+def test_discriminator_width_is_separate_from_the_generators() -> None:
+    from trainer.model import build_decoder, build_discriminator
+    cfg = presets.resolve("quick", {"d_width": 64})
+    disc, dec = build_discriminator(cfg), build_decoder(cfg)
+    assert [l.filters for l in disc.layers if hasattr(l, "filters")] == [64, 128, 256]
+    assert [l.filters for l in dec.layers if hasattr(l, "filters")] == [64, 32, 3]

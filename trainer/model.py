@@ -108,8 +108,9 @@ class SpectralConv2D(keras.layers.Layer):
                 "kernel_size": self.kernel_size, "strides": self.strides}
 
 
-def _filters(cfg: Config, i: int) -> int:
-    return min(cfg.width * 2 ** i, cfg.width * 8)
+def _filters(cfg: Config, i: int, width: int = 0) -> int:
+    width = width or cfg.width
+    return min(width * 2 ** i, width * 8)
 
 
 def _init() -> keras.initializers.Initializer:
@@ -160,9 +161,10 @@ def build_discriminator(cfg: Config) -> keras.Model:
     feat = None
     for i in range(levels(cfg.image_size)):
         if cfg.spectral_norm:
-            x = SpectralConv2D(_filters(cfg, i))(x)
+            x = SpectralConv2D(_filters(cfg, i, cfg.d_width))(x)
         else:
-            x = keras.layers.Conv2D(_filters(cfg, i), 4, 2, "same", kernel_initializer=_init())(x)
+            x = keras.layers.Conv2D(_filters(cfg, i, cfg.d_width), 4, 2, "same",
+                                    kernel_initializer=_init())(x)
         if i == feature_level(cfg):
             feat = x
         x = LeakyReLU(0.2)(x)

@@ -19,6 +19,7 @@ class Config:
     image_size: int = 64
     embedding_size: int = 100
     width: int = 64                 # filters of the first conv; doubles per level (64-128-256-512)
+    d_width: int = 0                # the discriminator's first-conv filters; 0 = same as width
     batch_size: int = 64
     max_steps: int = 20000
     seed: int = 0
