@@ -168,6 +168,11 @@ def build_discriminator(cfg: Config) -> keras.Model:
         if i == feature_level(cfg):
             feat = x
         x = LeakyReLU(0.2)(x)
+        for _ in range(cfg.d_depth):
+            f = _filters(cfg, i, cfg.d_width)
+            x = (SpectralConv2D(f, kernel_size=3, strides=1)(x) if cfg.spectral_norm else
+                 keras.layers.Conv2D(f, 3, 1, "same", kernel_initializer=_init())(x))
+            x = LeakyReLU(0.2)(x)
     x = keras.layers.Flatten()(x)
     logit = keras.layers.Dense(1, kernel_initializer=_init(), name="logit")(x)
     return keras.Model(inp, [logit, feat], name="discriminator")

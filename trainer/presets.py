@@ -20,6 +20,7 @@ class Config:
     embedding_size: int = 100
     width: int = 64                 # filters of the first conv; doubles per level (64-128-256-512)
     d_width: int = 0                # the discriminator's first-conv filters; 0 = same as width
+    d_depth: int = 0                # extra 3x3 stride-1 convs after each of D's stride-2 convs
     batch_size: int = 64
     max_steps: int = 20000
     seed: int = 0

@@ -24,6 +24,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--preset", default="seed", choices=["tiny", "quick", "seed"])
     for name, kind in [("max-steps", int), ("batch-size", int), ("seed", int),
                        ("image-size", int), ("embedding-size", int), ("width", int), ("d-width", int),
+                       ("d-depth", int),
                        ("eval-every", int), ("sample-every", int), ("checkpoint-every", int),
                        ("keep-checkpoints", int), ("log-every", int), ("eval-images", int),
                        ("lr-e", float), ("lr-g", float), ("lr-d", float), ("gamma", float),
@@ -148,7 +149,7 @@ def run(args: argparse.Namespace, job_dir: str, data_dir: str, cluster: Any, jd:
     dirs = resolve_dirs(job_dir)
     previous = _read_json(os.path.join(job_dir, "config.json"))
     if previous and _has_checkpoint(dirs["checkpoints"]):
-        for key in ("embedding_size", "image_size", "width", "d_width", "loss", "spectral_norm"):
+        for key in ("embedding_size", "image_size", "width", "d_width", "d_depth", "loss", "spectral_norm"):
             old = previous.get("trainer", {}).get(key)
             if old is not None and old != getattr(cfg, key):
                 flag = "--" + key.replace("_", "-")
