@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from trainer.presets import AUGMENTATIONS as POLICIES
-from trainer.presets import augment_policy as parse_policy
+from trainer.presets import augment_policy
 
 TRANSLATION_RATIO = 0.125      # shift by up to 1/8 of the image size in each direction
 CUTOUT_RATIO = 0.5             # a square of half the image size
@@ -65,7 +64,7 @@ def apply(x: tf.Tensor, p: dict[str, tf.Tensor]) -> tf.Tensor:
 
 def augment(x: tf.Tensor, policy: str | tuple[str, ...], seed: tf.Tensor) -> tf.Tensor:
     """Draw parameters for each image of x and apply them (identity for an empty policy)."""
-    names = parse_policy(policy) if isinstance(policy, str) else policy
+    names = augment_policy(policy) if isinstance(policy, str) else policy
     if not names:
         return x
     return apply(x, draw(names, tf.shape(x)[0], int(x.shape[1]), seed))
@@ -127,4 +126,4 @@ def _geometric(x: tf.Tensor, shift: tf.Tensor | None, centre: tf.Tensor | None) 
     return x * tf.cast(keep, x.dtype)[..., None]
 
 
-__all__ = ["POLICIES", "parse_policy", "draw", "apply", "augment", "discriminator_input"]
+__all__ = ["draw", "apply", "augment", "discriminator_input"]

@@ -21,7 +21,7 @@ from trainer import augment, data, losses, metrics, summaries
 from trainer.errors import InputError
 from trainer.jobdir import RUNNING, image_grid, log, png
 from trainer.model import VaeGan
-from trainer.presets import Config
+from trainer.presets import Config, augment_policy
 
 
 def make_strategy(cluster: Any) -> tf.distribute.Strategy:
@@ -102,7 +102,7 @@ class Trainer:
         npix = float(cfg.image_size * cfg.image_size * 3)
         strategy = self.strategy
         scale = 1.0 / strategy.num_replicas_in_sync
-        policy = augment.parse_policy(cfg.augment)
+        policy = augment_policy(cfg.augment)
 
         def step_fn(x: tf.Tensor, step: tf.Tensor) -> dict[str, tf.Tensor]:
             ctx = tf.distribute.get_replica_context()
@@ -226,7 +226,7 @@ class Trainer:
 
     def write_sample(self, step: int) -> None:
         """A grid decoded by the EMA generator (standing statistics) from the same fixed embeddings."""
-        imgs = self.model.sampler()(self.fixed_z, training=False)
+        imgs = self.model.sampler(step)(self.fixed_z, training=False)
         grid = image_grid(imgs, self.cfg.sample_grid)
         self.jd.write_sample(step, png(grid))
         with self.writer.as_default(step=step):
@@ -247,7 +247,7 @@ class Trainer:
         held, train = self._eval_sets
         n = int(held.shape[0])
         mean, _ = self.model.encoder(held, training=False)
-        decoder = self.model.sampler()
+        decoder = self.model.sampler(step)
         recon = decoder(mean, training=False)
         z = tf.random.stateless_normal([n, cfg.embedding_size], seed=[cfg.seed, 99])
         fake = decoder(z, training=False)

@@ -70,7 +70,7 @@ class BatchNorm(keras.layers.BatchNormalization):
 
 
 class SpectralConv2D(keras.layers.Layer):
-    """A 4x4/stride-2 convolution whose kernel is divided by its largest singular value.
+    """A convolution (4x4/stride-2 unless told) whose kernel is divided by its largest singular value.
 
     Written here rather than keras.layers.SpectralNormalization because that wrapper
     overwrites the kernel in place (no gradient through sigma) and assigns it in replica
@@ -156,22 +156,24 @@ def feature_level(cfg: Config) -> int:
     return max(0, levels(cfg.image_size) - 2)
 
 
+def _d_conv(cfg: Config, filters: int, kernel: int, stride: int) -> keras.layers.Layer:
+    """One of D's convolutions: spectrally normalised unless --no-spectral-norm."""
+    if cfg.spectral_norm:
+        return SpectralConv2D(filters, kernel_size=kernel, strides=stride)
+    return keras.layers.Conv2D(filters, kernel, stride, "same", kernel_initializer=_init())
+
+
 def build_discriminator(cfg: Config) -> keras.Model:
     x = inp = keras.Input((cfg.image_size, cfg.image_size, 3), name="image")
     feat = None
     for i in range(levels(cfg.image_size)):
-        if cfg.spectral_norm:
-            x = SpectralConv2D(_filters(cfg, i, cfg.d_width))(x)
-        else:
-            x = keras.layers.Conv2D(_filters(cfg, i, cfg.d_width), 4, 2, "same",
-                                    kernel_initializer=_init())(x)
+        filters = _filters(cfg, i, cfg.d_width)
+        x = _d_conv(cfg, filters, 4, 2)(x)
         if i == feature_level(cfg):
             feat = x
         x = LeakyReLU(0.2)(x)
         for _ in range(cfg.d_depth):
-            f = _filters(cfg, i, cfg.d_width)
-            x = (SpectralConv2D(f, kernel_size=3, strides=1)(x) if cfg.spectral_norm else
-                 keras.layers.Conv2D(f, 3, 1, "same", kernel_initializer=_init())(x))
+            x = _d_conv(cfg, filters, 3, 1)(x)
             x = LeakyReLU(0.2)(x)
     x = keras.layers.Flatten()(x)
     logit = keras.layers.Dense(1, kernel_initializer=_init(), name="logit")(x)
@@ -188,6 +190,7 @@ class VaeGan:
         self.discriminator = build_discriminator(cfg)
         self.ema_decoder = build_decoder(cfg)
         self._sampler: keras.Model | None = None
+        self._sampler_step: int | None = None      # the step its statistics were measured at
         for v, src in zip(self.ema_decoder.weights, self.decoder.weights):
             v.assign(src)
 
@@ -205,21 +208,23 @@ class VaeGan:
         out = [self.discriminator(f, training=False) for f in fakes]
         return [self.discriminator(real, training=True)] + out
 
-    def sampler(self, n: int = 256) -> keras.Model:
+    def sampler(self, step: int, n: int = 256) -> keras.Model:
         """The EMA decoder with batch-norm statistics measured on its own prior decodes.
 
         These are the "standing statistics" of Brock et al. 2019 (BigGAN). The decoder's
         moving averages describe batches that mix posterior and prior embeddings under the
-        current weights, not the EMA ones; decoding prior embeddings with them leaves grey,
-        dead patches and saturated colours in samples. Statistics measured by running the
-        EMA weights on `n` fixed prior embeddings (training-mode batch norm, momentum 0)
-        match what generation feeds the model. A separate model, built once outside any
-        distribution strategy, so the training state is never touched; samples, evaluations
-        and the export all decode with it.
+        current weights, not the EMA ones; statistics measured by running the EMA weights
+        on `n` fixed prior embeddings (training-mode batch norm, momentum 0) match what
+        generation feeds the model. A separate model, built once outside any distribution
+        strategy, so the training state is never touched; samples, evaluations and the
+        export all decode with it. Measured once per training `step` (the EMA weights only
+        change between steps), so a sample, an evaluation and the export at one step share it.
         """
         if self._sampler is None:
             self._sampler = build_decoder(self.cfg)
         dec = self._sampler
+        if self._sampler_step == step:
+            return dec
         dec.set_weights(self.ema_decoder.get_weights())
         norms = [l for l in dec.layers if isinstance(l, keras.layers.BatchNormalization)]
         momentum = [l.momentum for l in norms]
@@ -229,6 +234,7 @@ class VaeGan:
         dec(z, training=True)
         for l, m in zip(norms, momentum):
             l.momentum = m
+        self._sampler_step = step
         return dec
 
     def update_ema(self, decay: float | tf.Tensor) -> None:

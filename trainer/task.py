@@ -184,7 +184,7 @@ def run(args: argparse.Namespace, job_dir: str, data_dir: str, cluster: Any, jd:
     metrics = trainer.last_eval
     if cluster.is_chief:
         from trainer.export import export
-        export(dirs["model"], trainer.model.encoder, trainer.model.sampler(), cfg.image_size,
+        export(dirs["model"], trainer.model.encoder, trainer.model.sampler(cfg.max_steps), cfg.image_size,
                cfg.embedding_size, {
                    "image_size": cfg.image_size, "embedding_size": cfg.embedding_size,
                    "preset": cfg.preset, "step": cfg.max_steps,
