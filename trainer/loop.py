@@ -134,7 +134,12 @@ class Trainer:
                     d_in = augment.discriminator_input(x, xr, xp, policy, s)
                     (l_real, f_real), (l_rec, f_rec), (l_p, _) = m.discriminate(*tf.split(d_in, 3))
                     rec_feat = losses.per_sample_mse(tf.stop_gradient(f_real), f_rec)
-                    recon = cfg.pixel_weight * rec_pix + cfg.feature_weight * rec_feat
+                    if cfg.feature_weight:
+                        recon = cfg.pixel_weight * rec_pix + cfg.feature_weight * rec_feat
+                    else:
+                        # Still logged, but 0 * rec_feat would make the encoder's backward
+                        # sweep run through D's lower layers for nothing.
+                        recon = cfg.pixel_weight * rec_pix
                     loss_e = recon + cfg.kl_weight * kl / npix
                     loss_g = cfg.gamma * recon + losses.g_loss([l_rec, l_p])
                     loss_d = losses.d_loss(l_real, [l_rec, l_p], cfg.label_smoothing)

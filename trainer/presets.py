@@ -24,13 +24,13 @@ class Config:
     batch_size: int = 64
     max_steps: int = 20000
     seed: int = 0
-    loss: str = "vaegan"            # "vaegan" (fixed, learned similarity) or "seed" (baseline)
+    loss: str = "vaegan"            # "vaegan" (the fixed VAE-GAN) or "seed" (baseline)
     lr_e: float = 2e-4
     lr_g: float = 2e-4
     lr_d: float = 4e-4
     beta1: float = 0.5
     kl_weight: float = 1.0          # weight of the per-sample KL against the per-sample recon sum
-    feature_weight: float = 1.0     # learned-similarity term (D features), 0 turns it off
+    feature_weight: float = 0.0     # learned-similarity term (D features); off: no gain measured
     pixel_weight: float = 1.0       # pixel L2 term of the reconstruction
     gamma: float = 20.0             # weight of reconstruction in the generator's loss vs. GAN
     spectral_norm: bool = True
@@ -79,7 +79,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                  eval_every=12, eval_images=16, sample_every=6, sample_grid=4,
                  checkpoint_every=6, keep_checkpoints=2, log_every=2, ema_decay=0.9,
                  shuffle_buffer=64, swd_patches=16, swd_projections=64),
-    # Recognisable samples on the demo dataset within ~10 minutes on 2 CPU cores.
+    # Minutes on 2 CPU cores: 32x32 and narrow. The goal was recognisable demo-set samples
+    # in 10 minutes; measured, they are colour fields with blobs (docs/trainer.md, Benchmarks).
     "quick": dict(image_size=32, embedding_size=64, width=32, batch_size=32,
                   max_steps=3000, eval_every=500, eval_images=128, sample_every=250,
                   checkpoint_every=250, log_every=25, ema_decay=0.995),
