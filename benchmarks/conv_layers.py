@@ -44,6 +44,8 @@ def conv_layers(preset: str, batch: int) -> list[dict]:
                 cout = int(layer.kernel.shape[-1] if not isinstance(layer, keras.layers.Conv2DTranspose)
                            else layer.kernel.shape[-2])
                 kernel = int(layer.kernel.shape[0])
+                if kernel != 4:       # the presets have only 4x4 stride-2 layers (no --d-depth)
+                    continue
                 transposed = isinstance(layer, keras.layers.Conv2DTranspose)
                 out_hw = h * 2 if transposed else h // 2
                 # MACs of the forward: one kernel window per input (transposed) / output position.
