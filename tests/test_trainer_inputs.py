@@ -78,3 +78,25 @@ def test_full_disk_while_checkpointing(tmp_path: Path, tiny_dataset_dir: Path) -
                           timeout=180, preexec_fn=limit_file_size)
     err = failed(job, proc)
     assert "disk full" in err and "checkpoint" in err
+
+
+@pytest.mark.slow
+def test_resume_keeps_the_recorded_settings_unless_flags_say_otherwise(
+        tmp_path: Path, tiny_job_dir: Path, tiny_dataset_dir: Path) -> None:
+    """A job started under other defaults (here: a recorded feature weight and KL weight
+    the tiny preset does not have) resumes with them; a flag given again wins."""
+    job = tmp_path / "job"
+    shutil.copytree(tiny_job_dir, job)
+    config = json.loads((job / "config.json").read_text())
+    done = config["trainer"]["max_steps"]
+    config["trainer"].update(feature_weight=0.5, kl_weight=0.25)
+    (job / "config.json").write_text(json.dumps(config))
+
+    proc = run_trainer(tiny_dataset_dir, job, "--max-steps", str(done + 2), "--kl-weight", "0.75")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"resumed from step {done}" in proc.stderr
+    resumed = json.loads((job / "config.json").read_text())["trainer"]
+    assert resumed["feature_weight"] == 0.5          # recorded, not the preset's 0.0
+    assert resumed["kl_weight"] == 0.75              # given again: the flag wins
+    assert resumed["max_steps"] == done + 2
+    assert json.loads((job / "status.json").read_text())["step"] == done + 2

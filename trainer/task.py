@@ -127,12 +127,24 @@ def run(args: argparse.Namespace, job_dir: str, data_dir: str, cluster: Any, jd:
         cancel: dict[str, bool]) -> None:
     from trainer.errors import InputError
     from trainer.jobdir import RUNNING, SUCCEEDED, log
-    from trainer.presets import resolve
+    from trainer.presets import Config, resolve
 
     overrides = {k: v for k, v in vars(args).items()
-                 if k not in ("data_dir", "job_dir", "preset")}
+                 if k not in ("data_dir", "job_dir", "preset") and v is not None}
+    preset = args.preset
+    dirs = resolve_dirs(job_dir)
+    previous = _read_json(os.path.join(job_dir, "config.json"))
+    resuming = bool(previous) and _has_checkpoint(dirs["checkpoints"])
+    if resuming:
+        # A resumed run keeps the settings it started with (config.json), so a newer
+        # version's preset defaults cannot change a job halfway; flags given now still
+        # override them (--max-steps to train longer), shape-defining ones are checked below.
+        recorded = previous.get("trainer", {})
+        preset = recorded.get("preset", preset)
+        overrides = {**{k: v for k, v in recorded.items() if k in Config.fields() - {"preset"}},
+                     **overrides}
     try:
-        cfg = resolve(args.preset, overrides)
+        cfg = resolve(preset, overrides)
     except ValueError as exc:
         raise InputError(str(exc)) from exc
     jd.status(state=RUNNING, step=0, max_steps=cfg.max_steps, error="")
@@ -146,9 +158,7 @@ def run(args: argparse.Namespace, job_dir: str, data_dir: str, cluster: Any, jd:
         raise InputError(f"image size {cfg.image_size} is larger than the dataset's stored images "
                          f"allow ({limit}); rebuild the dataset with --image-size {cfg.image_size} "
                          f"or train with --image-size {limit} or less")
-    dirs = resolve_dirs(job_dir)
-    previous = _read_json(os.path.join(job_dir, "config.json"))
-    if previous and _has_checkpoint(dirs["checkpoints"]):
+    if resuming:
         for key in ("embedding_size", "image_size", "width", "d_width", "d_depth", "loss", "spectral_norm"):
             old = previous.get("trainer", {}).get(key)
             if old is not None and old != getattr(cfg, key):
