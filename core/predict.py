@@ -17,6 +17,8 @@ import io
 import json
 import math
 import os
+import sys
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,6 +161,34 @@ def parse_instances(instances: Any, embedding_size: int, first_index: int = 0) -
     return [parse_instance(obj, first_index + i, embedding_size) for i, obj in enumerate(instances)]
 
 
+def import_tensorflow() -> Any:
+    """`import tensorflow` without its start-up lines on the terminal.
+
+    TensorFlow 2.21 writes absl's "log messages before InitializeLog" preamble and
+    "oneDNN custom operations are on" straight to fd 2 while it imports, whatever
+    TF_CPP_MIN_LOG_LEVEL says: four lines before every `genml generate`. fd 2 goes to a
+    temporary file for the import only; if the import fails, what it wrote is shown.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as chatter:
+        os.dup2(chatter.fileno(), 2)
+        try:
+            import tensorflow as tf
+        except BaseException:
+            os.dup2(saved, 2)
+            chatter.seek(0)
+            sys.stderr.write(chatter.read().decode("utf-8", "replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+    return tf
+
+
 class SavedModelPredictor:
     """The exported VAE-GAN, loaded once. Thread-safe: TF concrete functions may run concurrently."""
 
@@ -167,8 +197,7 @@ class SavedModelPredictor:
         if not (self.model_dir / "saved_model.pb").exists():
             raise NotFound(f"No SavedModel in {self.model_dir}.",
                            "The job may not have finished; check `genml jobs show JOB`.")
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        import tensorflow as tf  # lazily: only processes that predict pay for it
+        tf = import_tensorflow()  # lazily: only processes that predict pay for it
         self._tf = tf
         try:
             self._model = tf.saved_model.load(str(self.model_dir))

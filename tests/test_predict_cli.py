@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,7 @@ from PIL import Image
 
 from core.local.backend import LocalBackend
 from core.workspace import Workspace
+from tests.fixtures.models import ROOT
 from tests.local_support import add_finished_job
 from tui.cli import cli
 
@@ -76,3 +79,16 @@ def test_undeployed_and_unknown_models_are_refused(model: str, workspace: Worksp
     assert out.exit_code == 1 and "undeployed" in out.output
     out = r.invoke(cli, ["generate", "ghost", "--no-show"])
     assert out.exit_code == 2 and "No model named 'ghost'" in out.output
+
+
+def test_a_fresh_process_prints_no_tensorflow_start_up_lines(model: str, tmp_path: Path) -> None:
+    """TensorFlow writes its start-up lines to fd 2 whatever TF_CPP_MIN_LOG_LEVEL says;
+    `genml generate` in a new process (TensorFlow not imported yet) keeps them off."""
+    out = tmp_path / "g.png"
+    proc = subprocess.run([sys.executable, "-c", "from tui.cli import main; main()", "generate", model,
+                           "--seed", "1", "-o", str(out), "--no-show"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert out.exists()
+    for chatter in ("oneDNN", "InitializeLog", "I0000"):
+        assert chatter not in proc.stderr, proc.stderr[-3000:]
