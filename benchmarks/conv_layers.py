@@ -39,14 +39,12 @@ def conv_layers(preset: str, batch: int) -> list[dict]:
                                 (build_discriminator(cfg), batch, 3)):
         for layer in net.layers:
             if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose, SpectralConv2D)):
-                cin = int(layer.input.shape[-1])
-                h = int(layer.input.shape[1])
-                cout = int(layer.kernel.shape[-1] if not isinstance(layer, keras.layers.Conv2DTranspose)
-                           else layer.kernel.shape[-2])
                 kernel = int(layer.kernel.shape[0])
                 if kernel != 4:       # the presets have only 4x4 stride-2 layers (no --d-depth)
                     continue
                 transposed = isinstance(layer, keras.layers.Conv2DTranspose)
+                cin, h = int(layer.input.shape[-1]), int(layer.input.shape[1])
+                cout = int(layer.kernel.shape[-2] if transposed else layer.kernel.shape[-1])
                 out_hw = h * 2 if transposed else h // 2
                 # MACs of the forward: one kernel window per input (transposed) / output position.
                 macs = n_batch * (h * h if transposed else out_hw * out_hw) * kernel * kernel * cin * cout

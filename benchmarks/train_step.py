@@ -128,21 +128,17 @@ def main() -> None:
     # This machine is a shared VM whose speed drifts by tens of percent within a minute, so
     # the measurements are interleaved (pipeline step, constant step, plain step, matmul
     # probe) and each keeps its best: the ratios then compare like with like.
-    t_pipe = t_const = t_plain = float("inf")
+    runs = {"pipe": (trainer._train_fn, it), "const": (trainer._train_fn, const),
+            "plain": (plain._train_fn, const)}
+    best = dict.fromkeys(runs, float("inf"))
     peak = 0.0
     for _ in range(args.steps):
-        for fn, src, slot in ((trainer._train_fn, it, "pipe"), (trainer._train_fn, const, "const"),
-                              (plain._train_fn, const, "plain")):
+        for slot, (fn, src) in runs.items():
             t = time.perf_counter()
             fn(src)["loss_d"].numpy()
-            dt = time.perf_counter() - t
-            if slot == "pipe":
-                t_pipe = min(t_pipe, dt)
-            elif slot == "const":
-                t_const = min(t_const, dt)
-            else:
-                t_plain = min(t_plain, dt)
+            best[slot] = min(best[slot], time.perf_counter() - t)
         peak = max(peak, matmul_peak(1.0))
+    t_pipe, t_const, t_plain = best["pipe"], best["const"], best["plain"]
 
     def rate(flops: float, t: float) -> float:
         return flops / t / 1e9

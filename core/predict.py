@@ -173,19 +173,18 @@ def import_tensorflow() -> Any:
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
     sys.stderr.flush()
-    saved = os.dup(2)
+    saved, imported = os.dup(2), False
     with tempfile.TemporaryFile() as chatter:
         os.dup2(chatter.fileno(), 2)
         try:
             import tensorflow as tf
-        except BaseException:
-            os.dup2(saved, 2)
-            chatter.seek(0)
-            sys.stderr.write(chatter.read().decode("utf-8", "replace"))
-            raise
+            imported = True
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+            if not imported:
+                chatter.seek(0)
+                sys.stderr.write(chatter.read().decode("utf-8", "replace"))
     return tf
 
 

@@ -11,8 +11,8 @@ reconstruction can get the SAME shift, cutout and colour change (the learned-sim
 loss compares D's features of the two and must not see a difference the augmentation made).
 
 The policy is a comma-separated subset of `color,translation,cutout`, always applied in
-that order whatever order it is written in, as in the paper's reference code. Images are in [-1, 1]; translation and cutout
-fill with 0 (mid grey), as the reference code does.
+that order whatever order it is written in, as in the paper's reference code. Images are
+in [-1, 1]; translation and cutout fill with 0 (mid grey), as the reference code does.
 """
 from __future__ import annotations
 

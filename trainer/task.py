@@ -135,11 +135,11 @@ def run(args: argparse.Namespace, job_dir: str, data_dir: str, cluster: Any, jd:
     dirs = resolve_dirs(job_dir)
     previous = _read_json(os.path.join(job_dir, "config.json"))
     resuming = bool(previous) and _has_checkpoint(dirs["checkpoints"])
+    recorded = previous.get("trainer", {}) if resuming else {}
     if resuming:
         # A resumed run keeps the settings it started with (config.json), so a newer
         # version's preset defaults cannot change a job halfway; flags given now still
         # override them (--max-steps to train longer), shape-defining ones are checked below.
-        recorded = previous.get("trainer", {})
         preset = recorded.get("preset", preset)
         overrides = {**{k: v for k, v in recorded.items() if k in Config.fields() - {"preset"}},
                      **overrides}
@@ -158,14 +158,13 @@ def run(args: argparse.Namespace, job_dir: str, data_dir: str, cluster: Any, jd:
         raise InputError(f"image size {cfg.image_size} is larger than the dataset's stored images "
                          f"allow ({limit}); rebuild the dataset with --image-size {cfg.image_size} "
                          f"or train with --image-size {limit} or less")
-    if resuming:
-        for key in ("embedding_size", "image_size", "width", "d_width", "d_depth", "loss", "spectral_norm"):
-            old = previous.get("trainer", {}).get(key)
-            if old is not None and old != getattr(cfg, key):
-                flag = "--" + key.replace("_", "-")
-                raise InputError(f"{key.replace('_', ' ')} {getattr(cfg, key)} does not match the "
-                                 f"checkpoint being resumed ({old}); use {flag} {old} or a new "
-                                 f"job dir")
+    for key in ("embedding_size", "image_size", "width", "d_width", "d_depth", "loss", "spectral_norm"):
+        old = recorded.get(key)
+        if old is not None and old != getattr(cfg, key):
+            flag = "--" + key.replace("_", "-")
+            raise InputError(f"{key.replace('_', ' ')} {getattr(cfg, key)} does not match the "
+                             f"checkpoint being resumed ({old}); use {flag} {old} or a new "
+                             f"job dir")
 
     import tensorflow as tf
     from trainer.loop import Trainer
