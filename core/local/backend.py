@@ -6,20 +6,20 @@ core/predict.py and core/batch.py. docs/local.md explains the choices.
 """
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from core import config as config_mod
 from core.backend import BatchResult, LogChunk, Predictor, ProgressFn, TrainOptions
+from core.datasets.mixin import DatasetMethods
 from core.local import jobs, models
 from core.registry import Registry
-from core.types import Dataset, Job, ModelVersion
+from core.types import Job, ModelVersion
 from core.workspace import Workspace
 
 
-class LocalBackend:
+class LocalBackend(DatasetMethods):
     name = "local"
 
     def __init__(self, workspace: Workspace, cfg: config_mod.Config | None = None) -> None:
@@ -28,36 +28,7 @@ class LocalBackend:
         self.registry = Registry(workspace.registry_path)
         self.reconcile()
 
-    # ---- datasets (core/datasets/catalog.py) -------------------------------------
-    def list_datasets(self) -> list[Dataset]:
-        return self.registry.list_datasets()
-
-    def get_dataset(self, name: str) -> Dataset:
-        return self.registry.get_dataset(name)
-
-    def dataset_manifest(self, name: str) -> dict[str, Any]:
-        from core.datasets import catalog
-        return catalog.manifest(self.ws, self.registry, name)
-
-    def contact_sheet(self, name: str) -> bytes | None:
-        from core.datasets import catalog
-        return catalog.contact_sheet(self.ws, self.registry, name)
-
-    def add_dataset(self, source: Path, name: str, *, crop: str = "random", image_size: int = 64,
-                    progress: ProgressFn | None = None, cancel: threading.Event | None = None,
-                    replace: bool = False) -> Dataset:
-        from core.datasets import catalog
-        return catalog.add(self.ws, self.registry, Path(source), name, crop=crop, image_size=image_size,
-                           progress=progress, cancel=cancel, replace=replace)
-
-    def make_demo_dataset(self, name: str = "demo", count: int = 2000, *, progress: ProgressFn | None = None,
-                          cancel: threading.Event | None = None, replace: bool = False) -> Dataset:
-        from core.datasets import catalog
-        return catalog.demo(self.ws, self.registry, name, count, progress=progress, cancel=cancel, replace=replace)
-
-    def remove_dataset(self, name: str) -> None:
-        from core.datasets import catalog
-        catalog.remove(self.ws, self.registry, name)
+    # datasets: DatasetMethods (core/datasets/mixin.py), shared with the Vertex AI backend
 
     # ---- jobs (core/local/jobs.py + runner.py) ------------------------------------
     RECONCILE_EVERY_S = 5.0

@@ -15,15 +15,13 @@ from __future__ import annotations
 import base64
 import io
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from core.errors import CloudError, InvalidInput
 from core.types import ModelVersion
-
-if TYPE_CHECKING:
-    from core.vertex.backend import VertexBackend
+from core.vertex.clients import Clients
 
 CHUNK = 64               # instances per request
 MAX_BODY = 1_000_000     # bytes of instances per request: Vertex caps a request body at 1.5 MB
@@ -85,8 +83,8 @@ def _chunks(instances: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 class VertexPredictor:
     """core.backend.Predictor over a deployed endpoint."""
 
-    def __init__(self, backend: "VertexBackend", mv: ModelVersion) -> None:
-        self.backend = backend
+    def __init__(self, clients: Clients, mv: ModelVersion) -> None:
+        self.clients = clients
         self.mv = mv
         self.endpoint = str(mv.remote.get("endpoint", ""))
         self.image_size = int(mv.info.get("image_size", 64))
@@ -94,12 +92,12 @@ class VertexPredictor:
 
     # ---- requests ---------------------------------------------------------------------
     def _generate(self, instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        c = self.backend.clients
+        c = self.clients
         req = c.aiplatform.endpoints().predict(endpoint=self.endpoint, body={"instances": instances})
         return list(c.call(req, f"Predicting with {self.mv.ref}").get("predictions", []))
 
     def _encode(self, instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        c = self.backend.clients
+        c = self.clients
         req = c.aiplatform.endpoints().rawPredict(endpoint=self.endpoint, body={})
         # rawPredict's request message is an HttpBody: the service passes the raw HTTP body to
         # the container, so the body is TF Serving's own JSON, not the discovery document's

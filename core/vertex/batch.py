@@ -1,0 +1,128 @@
+"""Batch prediction on Vertex AI: local JSONL in, local folder out.
+
+In between: the lines that can go (embeddings, checked here) are uploaded, a
+BatchPredictionJob runs the model's default signature on them, and its output files are
+downloaded and rewritten under the local backend's names.
+"""
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+from core import atomic
+from core.backend import BatchResult, Progress, ProgressFn
+from core.errors import CloudError, InvalidInput, InvalidState
+from core.types import JobState
+from core.vertex import models, operations, preflight
+from core.vertex import storage as gcs
+from core.vertex.context import Context, label
+from core.vertex.predict import check_instance
+
+
+def run(ctx: Context, ref: str, input_path: Path, output_dir: Path, *,
+        progress: ProgressFn | None = None) -> BatchResult:
+    """A batch job runs the model's default signature, so lines with embeddings go to Vertex;
+    other lines (and malformed ones) get an error line here instead of failing the job.
+    The output has the local backend's names: predictions-00000-of-00001.jsonl and
+    errors-00000-of-00001.jsonl (plus Vertex's own files under vertex/).
+    """
+    s = preflight.ready(ctx)
+    mv = models.vertex_model(ctx, ref)
+    if not mv.remote.get("model"):
+        raise InvalidState(f"{mv.ref} has not been uploaded to Vertex AI.",
+                           f"Run `genml --backend vertex models deploy {mv.job_id}`.")
+    emb = int(mv.info.get("embedding_size", 100))
+    good: list[str] = []
+    local_errors: list[dict[str, Any]] = []
+    try:
+        lines = Path(input_path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise InvalidInput(f"Cannot read {input_path}: {exc.strerror}.", "Give a JSONL file, one instance per line.") from exc
+    i = -1
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        i += 1
+        try:
+            inst = json.loads(line)
+        except ValueError as exc:
+            local_errors.append({"line": lineno, "key": None, "error": f"instance {i}: not JSON ({exc})"})
+            continue
+        checked = check_instance(i, inst, emb)
+        if isinstance(checked, dict):
+            local_errors.append({"line": lineno, **checked})
+        elif checked[0] != "generate":
+            local_errors.append({"line": lineno, "key": checked[1]["key"],
+                                 "error": f"instance {i}: Vertex AI batch prediction runs the generate signature; "
+                                          "encode images online with `genml predict`"})
+        else:
+            good.append(json.dumps(checked[1]))
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    predictions = 0
+    files: list[str] = []
+    out_lines: list[str] = []
+    if good:
+        preflight.billing_notice(ctx)
+        run_id = time.strftime("%Y%m%d-%H%M%S-", time.gmtime()) + secrets.token_hex(2)
+        base = s.gs("batch", run_id)
+        tmp = ctx.ws.tmp_dir / f"batch-{run_id}.jsonl"
+        atomic.write_text(tmp, "\n".join(good) + "\n")
+        gcs.upload_file(ctx.clients.storage, tmp, base + "/input.jsonl")
+        tmp.unlink(missing_ok=True)
+        body = {"displayName": f"genml-{label(mv.name)}-v{mv.version}-{run_id}", "model": mv.remote["model"],
+                "inputConfig": {"instancesFormat": "jsonl", "gcsSource": {"uris": [base + "/input.jsonl"]}},
+                "outputConfig": {"predictionsFormat": "jsonl", "gcsDestination": {"outputUriPrefix": base + "/output"}},
+                "dedicatedResources": {"machineSpec": {"machineType": s.batch_machine_type},
+                                       "startingReplicaCount": 1, "maxReplicaCount": 1},
+                "labels": {"genml": "1"}}
+        bj = ctx.clients.call(ctx.clients.aiplatform.batchPredictionJobs().create(parent=s.parent, body=body),
+                              "Starting batch prediction")
+        bj = wait(ctx, bj["name"], progress)
+        out_uri = (bj.get("outputInfo") or {}).get("gcsOutputDirectory", base + "/output")
+        raw_dir = output_dir / "vertex"
+        for p in gcs.download_prefix(ctx.clients.storage, out_uri, raw_dir):
+            files.append(str(p))
+            for line in p.read_text(encoding="utf-8").splitlines():
+                if not line.strip():
+                    continue
+                row = json.loads(line)
+                if p.name.startswith("prediction.results") or "prediction" in row:
+                    pred = dict(row.get("prediction") or {})
+                    pred.setdefault("key", (row.get("instance") or {}).get("key"))
+                    out_lines.append(json.dumps(pred))
+                    predictions += 1
+                elif p.name.startswith("prediction.errors") and "error" in row:
+                    local_errors.append({"line": None, "key": (row.get("instance") or {}).get("key"),
+                                         "error": str(row.get("error"))})
+    # the same names as the local backend's batch output (core/batch.py), in one shard
+    preds_path = output_dir / "predictions-00000-of-00001.jsonl"
+    errors_path = output_dir / "errors-00000-of-00001.jsonl"
+    atomic.write_text(errors_path, "".join(json.dumps(e) + "\n" for e in local_errors))
+    atomic.write_text(preds_path, "".join(x + "\n" for x in out_lines))
+    return BatchResult(output_dir=str(output_dir), predictions=predictions, errors=len(local_errors),
+                       files=[str(preds_path), str(errors_path), *files])
+
+
+def wait(ctx: Context, name: str, progress: ProgressFn | None) -> dict[str, Any]:
+    """Poll a BatchPredictionJob until it ends; only SUCCEEDED returns."""
+    def finished(bj: dict[str, Any]) -> bool:
+        state = JobState.parse(bj.get("state", "JOB_STATE_PENDING"))
+        if progress:
+            stats = bj.get("completionStats") or {}
+            progress(Progress("batch prediction", int(stats.get("successfulCount", 0) or 0), 0, state.short))
+        if state.terminal and state is not JobState.SUCCEEDED:
+            err = (bj.get("error") or {}).get("message", state.short)
+            raise CloudError(f"Batch prediction {name} ended {state.short}: {err}.",
+                             "Check the input lines and the model; the job's details are in the console.")
+        return state is JobState.SUCCEEDED
+
+    def timeout() -> CloudError:
+        return CloudError(f"Batch prediction {name} is still running after genml's deadline.",
+                          f"It goes on in Google Cloud; its output will be under gs://{ctx.settings.bucket}/genml/batch/.")
+
+    return operations.poll(ctx, lambda: ctx.clients.call(ctx.clients.aiplatform.batchPredictionJobs().get(name=name),
+                                                          "Reading batch prediction"), finished, timeout)
