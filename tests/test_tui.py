@@ -323,3 +323,103 @@ async def test_backend_notices_become_notifications(workspace) -> None:  # noqa:
         await until(pilot, lambda: len(app._notifications) >= 2)
         texts = [n.message for n in app._notifications]
         assert any("billable" in m for m in texts) and any("second note" in m for m in texts)
+
+
+# ---- issue 11, item 6: one action registry per pane, typed dialogs, one worker-error handler ----------
+
+
+@sync
+async def test_keys_palette_and_help_come_from_one_registry(ws) -> None:  # noqa: ANN001
+    """Every action a pane declares is bound to its keys, listed on `?` and (with a description) in ctrl+p."""
+    from tui.commands import GenmlCommands
+    from tui.screens.help import HelpScreen
+    app = make_app(ws)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot, app)
+        for pane_id, pane in app.panes.items():
+            bound = {(b.key, b.action) for b in type(pane).BINDINGS}
+            assert bound == {(a.keys, a.action) for a in pane.ACTIONS}, pane_id
+        entries = [text for text, _, _ in GenmlCommands(app.screen)._all()]
+        for pane in app.panes.values():
+            for a in pane.ACTIONS:
+                if a.description:
+                    assert f"{pane.TITLE}: {a.description}" in entries
+        assert "Jobs: Log: search" in entries                 # a widget inside a pane: the log view
+        await pilot.press("4", "question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        text = str(app.screen.query_one("Static").render())
+        for a in app.panes["generator"].ACTIONS:
+            if a.help:
+                assert a.label in text and a.keys_text in text
+
+
+@sync
+async def test_a_worker_that_raises_is_shown_once_by_the_app(ws) -> None:  # noqa: ANN001
+    from core.errors import InvalidInput
+    app = make_app(ws)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        pane = app.panes["datasets"]
+
+        def boom() -> None:
+            raise InvalidInput("The folder is empty.", "Put some JPEGs in it.")
+        pane.call_backend(boom)
+        await until(pilot, lambda: any("The folder is empty." in n.message and "Put some JPEGs" in n.message
+                                       for n in app._notifications))
+        assert sum("The folder is empty." in n.message for n in app._notifications) == 1
+
+
+def test_more_options_are_checked_against_the_trainer() -> None:
+    from tui.screens.dialogs import check_more_options
+    assert check_more_options("--eval-every 200 --lr-g 1e-4") == ["--eval-every", "200", "--lr-g", "1e-4"]
+    assert check_more_options("") == []
+    for bad, words in (("--eval-evry 5", "unrecognized arguments: --eval-evry"),
+                       ("--eval-every x", "invalid int value: 'x'"),
+                       ("--max-steps 5", "--max-steps has its own field"),
+                       ("fast", "'fast' is not an option"), ("--gamma '1", "cannot split")):
+        with pytest.raises(ValueError, match=words):
+            check_more_options(bad)
+
+
+@sync
+async def test_new_job_dialog_hints_validates_and_submits_the_options(ws, monkeypatch) -> None:  # noqa: ANN001
+    from textual.widgets import Label, Select
+
+    from tui.screens.dialogs import NewJobDialog
+    app = make_app(ws)
+    submitted: list = []
+    monkeypatch.setattr(type(app.backend._backend), "submit_job",
+                        lambda self, ds, opts: (submitted.append((ds, opts)), self.get_job("cats-20251128-171320"))[1])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        await pilot.press("2", "n")
+        await until(pilot, lambda: isinstance(app.screen, NewJobDialog))
+        dlg = app.screen
+
+        def hint(key: str) -> str:
+            return str(dlg.query_one(f"#hint-{key}", Label).render())
+        assert "tiny: 12" in hint("steps") and "tiny: 16" in hint("size")
+        dlg.query_one("#preset", Select).value = "quick"
+        await until(pilot, lambda: "quick: 3000" in hint("steps"))
+        await typed(pilot, app, "500", enter=False)            # steps (focused first)
+        await pilot.press("tab", "7", "tab", "4", "tab", "4", "8")  # seed, batch size, image size
+        await pilot.press("tab")
+        dlg.query_one("#augment", Select).value = "color,translation"
+        await pilot.press("tab")
+        await pilot.press(*"--eval-evry 5")
+        await until(pilot, lambda: "unrecognized arguments" in hint("more"))
+        await pilot.press("enter")                             # refused: two errors
+        assert isinstance(app.screen, NewJobDialog) and not submitted
+        assert "48 is not a size" in hint("size"), [(k, dlg.query_one("#" + k).value) for k in ("steps", "seed", "batch", "size", "more")]
+        assert app.focused is dlg.query_one("#size")           # the first bad field gets the focus
+        await pilot.press("backspace", "backspace", "3", "2")
+        dlg.query_one("#more").value = "--eval-every 5"
+        await until(pilot, lambda: "--eval-every 5" in str(dlg.query_one("#command", Label).render()))
+        assert "genml train cats --preset quick --max-steps 500 --seed 7 --batch-size 4 --image-size 32 " \
+               "--augment color,translation --eval-every 5" in str(dlg.query_one("#command", Label).render())
+        await pilot.press("enter")
+        await until(pilot, lambda: bool(submitted))
+    ds, opts = submitted[0]
+    assert ds == "cats"
+    assert opts.trainer_args() == ["--preset", "quick", "--max-steps", "500", "--batch-size", "4", "--seed", "7",
+                                   "--image-size", "32", "--augment", "color,translation", "--eval-every", "5"]

@@ -18,6 +18,11 @@ EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_TERM = 0, 1, 2, 143
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The trainer's command line (the TUI's new-job dialog checks its "more options" with it)."""
     p = argparse.ArgumentParser(prog="python -m trainer.task", description=__doc__)
     p.add_argument("--data-dir", required=True, help="dataset folder (local or /gcs/BUCKET/...)")
     p.add_argument("--job-dir", required=True, help="where checkpoints, metrics, samples, model go")
@@ -37,7 +42,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--label-smoothing", type=float, default=None, metavar="X",
                    help="one-sided label smoothing: D's target for real images is 1 - X")
     p.add_argument("--no-spectral-norm", dest="spectral_norm", action="store_false", default=None)
-    return p.parse_args(argv)
+    return p
 
 
 def gcs_local(path: str) -> str:

@@ -12,13 +12,13 @@ import threading
 from typing import Any
 
 from textual.app import App, ComposeResult
-from textual.binding import Binding
 from textual.lazy import Lazy
 from textual.message import Message
 from textual.widgets import Footer, TabbedContent, TabPane
 
 from core.errors import GenmlError
 from tui import images
+from tui.actions import Action, bindings, help_rows
 from tui.commands import GenmlCommands
 from tui.widgets.datasets import DatasetsPane
 from tui.widgets.generator import GeneratorPane
@@ -66,15 +66,17 @@ class GenmlApp(App[None]):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
     COMMANDS = App.COMMANDS | {GenmlCommands}
     AUTO_FOCUS = None          # focus goes to the pane's list (see focus_pane), not the tab bar
-    BINDINGS = [
-        Binding("1", "show_pane('datasets')", "Datasets", show=False),
-        Binding("2", "show_pane('jobs')", "Jobs", show=False),
-        Binding("3", "show_pane('models')", "Models", show=False),
-        Binding("4", "show_pane('generator')", "Generator", show=False),
-        Binding("question_mark", "help", "Help", key_display="?"),
-        Binding("m", "cycle_image_mode", "Image mode", show=False),
-        Binding("q", "quit", "Quit"),
-    ]
+    ACTIONS = (
+        Action("show_pane('datasets')", "1", "Datasets", "Go to Datasets", footer=False, help=False),
+        Action("show_pane('jobs')", "2", "Jobs", "Go to Jobs", footer=False, help=False),
+        Action("show_pane('models')", "3", "Models", "Go to Models", footer=False, help=False),
+        Action("show_pane('generator')", "4", "Generator", "Go to Generator", footer=False, help=False),
+        Action("help", "question_mark", "Help", "Show the keys of this pane", key_display="?"),
+        Action("cycle_image_mode", "m", "Image mode", "Cycle the image mode (half-blocks, kitty, sixel)",
+               footer=False),
+        Action("quit", "q", "Quit"),
+    )
+    BINDINGS = bindings(ACTIONS)
 
     def __init__(self, backend: Any = None, *, image_mode: str = images.HALFBLOCK,
                  image_modes: list[str] | None = None, backend_name: str | None = None) -> None:
@@ -167,8 +169,7 @@ class GenmlApp(App[None]):
     def action_help(self) -> None:
         from tui.screens.help import HelpScreen
         pane = self.current_pane
-        app_rows = [(b.key_display or b.key.replace("question_mark", "?"), b.description)
-                    for b in self.BINDINGS if isinstance(b, Binding)]
+        app_rows = help_rows(self.ACTIONS)
         app_rows += [("1-4", "switch pane"), ("ctrl+p", "command palette: every action"),
                      ("tab / shift+tab", "move focus"), ("escape", "back / close")]
         sections = [(pane.TITLE if pane else "", pane.help_rows() if pane else []), ("Everywhere", app_rows)]

@@ -1,13 +1,21 @@
-"""Small modal dialogs: confirm, add a folder, new job, deploy, open an image, ask a number.
+"""Small modal dialogs: confirm, add a folder, new job, deploy, open an image, ask a number,
+save an animation.
 
-Each returns its answer through `dismiss`, so callers use `push_screen(dialog, callback)`
-and the UI thread never waits.
+Each is a `ModalScreen[T]` whose answer is a typed value (a dataclass, a bool, a str) or
+None when cancelled; callers use `push_screen(dialog, callback)` and the UI thread never
+waits. Fields are checked before the dialog closes: a bad value shows its error under
+the field and the dialog stays open.
 """
 from __future__ import annotations
 
+import argparse
 import os
+import shlex
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+from core.backend import TrainOptions
 
 from textual import on
 from textual.app import ComposeResult
@@ -25,6 +33,8 @@ DIALOG_CSS = """
 {name} Horizontal.buttons {{ height: auto; align-horizontal: right; margin-top: 1; }}
 {name} Button {{ margin-left: 1; }}
 """
+
+T = TypeVar("T")
 
 
 class PathSuggester(Suggester):
@@ -51,7 +61,8 @@ class PathSuggester(Suggester):
         return value + full[len(expanded):] if full.startswith(expanded) else None
 
 
-class Dialog(ModalScreen[Any]):
+
+class Dialog(ModalScreen[T | None], Generic[T]):
     AUTO_FOCUS = "*"           # the app's is None (its panes choose); a dialog focuses its first field
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
@@ -68,7 +79,7 @@ class Dialog(ModalScreen[Any]):
             yield Button(ok, id="ok", variant="primary")
 
 
-class ConfirmDialog(Dialog):
+class ConfirmDialog(Dialog[bool]):
     DEFAULT_CSS = DIALOG_CSS.format(name="ConfirmDialog")
     BINDINGS = [Binding("y", "yes", "Yes"), Binding("n", "cancel", "No")]
 
@@ -90,8 +101,15 @@ class ConfirmDialog(Dialog):
         self.dismiss(True)
 
 
-class AddDatasetDialog(Dialog):
-    """Folder (with completion), name, crop: returns a dict or None."""
+@dataclass(frozen=True)
+class AddDatasetRequest:
+    path: Path
+    name: str
+    crop: str
+
+
+class AddDatasetDialog(Dialog[AddDatasetRequest]):
+    """Folder (with completion), name, crop."""
 
     DEFAULT_CSS = DIALOG_CSS.format(name="AddDatasetDialog")
 
@@ -120,63 +138,234 @@ class AddDatasetDialog(Dialog):
             self.query_one("#path", Input).focus()
             return
         name = self.query_one("#name", Input).value.strip() or path.resolve().name
-        self.dismiss({"path": path, "name": name, "crop": self.query_one("#crop", Select).value})
+        self.dismiss(AddDatasetRequest(path, name, str(self.query_one("#crop", Select).value)))
 
 
 PRESETS = [("tiny: seconds, for trying things", "tiny"), ("quick: minutes", "quick"),
            ("seed: the full 2017 recipe", "seed")]
+IMAGE_SIZES = (16, 32, 64, 128)
+AUGMENT_CHOICES = [("the preset's (off)", ""), ("off", "off"), ("translation", "translation"),
+                   ("color,translation", "color,translation"), ("translation,cutout", "translation,cutout"),
+                   ("color,translation,cutout", "color,translation,cutout")]
+# flags the dialog has its own field for: "more options" may not give them again
+OWN_FLAGS = {"--preset", "--max-steps", "--seed", "--batch-size", "--image-size", "--augment",
+             "--data-dir", "--job-dir"}
 
 
-class NewJobDialog(Dialog):
-    """Dataset and preset: returns {"dataset", "preset"} or None."""
+def preset_defaults(preset: str) -> dict[str, Any]:
+    """The trainer's resolved values for a preset (steps, seed, batch size, image size)."""
+    from trainer.presets import resolve
+    return resolve(preset, {}).to_json()
 
-    DEFAULT_CSS = DIALOG_CSS.format(name="NewJobDialog")
+
+def _trainer_parser() -> argparse.ArgumentParser:
+    from trainer.task import build_parser
+
+    class Raising(argparse.ArgumentParser):
+        def error(self, message: str) -> Any:  # type: ignore[override]  (argparse would exit)
+            raise ValueError(message)
+
+    parser = build_parser()
+    parser.__class__ = Raising
+    return parser
+
+
+def check_more_options(text: str) -> list[str]:
+    """"--eval-every 200 --lr-g 1e-4" -> its words, checked against the trainer's own parser.
+
+    Raises ValueError naming the bad word: a typo here would otherwise fail only after the
+    job was queued, in its log.
+    """
+    try:
+        words = shlex.split(text)
+    except ValueError as exc:
+        raise ValueError(f"cannot split the options: {exc}") from None
+    for w in words:
+        flag = w.split("=", 1)[0]
+        if flag in OWN_FLAGS:
+            raise ValueError(f"{flag} has its own field above")
+    if words and not words[0].startswith("--"):
+        raise ValueError(f"{words[0]!r} is not an option (options start with --)")
+    try:
+        _trainer_parser().parse_args(["--data-dir", "-", "--job-dir", "-", *words])
+    except ValueError as exc:
+        raise ValueError(str(exc)) from None
+    return words
+
+
+@dataclass(frozen=True)
+class NewJobRequest:
+    dataset: str
+    options: TrainOptions
+
+    def command_line(self) -> str:
+        """The `genml train` command that starts the same job."""
+        o = self.options
+        words = ["genml", "train", self.dataset, "--preset", o.preset]
+        for flag, value in (("--max-steps", o.max_steps), ("--seed", o.seed), ("--batch-size", o.batch_size),
+                            ("--image-size", o.image_size)):
+            if value is not None:
+                words += [flag, str(value)]
+        return shlex.join(words + list(o.extra_args))
+
+
+class NewJobDialog(Dialog[NewJobRequest]):
+    """Dataset, preset, and the options people change, each with a hint and its own error line."""
+
+    DEFAULT_CSS = DIALOG_CSS.format(name="NewJobDialog") + """
+    NewJobDialog > Vertical { width: 78; max-height: 100%; }
+    NewJobDialog Horizontal.field { height: 1; }
+    NewJobDialog Horizontal.field > Label.name { width: 14; }
+    NewJobDialog Horizontal.field > Input, NewJobDialog Horizontal.field > Select { width: 1fr; }
+    NewJobDialog Label.hint { color: $text-muted; padding-left: 14; height: 1; }
+    NewJobDialog Label.hint.-error { color: $error; }
+    NewJobDialog #hint-dataset { display: none; }
+    NewJobDialog #hint-dataset.-error { display: block; }
+    NewJobDialog Label.command { color: $text-muted; height: auto; }
+    NewJobDialog Horizontal.buttons { margin-top: 0; height: 1; }
+    """
+    FIELDS = ("steps", "seed", "batch", "size", "augment", "more")
 
     def __init__(self, datasets: list[str], preset: str = "tiny", dataset: str | None = None) -> None:
         super().__init__()
         self._datasets, self._preset, self._dataset = datasets, preset, dataset
 
+    def _field(self, label: str, widget: Any, hint_id: str) -> ComposeResult:
+        with Horizontal(classes="field"):
+            yield Label(label, classes="name")
+            yield widget
+        yield Label("", classes="hint", id=f"hint-{hint_id}")
+
     def compose(self) -> ComposeResult:
+        first = self._dataset if self._dataset in self._datasets else (self._datasets or [None])[0]
         with Vertical() as v:
             v.border_title = "New training job"
-            yield Label("Dataset")
-            first = self._dataset if self._dataset in self._datasets else (self._datasets or [None])[0]
-            yield Select([(d, d) for d in self._datasets], value=first if first else Select.BLANK, id="dataset")
-            yield Label("Preset")
-            yield Select(PRESETS, value=self._preset, allow_blank=False, id="preset")
-            yield Label("", classes="error", id="error")
-            yield from self.buttons("Start")
+            v.border_subtitle = "tab: next field   enter: start   escape: cancel"
+            yield from self._field("Dataset", Select([(d, d) for d in self._datasets], id="dataset", compact=True,
+                                                     value=first if first else Select.BLANK), "dataset")
+            yield from self._field("Preset", Select(PRESETS, value=self._preset, allow_blank=False, id="preset",
+                                                    compact=True), "preset")
+            for key, label in (("steps", "Steps"), ("seed", "Seed"), ("batch", "Batch size"), ("size", "Image size")):
+                yield from self._field(label, Input(id=key, type="integer", compact=True, placeholder="preset's"),
+                                       key)
+            yield from self._field("Augment", Select(AUGMENT_CHOICES, value="", allow_blank=False, id="augment",
+                                                     compact=True), "augment")
+            yield from self._field("More options", Input(id="more", placeholder="--eval-every 200 --lr-g 1e-4",
+                                                         compact=True), "more")
+            yield Label("", classes="command", id="command")
+            with Horizontal(classes="buttons"):
+                yield Button("Cancel", id="cancel", compact=True)
+                yield Button("Start", id="ok", variant="primary", compact=True)
 
     def on_mount(self) -> None:
-        self.query_one("#ok", Button).focus()
+        self._refresh_hints()
+        self.query_one("#steps", Input).focus()     # enter in any field starts the job
 
-    @on(Button.Pressed, "#ok")
-    def _ok(self) -> None:
+    # ---- hints and checks ------------------------------------------------------------------
+    def _hints(self) -> dict[str, str]:
+        preset = str(self.query_one("#preset", Select).value)
+        d = preset_defaults(preset)
+        augment = d.get("augment") or "off"
+        return {
+            "dataset": "" if self._datasets else "no dataset yet: make one in pane 1 (d)",
+            "preset": "every field left empty takes the preset's value",
+            "steps": f"training steps; {preset}: {d['max_steps']}",
+            "seed": f"repeatable runs; {preset}: {d['seed']}",
+            "batch": f"images per step; {preset}: {d['batch_size']}",
+            "size": f"{', '.join(map(str, IMAGE_SIZES))} px; {preset}: {d['image_size']}",
+            "augment": f"DiffAugment on D's inputs, for small datasets; {preset}: {augment}",
+            "more": "any other trainer option, as `genml train` passes them",
+        }
+
+    def _refresh_hints(self, errors: dict[str, str] | None = None) -> None:
+        errors = errors or {}
+        for key, hint in self._hints().items():
+            label = self.query_one(f"#hint-{key}", Label)
+            label.update(errors.get(key, hint))
+            label.set_class(key in errors, "-error")
+
+    def _int(self, key: str, errors: dict[str, str], low: int = 1,
+             allowed: tuple[int, ...] | None = None) -> int | None:
+        raw = self.query_one(f"#{key}", Input).value.strip()
+        if not raw:
+            return None
+        try:
+            value = int(raw)
+        except ValueError:
+            errors[key] = f"{raw!r} is not a whole number"
+            return None
+        if allowed is not None and value not in allowed:
+            errors[key] = f"{value} is not a size the trainer makes; use {', '.join(map(str, allowed))}"
+        elif value < low:
+            errors[key] = f"must be {low} or more"
+        return value
+
+    def collect(self) -> tuple[NewJobRequest | None, dict[str, str]]:
+        """The request, or the errors by field (both from the dialog's current values)."""
+        errors: dict[str, str] = {}
         ds = self.query_one("#dataset", Select).value
         if ds is Select.BLANK or not ds:
-            self.query_one("#error", Label).update("Make or add a dataset first (pane 1).")
+            errors["dataset"] = "make or add a dataset first (pane 1)"
+        steps = self._int("steps", errors)
+        seed = self._int("seed", errors, low=0)
+        batch = self._int("batch", errors)
+        size = self._int("size", errors, allowed=IMAGE_SIZES)
+        extra: list[str] = []
+        augment = str(self.query_one("#augment", Select).value)
+        if augment:
+            extra += ["--augment", "" if augment == "off" else augment]
+        try:
+            extra += check_more_options(self.query_one("#more", Input).value)
+        except ValueError as exc:
+            errors["more"] = str(exc)
+        if errors:
+            return None, errors
+        options = TrainOptions(preset=str(self.query_one("#preset", Select).value), max_steps=steps, seed=seed,
+                               batch_size=batch, image_size=size, extra_args=extra)
+        return NewJobRequest(str(ds), options), {}
+
+    @on(Input.Changed)
+    @on(Select.Changed)
+    def _changed(self, event: Any) -> None:
+        request, errors = self.collect()
+        self._refresh_hints(errors)
+        self.query_one("#command", Label).update(f"$ {request.command_line()}" if request else "")
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#ok")
+    def _ok(self, event: Any) -> None:
+        event.stop()
+        request, errors = self.collect()
+        self._refresh_hints(errors)
+        if request is None:
+            first = next(k for k in ("dataset", *self.FIELDS) if k in errors)
+            self.query_one(f"#{first}").focus()
             return
-        self.dismiss({"dataset": ds, "preset": self.query_one("#preset", Select).value})
+        self.dismiss(request)
 
 
-class ChoiceDialog(Dialog):
-    """Pick one of a list (finished job to deploy, model to open)."""
+@dataclass(frozen=True)
+class DeployRequest:
+    job_id: str
+    name: str | None
 
-    DEFAULT_CSS = DIALOG_CSS.format(name="ChoiceDialog")
 
-    def __init__(self, title: str, options: list[tuple[str, str]], ok: str = "OK",
-                 with_name: str | None = None) -> None:
+class DeployDialog(Dialog[DeployRequest]):
+    """A finished job and the model's name."""
+
+    DEFAULT_CSS = DIALOG_CSS.format(name="DeployDialog")
+
+    def __init__(self, options: list[tuple[str, str]], default_name: str) -> None:
         super().__init__()
-        self._title, self._options, self._ok, self._with_name = title, options, ok, with_name
+        self._options, self._default_name = options, default_name
 
     def compose(self) -> ComposeResult:
         with Vertical() as v:
-            v.border_title = self._title
+            v.border_title = "Deploy a finished job"
             yield Select(self._options, value=self._options[0][1] if self._options else Select.BLANK, id="choice")
-            if self._with_name is not None:
-                yield Label("Model name (default: the dataset's name)")
-                yield Input(placeholder=self._with_name, id="name")
-            yield from self.buttons(self._ok)
+            yield Label("Model name (default: the dataset's name)")
+            yield Input(placeholder=self._default_name, id="name")
+            yield from self.buttons("Deploy")
 
     def on_mount(self) -> None:
         self.query_one("#ok", Button).focus()
@@ -189,13 +378,10 @@ class ChoiceDialog(Dialog):
         if value is Select.BLANK:
             self.dismiss(None)
             return
-        if self._with_name is not None:
-            self.dismiss({"choice": value, "name": self.query_one("#name", Input).value.strip() or None})
-        else:
-            self.dismiss(value)
+        self.dismiss(DeployRequest(str(value), self.query_one("#name", Input).value.strip() or None))
 
 
-class PromptDialog(Dialog):
+class PromptDialog(Dialog[str]):
     """One line of text (a file path or a number)."""
 
     DEFAULT_CSS = DIALOG_CSS.format(name="PromptDialog")

@@ -8,11 +8,12 @@ from typing import Any
 
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Label, ProgressBar, Static
 
 from core.backend import Progress
+from tui.actions import Action, bindings
+from tui.screens.dialogs import AddDatasetRequest
 from tui.images import ImageView
 from tui.widgets.pane import Pane
 from tui.widgets.table import FilterTable
@@ -42,14 +43,13 @@ def fmt_time(ts: float | None) -> str:
 
 class DatasetsPane(Pane):
     TITLE = "Datasets"
-    BINDINGS = [
-        Binding("a", "add", "Add folder"),
-        Binding("d", "demo", "Make demo"),
-        Binding("x,delete", "delete", "Delete"),
-        Binding("escape", "back", "Back", show=False),
-    ]
-    COMMANDS = [("add", "Add a folder of images as a dataset"), ("demo", "Make the demo dataset"),
-                ("delete", "Delete the selected dataset")]
+    ACTIONS = (
+        Action("add", "a", "Add folder", "Add a folder of images as a dataset"),
+        Action("demo", "d", "Make demo", "Make the demo dataset"),
+        Action("delete", "x,delete", "Delete", "Delete the selected dataset"),
+        Action("back", "escape", "Back", footer=False, help=False),
+    )
+    BINDINGS = bindings(ACTIONS)
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
@@ -135,11 +135,11 @@ class DatasetsPane(Pane):
         from tui.screens.dialogs import AddDatasetDialog
         self.app.push_screen(AddDatasetDialog(), self._add_chosen)
 
-    def _add_chosen(self, answer: dict[str, Any] | None) -> None:
-        if not answer:
+    def _add_chosen(self, answer: AddDatasetRequest | None) -> None:
+        if answer is None:
             return
-        self._run_with_progress(f"adding {answer['name']}", lambda progress, cancel: self.backend.add_dataset(
-            answer["path"], answer["name"], crop=answer["crop"], progress=progress, cancel=cancel))
+        self._run_with_progress(f"adding {answer.name}", lambda progress, cancel: self.backend.add_dataset(
+            answer.path, answer.name, crop=answer.crop, progress=progress, cancel=cancel))
 
     def action_demo(self) -> None:
         name = "demo"

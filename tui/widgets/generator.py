@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image as PILImage
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Select, Static
 
+from tui.actions import Action, bindings
 from tui.images import ImageView, to_pil
 from tui.widgets.pane import Pane
 
@@ -81,23 +81,19 @@ class GeneratorPane(Pane):
     TITLE = "Generator"
     POLL_VISIBLE = 3.0
     POLL_HIDDEN = 10.0
-    BINDINGS = [
-        Binding("r,space", "resample", "Resample"),
-        Binding("h,left,left_square_bracket", "back", "History back", key_display="h/←"),
-        Binding("l,right,right_square_bracket", "forward", "History fwd", key_display="l/→"),
-        Binding("p", "pin", "Pin"),
-        Binding("g", "grid", "Grid"),
-        Binding("i", "interpolate", "Interpolate"),
-        Binding("o", "open_image", "Encode image"),
-        Binding("s", "save", "Save"),
-        Binding("M", "pick_model", "Model"),
-        Binding("escape", "focus_canvas", "Back", show=False),
-    ]
-    COMMANDS = [("resample", "Draw a new random embedding"), ("back", "Previous sample"),
-                ("forward", "Next sample"), ("pin", "Pin the current sample"),
-                ("grid", "Show a grid of random samples"), ("interpolate", "Interpolate between the last two pins"),
-                ("open_image", "Open an image file: its embedding and reconstruction"),
-                ("save", "Save the PNG and its embedding as JSON"), ("pick_model", "Pick the model")]
+    ACTIONS = (
+        Action("resample", "r,space", "Resample", "Draw a new random embedding"),
+        Action("back", "h,left,left_square_bracket", "History back", "Previous sample", key_display="h/←"),
+        Action("forward", "l,right,right_square_bracket", "History fwd", "Next sample", key_display="l/→"),
+        Action("pin", "p", "Pin", "Pin the current sample"),
+        Action("grid", "g", "Grid", "Show a grid of random samples"),
+        Action("interpolate", "i", "Interpolate", "Interpolate between the last two pins"),
+        Action("open_image", "o", "Encode image", "Open an image file: its embedding and reconstruction"),
+        Action("save", "s", "Save", "Save the PNG and its embedding as JSON"),
+        Action("pick_model", "M", "Model", "Pick the model"),
+        Action("focus_canvas", "escape", "Back", footer=False, help=False),
+    )
+    BINDINGS = bindings(ACTIONS)
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
@@ -172,7 +168,7 @@ class GeneratorPane(Pane):
     def _load_failed(self, ref: str, exc: Exception) -> None:
         self._loading = False
         self.query_one("#canvas", ImageView).set_image(None, f"{ref} could not be loaded")
-        self.app.show_error(exc)  # type: ignore[attr-defined]
+        self.genml.show_error(exc)
 
     def _loaded(self, ref: str, predictor: Any) -> None:
         if ref != self.model_ref:
@@ -230,11 +226,7 @@ class GeneratorPane(Pane):
     @work(thread=True, exclusive=True, group="gen", exit_on_error=False)
     def _gen_worker(self, kind: str, seeds: list[int], z: np.ndarray, label: str, predictor: Any) -> None:
         import numpy as np
-        try:
-            images = predictor.generate(z)
-        except Exception as exc:  # noqa: BLE001
-            self.app.call_from_thread(self.app.show_error, exc)  # type: ignore[attr-defined]
-            return
+        images = predictor.generate(z)      # an error ends the worker: the app shows it
         pil = [PILImage.fromarray(np.asarray(im, dtype=np.uint8)) for im in images]
         shown = pil[0] if len(pil) == 1 else tile(pil, 4 if kind == "grid" else min(8, len(pil)))
         self.app.call_from_thread(self._push, Sample(kind, z, shown, seeds, label))
@@ -310,13 +302,8 @@ class GeneratorPane(Pane):
             z = predictor.encode([data])
             recon = PILImage.fromarray(np.asarray(predictor.generate(z)[0], dtype=np.uint8))
         except OSError as exc:
-            self.app.call_from_thread(self.app.show_error,  # type: ignore[attr-defined]
-                                      InvalidInput(f"Cannot read {path}: {exc.strerror or exc}.",
-                                                   "Give the path of a JPEG or PNG file."))
-            return
-        except Exception as exc:  # noqa: BLE001
-            self.app.call_from_thread(self.app.show_error, exc)  # type: ignore[attr-defined]
-            return
+            raise InvalidInput(f"Cannot read {path}: {exc.strerror or exc}.",
+                               "Give the path of a JPEG or PNG file.") from exc
         side = min(original.size)
         box = int(side * 0.75)
         left, top = (original.width - box) // 2, (original.height - box) // 2

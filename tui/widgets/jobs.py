@@ -11,13 +11,13 @@ from typing import Any
 
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Static
 
-from core.backend import TrainOptions
 from core.jobdir import JobDir, Metrics
 from core.types import Job, JobState
+from tui.actions import Action, bindings
+from tui.screens.dialogs import NewJobRequest
 from tui.images import ImageView
 from tui.widgets.curves import Curves
 from tui.widgets.logview import LogPanel
@@ -58,17 +58,15 @@ class Detail:
 
 class JobsPane(Pane):
     TITLE = "Jobs"
-    BINDINGS = [
-        Binding("n", "new", "New job"),
-        Binding("c", "cancel", "Cancel job"),
-        Binding("R", "resume", "Resume"),
-        Binding("t", "tensorboard", "TensorBoard"),
-        Binding("l", "focus_log", "Log"),
-        Binding("escape", "back", "Back", show=False),
-    ]
-    COMMANDS = [("new", "Start a new training job"), ("cancel", "Cancel the selected job"),
-                ("resume", "Resume the selected job"), ("tensorboard", "Open TensorBoard for the selected job"),
-                ("focus_log", "Show the selected job's log")]
+    ACTIONS = (
+        Action("new", "n", "New job", "Start a new training job"),
+        Action("cancel", "c", "Cancel job", "Cancel the selected job"),
+        Action("resume", "R", "Resume", "Resume the selected job"),
+        Action("tensorboard", "t", "TensorBoard", "Open TensorBoard for the selected job"),
+        Action("focus_log", "l", "Log", "Show the selected job's log"),
+        Action("back", "escape", "Back", footer=False, help=False),
+    )
+    BINDINGS = bindings(ACTIONS)
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
@@ -200,16 +198,15 @@ class JobsPane(Pane):
             self.app.push_screen(NewJobDialog(ds, dataset=dataset), self._submit)
         self.call_backend(names, open_dialog)
 
-    def _submit(self, answer: dict[str, Any] | None) -> None:
-        if not answer:
+    def _submit(self, answer: NewJobRequest | None) -> None:
+        if answer is None:
             return
 
         def started(job: Job) -> None:
-            self.app.notify(f"Started {job.id} on {job.dataset} ({answer['preset']}).", title="Job started")
+            self.app.notify(f"Started {job.id} on {job.dataset} ({answer.options.preset}).", title="Job started")
             self._selected = job.id
             self.call_after_refresh(lambda: self.query_one(FilterTable).select(job.id))
-        self.call_backend(lambda: self.backend.submit_job(answer["dataset"], TrainOptions(preset=answer["preset"])),
-                          started)
+        self.call_backend(lambda: self.backend.submit_job(answer.dataset, answer.options), started)
 
     def action_cancel(self) -> None:
         job = self.current()

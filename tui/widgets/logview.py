@@ -14,13 +14,14 @@ from rich.style import Style
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
 from textual.geometry import Size
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import Input, Static
+
+from tui.actions import Action, bindings
 
 MAX_LINES = 5000
 MATCH = Style(bgcolor="yellow", color="black")
@@ -31,19 +32,20 @@ class LogView(ScrollView, can_focus=True):
     """The lines themselves. Follow mode pauses when the person scrolls up."""
 
     DEFAULT_CSS = "LogView { height: 1fr; background: $surface; scrollbar-size-vertical: 1; }"
-    BINDINGS = [
-        Binding("f", "toggle_follow", "Follow"),
-        Binding("w", "toggle_wrap", "Wrap"),
-        Binding("slash", "search", "Search", key_display="/"),
-        Binding("n", "next_match", "Next match"),
-        Binding("N", "prev_match", "Prev match"),
-        Binding("g,home", "start", "Start", show=False),
-        Binding("G,end", "end", "End", show=False),
-        Binding("j,down", "down", "Down", show=False),
-        Binding("k,up", "up", "Up", show=False),
-        Binding("pageup", "page_up", "Page up", show=False),
-        Binding("pagedown", "page_down", "Page down", show=False),
-    ]
+    ACTIONS = (
+        Action("toggle_follow", "f", "Follow", "Log: follow on/off"),
+        Action("toggle_wrap", "w", "Wrap", "Log: wrap long lines on/off"),
+        Action("search", "slash", "Search", "Log: search", key_display="/"),
+        Action("next_match", "n", "Next match"),
+        Action("prev_match", "N", "Prev match"),
+        Action("start", "g,home", "Start", footer=False),
+        Action("end", "G,end", "End (and follow)", footer=False),
+        Action("down", "j,down", "Down", footer=False, help=False),
+        Action("up", "k,up", "Up", footer=False, help=False),
+        Action("page_up", "pageup", "Page up", footer=False, help=False),
+        Action("page_down", "pagedown", "Page down", footer=False, help=False),
+    )
+    BINDINGS = bindings(ACTIONS)
 
     follow: reactive[bool] = reactive(True)
     wrap: reactive[bool] = reactive(False)

@@ -6,10 +6,11 @@ from typing import Any
 
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.widgets import Static
 
 from core.types import JobState, ModelVersion
+from tui.actions import Action, bindings
+from tui.screens.dialogs import DeployRequest
 from tui.widgets.pane import Pane
 from tui.widgets.table import FilterTable
 
@@ -34,15 +35,14 @@ def model_row(m: ModelVersion) -> tuple[Any, ...]:
 
 class ModelsPane(Pane):
     TITLE = "Models"
-    BINDINGS = [
-        Binding("D", "deploy", "Deploy job"),
-        Binding("u", "undeploy", "Undeploy"),
-        Binding("x,delete", "delete", "Delete"),
-        Binding("o,enter", "open", "Open in generator"),
-        Binding("escape", "back", "Back", show=False),
-    ]
-    COMMANDS = [("deploy", "Deploy a finished job as a model"), ("undeploy", "Undeploy the selected model"),
-                ("delete", "Delete the selected model version"), ("open", "Open the selected model in the generator")]
+    ACTIONS = (
+        Action("deploy", "D", "Deploy job", "Deploy a finished job as a model"),
+        Action("undeploy", "u", "Undeploy", "Undeploy the selected model"),
+        Action("delete", "x,delete", "Delete", "Delete the selected model version"),
+        Action("open", "o,enter", "Open in generator", "Open the selected model in the generator"),
+        Action("back", "escape", "Back", footer=False, help=False),
+    )
+    BINDINGS = bindings(ACTIONS)
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
@@ -81,7 +81,7 @@ class ModelsPane(Pane):
 
     @on(FilterTable.Activated)
     def _activated(self, event: FilterTable.Activated) -> None:
-        self.app.open_generator(event.key)  # type: ignore[attr-defined]
+        self.genml.open_generator(event.key)
 
     def current(self) -> ModelVersion | None:
         return self.models.get(self.query_one(FilterTable).current_key or "")
@@ -92,10 +92,10 @@ class ModelsPane(Pane):
     def action_open(self) -> None:
         m = self.current()
         if m is not None:
-            self.app.open_generator(m.ref)  # type: ignore[attr-defined]
+            self.genml.open_generator(m.ref)
 
     def action_deploy(self) -> None:
-        from tui.screens.dialogs import ChoiceDialog
+        from tui.screens.dialogs import DeployDialog
         backend = self.backend
 
         def finished() -> list[Any]:
@@ -106,14 +106,13 @@ class ModelsPane(Pane):
                 self.app.notify("No finished job to deploy yet.", severity="warning")
                 return
             options = [(f"{j.id}  ({j.dataset}, step {j.step})", j.id) for j in jobs]
-            self.app.push_screen(ChoiceDialog("Deploy a finished job", options, ok="Deploy",
-                                              with_name=jobs[0].dataset), self._deploy)
+            self.app.push_screen(DeployDialog(options, jobs[0].dataset), self._deploy)
         self.call_backend(finished, choose)
 
-    def _deploy(self, answer: dict[str, Any] | None) -> None:
-        if not answer:
+    def _deploy(self, answer: DeployRequest | None) -> None:
+        if answer is None:
             return
-        self.call_backend(lambda: self.backend.deploy(answer["choice"], answer["name"]),
+        self.call_backend(lambda: self.backend.deploy(answer.job_id, answer.name),
                           lambda m: self.app.notify(f"Deployed {m.ref}. Press enter on it (or 4) to generate.",
                                                     title="Model deployed"))
 

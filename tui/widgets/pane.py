@@ -6,15 +6,27 @@ reads behind it. A hidden pane polls less often.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 from textual import work
-from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.timer import Timer
+from textual.worker import Worker, WorkerState
 
 from core.errors import GenmlError
+from tui.actions import Action, help_rows
+
+if TYPE_CHECKING:
+    from tui.app import GenmlApp
+
+
+def genml_app(widget: Any) -> "GenmlApp":
+    """The running GenmlApp, typed (Textual's `widget.app` is a plain App)."""
+    from tui.app import GenmlApp
+    app = widget.app
+    assert isinstance(app, GenmlApp), f"{type(app).__name__} is not the genml app"
+    return app
 
 
 class Pane(Vertical, can_focus=True):
@@ -23,8 +35,8 @@ class Pane(Vertical, can_focus=True):
     TITLE = ""
     POLL_VISIBLE = 1.0
     POLL_HIDDEN = 5.0
-    # (action, description) pairs the command palette lists for this pane
-    COMMANDS: list[tuple[str, str]] = []
+    # the pane's keys, footer, palette entries and help rows (see tui/actions.py)
+    ACTIONS: ClassVar[tuple[Action, ...]] = ()
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
@@ -32,12 +44,16 @@ class Pane(Vertical, can_focus=True):
         self._polling = False
 
     @property
+    def genml(self) -> "GenmlApp":
+        return genml_app(self)
+
+    @property
     def backend(self) -> Any:
-        return self.app.backend  # type: ignore[attr-defined]
+        return self.genml.backend
 
     @property
     def visible_pane(self) -> bool:
-        return getattr(self.app, "current_pane", None) is self
+        return self.genml.current_pane is self
 
     # ---- polling -----------------------------------------------------------------------
     def on_mount(self) -> None:
@@ -76,9 +92,9 @@ class Pane(Vertical, can_focus=True):
             else:
                 self.apply(data)
                 if self.visible_pane and not isinstance(self.app.screen, ModalScreen):
-                    self.app.focus_pane(self)  # type: ignore[attr-defined]  (no-op when focus is fine)
+                    self.genml.focus_pane(self)          # a no-op when the focus is fine
         finally:
-            if self.is_attached and not self.app._exit:  # type: ignore[attr-defined]
+            if self.is_attached and not self.app._exit:  # type: ignore[attr-defined]  (no public flag)
                 delay = self.POLL_VISIBLE if self.visible_pane else self.POLL_HIDDEN
                 self._timer = self.set_timer(delay, self.poll_now)
 
@@ -91,34 +107,38 @@ class Pane(Vertical, can_focus=True):
     def poll_failed(self, exc: Exception) -> None:
         if getattr(self, "_last_poll_error", None) != str(exc):
             self._last_poll_error = str(exc)
-            self.app.show_error(exc)  # type: ignore[attr-defined]
+            self.genml.show_error(exc)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The one handler for worker errors: a pane's worker that raised ends here.
+
+        Workers run with exit_on_error=False, so an exception ends the worker (state ERROR)
+        instead of the app; Textual tells the widget that started it, which is a pane.
+        """
+        if event.state is WorkerState.ERROR and event.worker.error is not None:
+            self.genml.show_error(event.worker.error)
 
     # ---- one-off backend calls -------------------------------------------------------
     def call_backend(self, fn: Callable[[], Any], done: Callable[[Any], None] | None = None,
                      group: str = "action") -> None:
-        """Run `fn` in a thread; `done(result)` on the UI thread; errors become notifications."""
+        """Run `fn` in a thread; `done(result)` on the UI thread. An exception ends the worker
+        in the ERROR state, which the app's one handler (GenmlApp.on_worker_state_changed) shows."""
         self._call_worker(fn, done, group)
 
     @work(thread=True, exit_on_error=False)
     def _call_worker(self, fn: Callable[[], Any], done: Callable[[Any], None] | None, group: str) -> None:
         try:
             result = fn()
-        except Exception as exc:  # noqa: BLE001
-            self.app.call_from_thread(self.app.show_error, exc)  # type: ignore[attr-defined]
-            return
-        if done is not None:
-            self.app.call_from_thread(done, result)
-        self.app.call_from_thread(self.poll_now)
+            if done is not None:
+                self.app.call_from_thread(done, result)
+        finally:
+            self.app.call_from_thread(self.poll_now)
 
     def help_rows(self) -> list[tuple[str, str]]:
-        """(key, description) for the `?` page: this pane's bindings and its children's."""
+        """(keys, label) for the `?` page: this pane's actions and those of the widgets inside it."""
         rows: list[tuple[str, str]] = []
-        seen: set[tuple[str, str]] = set()
         for node in [self, *self.query("*")]:
-            if not type(node).__module__.startswith("tui."):
-                continue
-            for b in getattr(type(node), "BINDINGS", []):
-                if isinstance(b, Binding) and b.description and (b.key, b.description) not in seen:
-                    seen.add((b.key, b.description))
-                    rows.append((b.key_display or b.key.replace("slash", "/"), b.description))
+            for row in help_rows(getattr(type(node), "ACTIONS", ())):
+                if row not in rows:
+                    rows.append(row)
         return rows

@@ -5,21 +5,23 @@ from typing import Any, Sequence
 
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Input
+
+from tui.actions import Action, bindings
 
 
 class VimTable(DataTable):
     """DataTable with j/k/g/G beside the arrows."""
 
-    BINDINGS = [
-        Binding("j", "cursor_down", "Down", show=False),
-        Binding("k", "cursor_up", "Up", show=False),
-        Binding("g", "scroll_top", "Top", show=False),
-        Binding("G", "scroll_bottom", "Bottom", show=False),
-    ]
+    ACTIONS = (
+        Action("cursor_down", "j", "Down", footer=False, help=False),
+        Action("cursor_up", "k", "Up", footer=False, help=False),
+        Action("scroll_top", "g", "Top", footer=False, help=False),
+        Action("scroll_bottom", "G", "Bottom", footer=False, help=False),
+    )
+    BINDINGS = bindings(ACTIONS)
 
 
 class FilterTable(Vertical):
@@ -35,7 +37,8 @@ class FilterTable(Vertical):
     FilterTable.-filtering > Input { display: block; }
     FilterTable > VimTable { height: 1fr; }
     """
-    BINDINGS = [Binding("slash", "filter", "Filter", key_display="/")]
+    ACTIONS = (Action("filter", "slash", "Filter", key_display="/"),)
+    BINDINGS = bindings(ACTIONS)
 
     class Selected(Message):
         """The highlighted row changed (key None when the list is empty)."""
