@@ -42,6 +42,7 @@ def _read_umask() -> int:
 
 
 _UMASK = _read_umask()
+UMASK = _UMASK          # for other writers of temp files (core/batch.py)
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 if TYPE_CHECKING:   # numpy costs ~0.2 s to import: keep it off the TUI's first paint
     import numpy as np
 
+    from core.predict import Parsed
+
 from core.types import Dataset, Job, ModelVersion
 
 
@@ -87,6 +89,12 @@ class Predictor(Protocol):
         """The seed's instance formats in, one prediction or {"error", "key"} per instance out."""
         ...
 
+    def predict_parsed(self, parsed: list[Parsed]) -> list[dict[str, Any]]:
+        """Instances already checked by core.predict.parse_instance (the one parser), one
+        prediction per instance; a BadInstance comes back as its error. Serve, batch and
+        `genml predict` call this, whatever the backend, so errors read the same everywhere."""
+        ...
+
 
 class Backend(Protocol):
     name: str
@@ -98,10 +106,12 @@ class Backend(Protocol):
     def contact_sheet(self, name: str) -> bytes | None: ...
     def add_dataset(self, source: Path, name: str, *, crop: str = "random", image_size: int = 64,
                     progress: ProgressFn | None = None, cancel: threading.Event | None = None,
-                    replace: bool = False) -> Dataset: ...
+                    replace: bool = False, force: bool = False) -> Dataset: ...
     def make_demo_dataset(self, name: str = "demo", count: int = 2000, *, progress: ProgressFn | None = None,
-                          cancel: threading.Event | None = None, replace: bool = False) -> Dataset: ...
-    def remove_dataset(self, name: str) -> None: ...
+                          cancel: threading.Event | None = None, replace: bool = False,
+                          force: bool = False) -> Dataset: ...
+    # `force`: go ahead although an unfinished job reads the dataset (refused otherwise)
+    def remove_dataset(self, name: str, force: bool = False) -> None: ...
 
     # jobs
     def submit_job(self, dataset: str, options: TrainOptions) -> Job: ...

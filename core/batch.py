@@ -14,16 +14,18 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
 
 from core import atomic
-from core.backend import BatchResult, Progress, ProgressFn
+from core.backend import BatchResult, Predictor, Progress, ProgressFn
 from core.errors import InvalidInput, InvalidState, NotFound
 from core.predict import CHUNK, BadInstance, parse_instance
 
 SHARD_LINES = 1000
 MAX_LINE = 32 * 1024 * 1024        # one instance line; a 16 MB base64 image fits
+MAX_SKIP = 256 * 1024 * 1024       # past this, an over-long line is not a line: stop reading
 STATE = "batch.json"
 
 
@@ -42,8 +44,12 @@ def count_lines(path: Path) -> int:
 
 
 def _read_lines(f: BinaryIO) -> Iterator[tuple[int, bytes | None]]:
-    """(1-based number, line) for each line; None for a line over MAX_LINE (skipped in chunks,
-    so one enormous line cannot take all the memory)."""
+    """(1-based number, line) for each line; None for a line over MAX_LINE.
+
+    The rest of an over-long line is skipped in 1 MB reads, so one enormous line cannot
+    take all the memory; a "line" that runs on past MAX_SKIP (say /dev/zero, or a binary
+    file given by mistake) ends the input with an error instead of reading forever.
+    """
     n = 0
     while True:
         raw = f.readline(MAX_LINE + 1)
@@ -51,31 +57,57 @@ def _read_lines(f: BinaryIO) -> Iterator[tuple[int, bytes | None]]:
             return
         n += 1
         if len(raw) > MAX_LINE and not raw.endswith(b"\n"):
+            skipped = len(raw)
             while (rest := f.readline(1 << 20)) and not rest.endswith(b"\n"):
-                pass
+                skipped += len(rest)
+                if skipped > MAX_SKIP:
+                    raise InvalidInput(f"Line {n} of the input runs on for over {MAX_SKIP // (1 << 20)} MB "
+                                       "without a line break: it is not JSON Lines.",
+                                       "Give a text file with one JSON instance per line.")
             yield n, None
         else:
             yield n, raw
 
 
-def _write_lines(path: Path, rows: list[bytes]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        for r in rows:
-            f.write(r)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def read_instances(f: BinaryIO) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed JSON) for each non-blank line of a JSON Lines stream, in bounded
+    memory; a line that is too long or not JSON comes back as a BadInstance naming the line.
+    Shared by batch prediction and `genml predict`, so both read any input the same way."""
+    for line, raw in _read_lines(f):
+        if raw is None:
+            yield line, BadInstance(line, None, f"line {line}: longer than {MAX_LINE // (1024 * 1024)} MB")
+        elif raw.strip():
+            try:
+                yield line, json.loads(raw)
+            except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+                yield line, BadInstance(line, None, f"line {line}: not valid JSON ({str(exc)[:120]})")
 
 
-class _ShardWriter:
-    """Collect one shard's outputs in a temp file (bounded memory), rename at the end."""
+def _temp(path: Path) -> tuple[BinaryIO, Path]:
+    """A new temp file next to `path`: a random name created with O_EXCL (mkstemp), so a
+    file or symlink planted in a shared output folder is never opened or followed."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~atomic.UMASK)
+    return os.fdopen(fd, "wb"), Path(tmp)
+
+
+def _clear_temps(out: Path) -> None:
+    """Temp files a killed run left behind (unlink removes a symlink, never its target)."""
+    for p in out.glob(".*-of-*.jsonl.*.tmp"):
+        try:
+            p.unlink()
+        except OSError:
+            pass
+
+
+class ShardWriter:
+    """One shard's outputs: predictions streamed to a temp file (bounded memory), errors
+    collected; `commit` renames them into place, errors first, predictions last."""
 
     def __init__(self, out: Path, i: int, n: int) -> None:
         self.pred_path = out / shard_name("predictions", i, n)
         self.err_path = out / shard_name("errors", i, n)
-        self.pred_tmp = out / f".{self.pred_path.name}.tmp"
-        self.pred = open(self.pred_tmp, "wb")
+        self.pred, self.pred_tmp = _temp(self.pred_path)
         self.errors: list[bytes] = []
         self.count = 0
 
@@ -83,12 +115,20 @@ class _ShardWriter:
         self.pred.write(json.dumps(obj).encode() + b"\n")
         self.count += 1
 
-    def error(self, line: int, key: Any, message: str) -> None:
+    def error(self, line: int | None, key: Any, message: str) -> None:
         self.errors.append(json.dumps({"line": line, "key": key, "error": message}).encode() + b"\n")
 
-    def commit(self) -> None:
+    def commit(self) -> list[str]:
+        """Rename into place; returns the paths written."""
+        written = []
         if self.errors:
-            _write_lines(self.err_path, self.errors)
+            f, tmp = _temp(self.err_path)
+            with f:
+                f.writelines(self.errors)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.err_path)
+            written.append(str(self.err_path))
         elif self.err_path.exists():
             self.err_path.unlink()
         self.pred.flush()
@@ -96,9 +136,14 @@ class _ShardWriter:
         self.pred.close()
         os.replace(self.pred_tmp, self.pred_path)   # last: its presence means "shard done"
         atomic.fsync_dir(self.pred_path.parent)
+        return [str(self.pred_path), *written]
+
+    def abort(self) -> None:
+        self.pred.close()
+        self.pred_tmp.unlink(missing_ok=True)
 
 
-def run(predictor: Any, input_path: Path, output_dir: Path, *, model_ref: str = "",
+def run(predictor: Predictor, input_path: Path, output_dir: Path, *, model_ref: str = "",
         shard_lines: int = SHARD_LINES, progress: ProgressFn | None = None,
         should_stop: Callable[[], bool] | None = None) -> BatchResult:
     input_path, output_dir = Path(input_path), Path(output_dir)
@@ -107,6 +152,7 @@ def run(predictor: Any, input_path: Path, output_dir: Path, *, model_ref: str = 
     if shard_lines < 1:
         raise InvalidInput("Shard size must be at least 1 line.", "")
     output_dir.mkdir(parents=True, exist_ok=True)
+    _clear_temps(output_dir)
     st = input_path.stat()
     state_path = output_dir / STATE
     ident = {"input": str(input_path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
@@ -125,11 +171,11 @@ def run(predictor: Any, input_path: Path, output_dir: Path, *, model_ref: str = 
         atomic.write_json(state_path, dict(ident, lines=total))
     n = max(1, -(-total // shard_lines))
     with open(input_path, "rb") as f:
-        _shards(predictor, _read_lines(f), output_dir, n, total, shard_lines, progress, should_stop)
+        _shards(predictor, read_instances(f), output_dir, n, total, shard_lines, progress, should_stop)
     return summarize(output_dir, n)
 
 
-def _shards(predictor: Any, lines: Iterator[tuple[int, bytes | None]], output_dir: Path, n: int, total: int,
+def _shards(predictor: Predictor, lines: Iterator[tuple[int, Any]], output_dir: Path, n: int, total: int,
             shard_lines: int, progress: ProgressFn | None, should_stop: Callable[[], bool] | None) -> None:
     """One pass over the input: finished shards' lines are skipped, the others predicted."""
     done_lines = 0
@@ -143,12 +189,11 @@ def _shards(predictor: Any, lines: Iterator[tuple[int, bytes | None]], output_di
             continue
         if should_stop and should_stop():
             return
-        w = _ShardWriter(output_dir, i, n)
+        w = ShardWriter(output_dir, i, n)
         pending: list[tuple[int, Any]] = []
 
         def flush() -> None:
-            parsed = [obj if isinstance(obj, BadInstance) else parse_instance(obj, line, predictor.embedding_size)
-                      for line, obj in pending]
+            parsed = [parse_instance(obj, line, predictor.embedding_size) for line, obj in pending]
             preds = predictor.predict_parsed(parsed)
             for (line, _), pred in zip(pending, preds):
                 if "error" in pred:
@@ -157,22 +202,16 @@ def _shards(predictor: Any, lines: Iterator[tuple[int, bytes | None]], output_di
                     w.prediction(pred)
             pending.clear()
 
-        for line, raw in shard:
-            obj: Any
-            if raw is None:
-                obj = BadInstance(line, None, f"line {line}: longer than {MAX_LINE // (1024 * 1024)} MB")
-            elif not raw.strip():
-                continue
-            else:
-                try:
-                    obj = json.loads(raw)
-                except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-                    obj = BadInstance(line, None, f"line {line}: not valid JSON ({str(exc)[:120]})")
-            pending.append((line, obj))
-            if len(pending) >= CHUNK:
+        try:
+            for line, obj in shard:
+                pending.append((line, obj))
+                if len(pending) >= CHUNK:
+                    flush()
+            if pending:
                 flush()
-        if pending:
-            flush()
+        except BaseException:
+            w.abort()
+            raise
         w.commit()
         done_lines += hi - lo
         if progress:

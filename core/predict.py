@@ -93,7 +93,14 @@ def _check_image(data: bytes) -> str | None:
 
 
 def parse_instance(obj: Any, index: int, embedding_size: int, check_images: bool = True) -> Parsed:
-    """One instance -> a typed instance, or BadInstance naming the instance and the field."""
+    """One instance -> a typed instance, or BadInstance naming the instance and the field.
+
+    The one parser of the seed's instance format: local predict, serve, batch and the
+    Vertex backend all use it, so an instance is valid or not whatever runs it. A
+    BadInstance (a line that was not JSON) passes through unchanged.
+    """
+    if isinstance(obj, BadInstance):
+        return obj
     where = f"instance {index}"
     if not isinstance(obj, dict):
         return BadInstance(index, None, f"{where}: expected a JSON object with 'embeddings' or 'image_bytes' "

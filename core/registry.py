@@ -8,6 +8,7 @@ list of migrations that run in order on open.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 import time
@@ -70,6 +71,16 @@ MIGRATIONS: list[str] = [
 ]
 
 _JSON_COLS = {"options", "remote", "metrics", "info"}
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def valid_name(name: object, max_len: int = 64) -> bool:
+    """A dataset or model name: letters, digits, '.', '_', '-', starting with a letter or digit.
+
+    `fullmatch`, not `match` with `$`: `$` also matches before a trailing newline, and a
+    name ending in one could be created but never typed again to remove it.
+    """
+    return isinstance(name, str) and 0 < len(name) <= max_len and _NAME_RE.fullmatch(name) is not None
 
 
 class Registry:

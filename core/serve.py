@@ -62,8 +62,8 @@ def is_loopback(host: str) -> bool:
 def check_bind(host: str, token: str | None) -> None:
     if not is_loopback(host) and not token:
         raise InvalidInput(f"Refusing to serve on {host!r} without a token: anyone who can reach it could use the model.",
-                           "Serve on 127.0.0.1 (the default), or add --token SECRET (clients then send "
-                           "'Authorization: Bearer SECRET').")
+                           "Serve on 127.0.0.1 (the default), or set a token: GENML_SERVE_TOKEN=SECRET or "
+                           "--token-file FILE (clients then send 'Authorization: Bearer SECRET').")
 
 
 class App:
@@ -328,9 +328,7 @@ def make_server(predictor: Any, name: str, host: str = "127.0.0.1", port: int = 
                 token: str | None = None, version: int | None = None, quiet: bool = True,
                 max_body: int = MAX_BODY, read_timeout: float = READ_TIMEOUT_S) -> Server:
     check_bind(host, token)
-    if hasattr(predictor, "predict_parsed"):
-        predictor = MicroBatcher(predictor)
-    app = App(predictor, name, version=version, token=token, max_body=max_body)
+    app = App(MicroBatcher(predictor), name, version=version, token=token, max_body=max_body)
     try:
         return Server((host, port), app, quiet=quiet, read_timeout=read_timeout)
     except OSError as exc:

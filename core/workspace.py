@@ -43,8 +43,25 @@ class Workspace:
         return ws
 
     def ensure(self) -> None:
+        """Create the folders, private to this user (0700).
+
+        The workspace holds people's photos and models, so a new one is not readable by
+        other users whatever the umask says. An existing root keeps its mode (someone may
+        have opened it up on purpose); `genml doctor` reports one that others can read.
+        """
         for d in (self.root, self.datasets_dir, self.jobs_dir, self.models_dir, self.tmp_dir):
-            d.mkdir(parents=True, exist_ok=True)
+            if not d.is_dir():
+                d.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    d.mkdir(mode=0o700)
+                except FileExistsError:
+                    pass
+                else:
+                    os.chmod(d, 0o700)          # mkdir's mode is filtered by the umask; 0700 is the point
+
+    def open_to_others(self) -> bool:
+        """True if users other than the owner can list or enter the workspace root."""
+        return bool(self.root.stat().st_mode & 0o077)
 
     @property
     def registry_path(self) -> Path:

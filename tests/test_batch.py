@@ -135,3 +135,20 @@ def test_an_enormous_line_is_an_error_not_a_memory_blowup(tmp_path: Path, predic
     res = batch.run(predictor, inp, tmp_path / "out")
     assert (res.predictions, res.errors) == (2, 1)
     assert "longer than" in _read(tmp_path / "out", "errors")[0]["error"]
+
+
+def test_a_planted_temp_symlink_does_not_redirect_the_output(predictor: Any, tmp_path: Path) -> None:
+    """In a shared output folder, a symlink at the temp name a run used to use must not
+    make the run write through it (issue 12, item 12)."""
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"embeddings": [0.5] * E, "key": "a"}) + "\n{oops\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    for kind in ("predictions", "errors"):
+        (out / f".{kind}-00000-of-00001.jsonl.tmp").symlink_to(victim)
+    res = batch.run(predictor, src, out)
+    assert victim.read_text() == "precious\n"
+    assert res.predictions == 1 and res.errors == 1
+    assert not any(p.name.endswith(".tmp") for p in out.iterdir() if not p.is_symlink())

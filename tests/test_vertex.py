@@ -310,9 +310,16 @@ def test_deploy_predict_undeploy_remove(vertex_backend: Any, fake_vertex: FakeVe
     assert out[0]["key"] == "a" and "b64" in out[0]["image_bytes"]
     assert out[1] == {"error": "instance 1: 'embeddings' has 7 values, the model takes 8", "key": "b"}
     assert out[2] == {"embeddings": [0.5] * 8, "key": "c"}
-    assert out[3]["key"] == "4" and "error" in out[3]
+    assert out[3]["key"] == 4 and "error" in out[3]        # keys come back as sent, as with the local backend
     raw = fake_vertex.calls("aiplatform.projects.locations.endpoints.rawPredict")[0]
     assert raw["signature_name"] == "encode" and raw["instances"][0]["key"] == "c"
+    # one strict parser for both backends: these four were sent to the endpoint before
+    sent_before = len(fake_vertex.calls("aiplatform.projects.locations.endpoints.predict"))
+    odd = pred.predict([{"embeddings": [0.1] * 8}, {"embeddings": [0.1] * 8, "key": True},
+                        {"embeddings": [0.1] * 8, "image_bytes": {"b64": "AAAA"}, "key": "both"},
+                        {"embeddings": [0.1] * 8, "key": "u", "extra": 1}])
+    assert [o["error"].split(": ", 1)[1][:12] for o in odd] == ["missing 'key", "'key' must b", "needs exactl", "unknown fiel"]
+    assert len(fake_vertex.calls("aiplatform.projects.locations.endpoints.predict")) == sent_before
     assert pred.generate(__import__("numpy").zeros((2, 8), "float32")).shape == (2, 8, 8, 3)
     assert pred.encode([_png()]).shape == (1, 8)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
 import threading
 import time
@@ -23,18 +22,17 @@ from core.datasets import build as build_mod
 from core.datasets import manifest as manifest_mod
 from core.datasets.images import Options
 from core.errors import AlreadyExists, InvalidInput, InvalidState, NotFound, StorageError
-from core.registry import Registry
+from core.registry import Registry, valid_name
 from core.types import Dataset
 from core.workspace import Workspace
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 IMAGE_SIZES = (32, 64, 128)
 CROPS = ("center", "random")
 DEMO_SEED = 0
 
 
 def check_name(name: str) -> None:
-    if not NAME_RE.match(name or ""):
+    if not valid_name(name, 64):
         raise InvalidInput(f"{name!r} is not a usable dataset name.",
                            "Use letters, digits, '.', '_' or '-' (up to 64), starting with a letter or digit.")
 
@@ -102,6 +100,21 @@ def _refuse_existing(reg: Registry, name: str) -> None:
                         f"Pick another --name, rebuild it with --replace, or remove it first: genml dataset rm {name}")
 
 
+def check_unused(reg: Registry, name: str, force: bool = False) -> None:
+    """Refuse to remove or rebuild a dataset that a queued or running job reads, unless `force`.
+
+    The trainer reads the dataset folder all through a run (every epoch, every eval), so
+    swapping or deleting it under the job fails that job, or worse trains it on two
+    different datasets."""
+    if force:
+        return
+    users = [j.id for j in reg.list_jobs() if j.dataset == name and not j.state.terminal]
+    if users:
+        raise InvalidState(f"Dataset {name!r} is in use by {len(users)} unfinished job(s): {', '.join(users[:5])}.",
+                           "Wait for them to finish or cancel them (genml jobs cancel JOB), "
+                           "or add --force to go ahead anyway (those jobs will likely fail).")
+
+
 def _create(ws: Workspace, reg: Registry, name: str, options: Options, *, source: str,
             tasks: Any, total: int, pre_skipped: list[dict[str, str]], ignored: int,
             progress: ProgressFn | None, cancel: threading.Event | None, workers: int | None) -> Dataset:
@@ -138,10 +151,11 @@ def _create(ws: Workspace, reg: Registry, name: str, options: Options, *, source
 
 def add(ws: Workspace, reg: Registry, source: Path, name: str, *, crop: str = "random", image_size: int = 64,
         progress: ProgressFn | None = None, cancel: threading.Event | None = None,
-        workers: int | None = None, replace: bool = False) -> Dataset:
+        workers: int | None = None, replace: bool = False, force: bool = False) -> Dataset:
     """Scan `source` and build dataset `name` from it. Refuses an existing name unless
     `replace`, which swaps the new dataset in only once it is complete, so a failed or
-    cancelled rebuild keeps the old one. The source folder is only ever read."""
+    cancelled rebuild keeps the old one (and is refused while a job reads it, unless
+    `force`). The source folder is only ever read."""
     check_name(name)
     options = check_options(crop, image_size)
     source = Path(source).expanduser()
@@ -152,6 +166,8 @@ def add(ws: Workspace, reg: Registry, source: Path, name: str, *, crop: str = "r
     source = source.resolve()
     if not replace:
         _refuse_existing(reg, name)
+    else:
+        check_unused(reg, name, force)
     with _name_lock(ws, name):
         if progress:
             progress(Progress("scan", 0, 0, str(source)))
@@ -168,7 +184,7 @@ def add(ws: Workspace, reg: Registry, source: Path, name: str, *, crop: str = "r
 
 def demo(ws: Workspace, reg: Registry, name: str = "demo", count: int = 2000, *,
          progress: ProgressFn | None = None, cancel: threading.Event | None = None,
-         image_size: int = 64, workers: int | None = None, replace: bool = False) -> Dataset:
+         image_size: int = 64, workers: int | None = None, replace: bool = False, force: bool = False) -> Dataset:
     """A procedural dataset (coloured shapes on gradients), made offline and deterministic."""
     check_name(name)
     options = check_options("random", image_size)
@@ -176,14 +192,17 @@ def demo(ws: Workspace, reg: Registry, name: str = "demo", count: int = 2000, *,
         raise InvalidInput(f"--count {count} is out of range.", "Use a count from 1 to 1,000,000.")
     if not replace:
         _refuse_existing(reg, name)
+    else:
+        check_unused(reg, name, force)
     with _name_lock(ws, name):
         return _create(ws, reg, name, options, source=f"demo:seed={DEMO_SEED}",
                        tasks=build_mod.demo_tasks(count, DEMO_SEED), total=count, pre_skipped=[],
                        ignored=0, progress=progress, cancel=cancel, workers=workers)
 
 
-def remove(ws: Workspace, reg: Registry, name: str) -> None:
+def remove(ws: Workspace, reg: Registry, name: str, force: bool = False) -> None:
     ds = reg.get_dataset(name)           # NotFound with a hint when there is none
+    check_unused(reg, name, force)
     with _name_lock(ws, name):
         folder = Path(ds.path)
         if folder.exists() and folder.parent == ws.datasets_dir:

@@ -19,6 +19,7 @@ import io
 import math
 import os
 import re
+import stat
 import struct
 import warnings
 import zlib
@@ -30,6 +31,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 CROP_FRACTION = 0.75
 MAX_ASPECT = 2.0
 MAX_PIXELS = 64_000_000          # larger declared sizes are treated as decompression bombs
+MAX_FILE_BYTES = 256 * 1024 * 1024   # an uncompressed 64 MP RGB TIFF is 192 MB; beyond this, not a photo
 DRAFT_SIDE = 256                 # 12 MP JPEGs decode at 1/8 scale: 500x375, still 2x the largest stored size
 DEFAULT_BACKGROUND = (255, 255, 255)
 
@@ -216,10 +218,15 @@ def prepare(rel: str, rgb: Image.Image, source_size: tuple[int, int], options: O
 # ---- one file ------------------------------------------------------------------------------
 
 def read_source(path: str) -> bytes:
-    """Read a file, turning OS failures into reasons; the source is opened read-only."""
+    """Read a file, turning OS failures into reasons; the source is opened read-only.
+
+    Opened non-blocking and checked with fstat before any read: a file swapped for a
+    named pipe after the scan would otherwise block the worker forever, and a device or a
+    huge (say sparse) file would be read whole into memory. Files over MAX_FILE_BYTES
+    are refused with the reason; at most that much is ever read.
+    """
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
     except PermissionError:
         raise Skip("unreadable: permission denied") from None
     except IsADirectoryError:
@@ -230,6 +237,23 @@ def read_source(path: str) -> bytes:
         if exc.errno == errno.ELOOP:
             raise Skip("symlink loop: the link points back at itself") from None
         raise Skip(f"unreadable: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise Skip("not a file")
+        if not stat.S_ISREG(st.st_mode):
+            raise Skip("not a regular file (a named pipe, device or socket); only image files are read")
+        if st.st_size > MAX_FILE_BYTES:
+            raise Skip(f"too large: {st.st_size / 1e6:.0f} MB, above the limit of {MAX_FILE_BYTES / 1e6:.0f} MB "
+                       "per image file")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise Skip(f"unreadable: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_FILE_BYTES:
+        raise Skip(f"too large: it grew past the limit of {MAX_FILE_BYTES / 1e6:.0f} MB while being read")
     if not data:
         raise Skip("empty file (0 bytes)")
     return data

@@ -48,23 +48,29 @@ class DatasetMethods:
 
     def add_dataset(self, source: Path, name: str, *, crop: str = "random", image_size: int = 64,
                     progress: ProgressFn | None = None, cancel: threading.Event | None = None,
-                    replace: bool = False) -> Dataset:
+                    replace: bool = False, force: bool = False) -> Dataset:
         from core.datasets import catalog
         self._before_dataset_build()
         ds = catalog.add(self.ws, self.registry, Path(source), name, crop=crop, image_size=image_size,
-                         progress=progress, cancel=cancel, replace=replace)
+                         progress=progress, cancel=cancel, replace=replace, force=force)
         self._after_dataset_build(name, progress, cancel)
         return ds
 
     def make_demo_dataset(self, name: str = "demo", count: int = 2000, *, progress: ProgressFn | None = None,
-                          cancel: threading.Event | None = None, replace: bool = False) -> Dataset:
+                          cancel: threading.Event | None = None, replace: bool = False,
+                          force: bool = False) -> Dataset:
         from core.datasets import catalog
         self._before_dataset_build()
-        ds = catalog.demo(self.ws, self.registry, name, count, progress=progress, cancel=cancel, replace=replace)
+        ds = catalog.demo(self.ws, self.registry, name, count, progress=progress, cancel=cancel, replace=replace,
+                          force=force)
         self._after_dataset_build(name, progress, cancel)
         return ds
 
-    def remove_dataset(self, name: str) -> None:
+    def remove_dataset(self, name: str, force: bool = False) -> None:
+        """Refused while an unfinished job reads the dataset, unless `force`; checked before
+        any hook, so a cloud copy is not deleted either."""
         from core.datasets import catalog
+        self.registry.get_dataset(name)
+        catalog.check_unused(self.registry, name, force)
         self._before_dataset_remove(name)
-        catalog.remove(self.ws, self.registry, name)
+        catalog.remove(self.ws, self.registry, name, force=force)

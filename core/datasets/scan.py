@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from dataclasses import dataclass, field
 from typing import Iterator
 
 from PIL import Image
+
+from core.datasets.images import MAX_FILE_BYTES
 
 
 def image_extensions() -> frozenset[str]:
@@ -92,7 +95,13 @@ def walk(root: str) -> Iterator[tuple[str, str | None, int]]:
                 else:
                     subfolders.append((entry.path, rel + "/", ancestors | {key}))
             elif entry.is_file() and is_image_name:
-                yield rel, "", target.st_size
+                if target.st_size > MAX_FILE_BYTES:
+                    yield rel, (f"too large: {target.st_size / 1e6:.0f} MB, above the limit of "
+                                f"{MAX_FILE_BYTES / 1e6:.0f} MB per image file"), 0
+                else:
+                    yield rel, "", target.st_size
+            elif is_image_name and not stat.S_ISDIR(target.st_mode):
+                yield rel, "not a regular file (a named pipe, device or socket); only image files are read", 0
             else:
                 yield rel, None, 0
         stack.extend(reversed(subfolders))

@@ -6,20 +6,18 @@ jobs; so do we, with the reason and the way out.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 from core.errors import InvalidInput, InvalidState, NotFound
 from core.jobdir import JobDir
-from core.registry import Registry, parse_model_ref
+from core.registry import Registry, parse_model_ref, valid_name
 from core.types import Job, JobState, ModelVersion
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
 def check_name(name: str) -> str:
-    if not NAME_RE.match(name or ""):
+    if not valid_name(name, 63):
         raise InvalidInput(f"{name!r} is not a usable model name.",
                            "Use letters, digits, '-', '_' or '.', starting with a letter or digit (at most 63).")
     return name

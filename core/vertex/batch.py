@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from core import atomic
+from core import batch as batch_mod
 from core.backend import BatchResult, Progress, ProgressFn
 from core.errors import CloudError, InvalidInput, InvalidState
+from core.predict import BadInstance, EmbeddingInstance, parse_instance
 from core.types import JobState
 from core.vertex import models, operations, preflight
 from core.vertex import storage as gcs
 from core.vertex.context import Context, label
-from core.vertex.predict import check_instance
 
 
 def run(ctx: Context, ref: str, input_path: Path, output_dir: Path, *,
@@ -36,35 +37,25 @@ def run(ctx: Context, ref: str, input_path: Path, output_dir: Path, *,
                            f"Run `genml --backend vertex models deploy {mv.job_id}`.")
     emb = int(mv.info.get("embedding_size", 100))
     good: list[str] = []
-    local_errors: list[dict[str, Any]] = []
+    local_errors: list[tuple[int | None, Any, str]] = []       # (line, key, error)
     try:
-        lines = Path(input_path).read_text(encoding="utf-8").splitlines()
+        with open(input_path, "rb") as f:           # the same bounded reader and parser as local batch
+            for lineno, obj in batch_mod.read_instances(f):
+                p = parse_instance(obj, lineno, emb)
+                if isinstance(p, BadInstance):
+                    local_errors.append((lineno, p.key, p.error.replace("instance ", "line ", 1)))
+                elif not isinstance(p, EmbeddingInstance):
+                    local_errors.append((lineno, p.key, f"line {lineno}: Vertex AI batch prediction runs the "
+                                                        "generate signature; encode images online with `genml predict`"))
+                else:
+                    good.append(json.dumps({"embeddings": [float(x) for x in p.z], "key": str(p.key)}))
     except OSError as exc:
         raise InvalidInput(f"Cannot read {input_path}: {exc.strerror}.", "Give a JSONL file, one instance per line.") from exc
-    i = -1
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        i += 1
-        try:
-            inst = json.loads(line)
-        except ValueError as exc:
-            local_errors.append({"line": lineno, "key": None, "error": f"instance {i}: not JSON ({exc})"})
-            continue
-        checked = check_instance(i, inst, emb)
-        if isinstance(checked, dict):
-            local_errors.append({"line": lineno, **checked})
-        elif checked[0] != "generate":
-            local_errors.append({"line": lineno, "key": checked[1]["key"],
-                                 "error": f"instance {i}: Vertex AI batch prediction runs the generate signature; "
-                                          "encode images online with `genml predict`"})
-        else:
-            good.append(json.dumps(checked[1]))
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     predictions = 0
     files: list[str] = []
-    out_lines: list[str] = []
+    out_lines: list[dict[str, Any]] = []
     if good:
         preflight.billing_notice(ctx)
         run_id = time.strftime("%Y%m%d-%H%M%S-", time.gmtime()) + secrets.token_hex(2)
@@ -93,18 +84,19 @@ def run(ctx: Context, ref: str, input_path: Path, output_dir: Path, *,
                 if p.name.startswith("prediction.results") or "prediction" in row:
                     pred = dict(row.get("prediction") or {})
                     pred.setdefault("key", (row.get("instance") or {}).get("key"))
-                    out_lines.append(json.dumps(pred))
+                    out_lines.append(pred)
                     predictions += 1
                 elif p.name.startswith("prediction.errors") and "error" in row:
-                    local_errors.append({"line": None, "key": (row.get("instance") or {}).get("key"),
-                                         "error": str(row.get("error"))})
-    # the same names as the local backend's batch output (core/batch.py), in one shard
-    preds_path = output_dir / "predictions-00000-of-00001.jsonl"
-    errors_path = output_dir / "errors-00000-of-00001.jsonl"
-    atomic.write_text(errors_path, "".join(json.dumps(e) + "\n" for e in local_errors))
-    atomic.write_text(preds_path, "".join(x + "\n" for x in out_lines))
+                    local_errors.append((None, (row.get("instance") or {}).get("key"), str(row.get("error"))))
+    # the local backend's writer (core/batch.py), so the output has the same names, in one shard
+    w = batch_mod.ShardWriter(output_dir, 0, 1)
+    for pred in out_lines:
+        w.prediction(pred)
+    for line, key, error in local_errors:
+        w.error(line, key, error)
+    written = w.commit()
     return BatchResult(output_dir=str(output_dir), predictions=predictions, errors=len(local_errors),
-                       files=[str(preds_path), str(errors_path), *files])
+                       files=[*written, *files])
 
 
 def wait(ctx: Context, name: str, progress: ProgressFn | None) -> dict[str, Any]:

@@ -7,8 +7,9 @@ only has `instances` and `parameters`, so genml sends those instances through
 `endpoints:rawPredict` with TF Serving's own body, `{"signature_name": "encode",
 "instances": [...]}`, which the container passes to TF Serving unchanged.
 
-Instances are checked here first, so one bad instance gets its own error (naming the
-instance and the field) and the others still go through, as with the local backend.
+Instances are checked here first by core.predict.parse_instance, the parser the local
+backend uses, so one bad instance gets the same error (naming the instance and the
+field) on either backend, and the others still go through.
 """
 from __future__ import annotations
 
@@ -20,47 +21,12 @@ from typing import Any
 import numpy as np
 
 from core.errors import CloudError, InvalidInput
+from core.predict import BadInstance, EmbeddingInstance, Parsed, parse_instances
 from core.types import ModelVersion
 from core.vertex.clients import Clients
 
 CHUNK = 64               # instances per request
 MAX_BODY = 1_000_000     # bytes of instances per request: Vertex caps a request body at 1.5 MB
-
-
-def check_instance(i: int, inst: Any, embedding_size: int) -> tuple[str, dict[str, Any]] | dict[str, Any]:
-    """('generate'|'encode', instance) or an error prediction for this instance."""
-    key = inst.get("key") if isinstance(inst, dict) else None
-    key = None if key is None else str(key)
-
-    def error(msg: str) -> dict[str, Any]:
-        return {"error": f"instance {i}: {msg}", "key": key}
-
-    if not isinstance(inst, dict):
-        return error("is not a JSON object; use {\"embeddings\": [...], \"key\": \"0\"} or "
-                     "{\"image_bytes\": {\"b64\": \"...\"}, \"key\": \"0\"}")
-    out_key = key if key is not None else str(i)
-    if "embeddings" in inst:
-        emb = inst["embeddings"]
-        if not isinstance(emb, list) or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in emb):
-            return error("'embeddings' must be a list of numbers")
-        if len(emb) != embedding_size:
-            return error(f"'embeddings' has {len(emb)} values, the model takes {embedding_size}")
-        if not all(np.isfinite(emb)):
-            return error("'embeddings' holds NaN or infinity")
-        return "generate", {"embeddings": [float(x) for x in emb], "key": out_key}
-    if "image_bytes" in inst:
-        ib = inst["image_bytes"]
-        b64 = ib.get("b64") if isinstance(ib, dict) else None
-        if not isinstance(b64, str):
-            return error("'image_bytes' must be {\"b64\": \"<base64 JPEG or PNG>\"}")
-        try:
-            raw = base64.b64decode(b64, validate=True)
-        except ValueError:
-            return error("'image_bytes.b64' is not valid base64")
-        if not (raw.startswith(b"\x89PNG") or raw.startswith(b"\xff\xd8")):
-            return error("'image_bytes' is not a JPEG or PNG image")
-        return "encode", {"image_bytes": {"b64": b64}, "key": out_key}
-    return error("needs 'embeddings' (to generate an image) or 'image_bytes' (to get an embedding)")
 
 
 def _chunks(instances: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -120,14 +86,19 @@ class VertexPredictor:
 
     # ---- Predictor --------------------------------------------------------------------
     def predict(self, instances: list[Any]) -> list[dict[str, Any]]:
-        results: list[dict[str, Any] | None] = [None] * len(instances)
+        return self.predict_parsed(parse_instances(instances, self.embedding_size))
+
+    def predict_parsed(self, parsed: list[Parsed]) -> list[dict[str, Any]]:
+        results: list[dict[str, Any] | None] = [None] * len(parsed)
         groups: dict[str, list[tuple[int, dict[str, Any]]]] = {"generate": [], "encode": []}
-        for i, inst in enumerate(instances):
-            checked = check_instance(i, inst, self.embedding_size)
-            if isinstance(checked, dict):
-                results[i] = checked
+        for i, p in enumerate(parsed):
+            if isinstance(p, BadInstance):
+                results[i] = p.as_prediction()
+            elif isinstance(p, EmbeddingInstance):   # the container's signatures take string keys
+                groups["generate"].append((i, {"embeddings": [float(x) for x in p.z], "key": str(p.key)}))
             else:
-                groups[checked[0]].append((i, checked[1]))
+                groups["encode"].append((i, {"image_bytes": {"b64": base64.b64encode(p.data).decode("ascii")},
+                                             "key": str(p.key)}))
         for kind, items in groups.items():
             if not items:
                 continue
@@ -135,8 +106,8 @@ class VertexPredictor:
                 preds: list[dict[str, Any] | None] = list(self._run(kind, [inst for _, inst in items]))
             except CloudError as exc:
                 if getattr(exc, "http_status", 0) != 400 or len(items) == 1:
-                    for i, inst in items:
-                        results[i] = {"error": f"instance {i}: {exc.message}", "key": instances[i].get("key")}
+                    for i, _ in items:
+                        results[i] = {"error": f"instance {parsed[i].index}: {exc.message}", "key": parsed[i].key}
                     continue
                 preds = []                    # the model refused the batch: find the instance it refused
                 for i, inst in items:
@@ -144,15 +115,14 @@ class VertexPredictor:
                         preds.append(self._run(kind, [inst])[0])
                     except CloudError as one:
                         preds.append(None)
-                        results[i] = {"error": f"instance {i}: {one.message}", "key": instances[i].get("key")}
-            for (i, inst), pred in zip(items, preds):
+                        results[i] = {"error": f"instance {parsed[i].index}: {one.message}", "key": parsed[i].key}
+            for (i, _), pred in zip(items, preds):
                 if pred is None:
                     continue
                 pred = dict(pred)
-                orig = instances[i].get("key")
-                pred["key"] = None if orig is None else str(orig)   # the key comes back unchanged
+                pred["key"] = parsed[i].key            # the key comes back as it was sent
                 results[i] = pred
-        return [r or {"error": f"instance {i}: no answer", "key": None} for i, r in enumerate(results)]
+        return [r or {"error": f"instance {parsed[i].index}: no answer", "key": None} for i, r in enumerate(results)]
 
     def generate(self, z: np.ndarray) -> np.ndarray:
         from PIL import Image

@@ -37,6 +37,23 @@ def echo_json(obj: Any) -> None:
     click.echo(json.dumps(obj, indent=2, default=str))
 
 
+def safe(text: object) -> str:
+    """Text from files and folders, fit to print: control characters (a newline in a file
+    name would forge an output line) and lone surrogates (the undecodable bytes of a
+    non-UTF-8 name, which would raise UnicodeEncodeError on a UTF-8 terminal) are escaped,
+    \\n, \\x1b, \\xff and so on; everything else prints as it is."""
+    out = []
+    for ch in str(text):
+        o = ord(ch)
+        if 0xDC80 <= o <= 0xDCFF:                   # surrogateescape: the byte that did not decode
+            out.append(f"\\x{o - 0xDC00:02x}")
+        elif 0xD800 <= o <= 0xDFFF or o < 0x20 or 0x7F <= o < 0xA0 or o in (0x2028, 0x2029):
+            out.append(ch.encode("unicode_escape").decode("ascii") if o < 0xD800 else f"\\u{o:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
 def echo_table(rows: list[list[str]], header: list[str]) -> None:
     """Plain aligned columns: readable in a terminal and easy to cut with awk."""
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]

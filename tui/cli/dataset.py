@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterator
 
 import click
 
-from tui.cli import echo_json, pass_ctx
+from tui.cli import echo_json, pass_ctx, safe
 
 IMAGE_SIZES = ["32", "64", "128"]
 
@@ -89,9 +89,12 @@ def dataset() -> None:
               help="The training image size; images are stored a little larger so crops stay sharp.")
 @click.option("--replace", is_flag=True,
               help="Rebuild NAME if it exists; the old one stays until the new one is complete.")
+@click.option("--force", is_flag=True,
+              help="Go ahead although an unfinished job reads the dataset (it will likely fail).")
 @click.option("--json", "as_json", is_flag=True, help="Print the new dataset as JSON.")
 @pass_ctx
-def add(ctx: Any, path: Path, name: str, crop: str, image_size: str, replace: bool, as_json: bool) -> None:
+def add(ctx: Any, path: Path, name: str, crop: str, image_size: str, replace: bool, force: bool,
+        as_json: bool) -> None:
     """Scan PATH (recursively) for images and build dataset NAME from them.
 
     Files that cannot be used are skipped with a reason (see `genml dataset show NAME`);
@@ -99,7 +102,7 @@ def add(ctx: Any, path: Path, name: str, crop: str, image_size: str, replace: bo
     """
     with _progress("processing") as bar:
         ds = ctx.backend.add_dataset(path, name, crop=crop, image_size=int(image_size), progress=bar,
-                                     replace=replace)
+                                     replace=replace, force=force)
     echo_json(ds.to_dict()) if as_json else _print_result(ds)
 
 
@@ -108,12 +111,14 @@ def add(ctx: Any, path: Path, name: str, crop: str, image_size: str, replace: bo
 @click.option("--count", type=click.IntRange(1, 1_000_000), default=2000, show_default=True)
 @click.option("--replace", is_flag=True,
               help="Rebuild NAME if it exists; the old one stays until the new one is complete.")
+@click.option("--force", is_flag=True,
+              help="Go ahead although an unfinished job reads the dataset (it will likely fail).")
 @click.option("--json", "as_json", is_flag=True, help="Print the new dataset as JSON.")
 @pass_ctx
-def demo(ctx: Any, name: str, count: int, replace: bool, as_json: bool) -> None:
+def demo(ctx: Any, name: str, count: int, replace: bool, force: bool, as_json: bool) -> None:
     """Make a procedural dataset (coloured shapes on gradients) to try genml without your own images."""
     with _progress("rendering") as bar:
-        ds = ctx.backend.make_demo_dataset(name, count, progress=bar, replace=replace)
+        ds = ctx.backend.make_demo_dataset(name, count, progress=bar, replace=replace, force=force)
     echo_json(ds.to_dict()) if as_json else _print_result(ds)
 
 
@@ -150,13 +155,13 @@ def list_(ctx: Any, as_json: bool) -> None:
     table = Table("name", "train", "validation", "skipped", "dupes", "size", "crop", "path", box=None)
     for d in items:
         table.add_row(d.name, str(d.train_count), str(d.validation_count), str(d.skipped_count),
-                      str(d.duplicate_count), str(d.image_size), d.crop, d.path)
+                      str(d.duplicate_count), str(d.image_size), d.crop, safe(d.path))
     Console().print(table)
 
 
 def _lines(data: dict[str, Any], limit: int) -> Iterator[str]:
     opts, counts, stats = data.get("options", {}), data.get("counts", {}), data.get("stats", {})
-    yield f"source:     {data.get('source', '')}"
+    yield f"source:     {safe(data.get('source', ''))}"
     yield (f"options:    image size {opts.get('image_size')}, stored short side {opts.get('stored_size')}, "
            f"crop {opts.get('crop')}, background {tuple(opts.get('background', ()))}")
     yield (f"counts:     {counts.get('scanned', 0)} scanned, {counts.get('train', 0)} train, "
@@ -169,8 +174,8 @@ def _lines(data: dict[str, Any], limit: int) -> Iterator[str]:
         yield f"mean RGB:   {', '.join(f'{v:.1f}' for v in stats.get('mean_rgb', []))}"
     shards = data.get("shards", {})
     yield f"shards:     {len(shards.get('train', []))} train, {len(shards.get('validation', []))} validation"
-    for title, key, fmt in (("skipped", "skipped", lambda s: f"{s['path']}: {s['reason']}"),
-                            ("duplicates", "duplicates", lambda s: f"{s['path']} = {s['duplicate_of']}")):
+    for title, key, fmt in (("skipped", "skipped", lambda s: f"{safe(s['path'])}: {safe(s['reason'])}"),
+                            ("duplicates", "duplicates", lambda s: f"{safe(s['path'])} = {safe(s['duplicate_of'])}")):
         items = data.get(key, [])
         if items:
             yield f"{title}:"
@@ -192,7 +197,7 @@ def show(ctx: Any, name: str, as_json: bool, show_all: bool) -> None:
     if as_json:
         echo_json(summary(ds, data))
         return
-    click.echo(f"{ds.name}  ({ds.path})")
+    click.echo(f"{ds.name}  ({safe(ds.path)})")
     for line in _lines(data, limit=10**9 if show_all else 20):
         click.echo(line)
 
@@ -200,13 +205,15 @@ def show(ctx: Any, name: str, as_json: bool, show_all: bool) -> None:
 @dataset.command("rm")
 @click.argument("name")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--force", is_flag=True,
+              help="Go ahead although an unfinished job reads the dataset (it will likely fail).")
 @pass_ctx
-def rm(ctx: Any, name: str, yes: bool) -> None:
+def rm(ctx: Any, name: str, yes: bool, force: bool) -> None:
     """Remove a dataset (its source images are untouched)."""
     ctx.backend.get_dataset(name)
     if not yes and sys.stdin.isatty():
         click.confirm(f"Remove dataset {name!r}?", abort=True)
-    ctx.backend.remove_dataset(name)
+    ctx.backend.remove_dataset(name, force=force)
     click.echo(f"removed dataset {name}")
 
 

@@ -21,18 +21,16 @@ BATCH = 64
 
 
 def _read_jsonl(path: Path) -> Iterator[Any]:
-    """Each non-blank line parsed; a line that is not JSON becomes a marker the parser rejects."""
+    """Each non-blank line parsed, through batch prediction's bounded reader (a huge line or
+    /dev/zero cannot take all the memory); a bad line becomes a marker the parser rejects."""
+    from core.batch import read_instances
     from core.predict import BadInstance
     with open(path, "rb") as f:
-        n = 0
-        for lineno, raw in enumerate(f, start=1):
-            if not raw.strip():
-                continue
-            try:
-                yield json.loads(raw)
-            except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-                yield BadInstance(n, None, f"instance {n} (line {lineno}): not valid JSON ({str(exc)[:120]})")
-            n += 1
+        for n, (lineno, obj) in enumerate(read_instances(f)):
+            if isinstance(obj, BadInstance):   # numbered as the n-th instance, as the others are
+                why = obj.error.split(": ", 1)[-1]
+                obj = BadInstance(n, None, f"instance {n} (line {lineno}): {why}")
+            yield obj
 
 
 @click.command()
@@ -46,19 +44,13 @@ def predict(ctx: Context, model: str, instances_file: Path) -> None:
 
     Exits 1 if any instance was rejected (its line says why, with its key).
     """
-    from core.predict import BadInstance, parse_instance
+    from core.predict import parse_instance
     p = ctx.backend.predictor(model)
     bad = 0
     batch: list[tuple[int, Any]] = []
 
     def flush() -> int:
-        if hasattr(p, "predict_parsed"):      # local: parsed here, so errors name the instance in the file
-            preds = p.predict_parsed([o if isinstance(o, BadInstance) else parse_instance(o, i, p.embedding_size)
-                                      for i, o in batch])
-        else:                                 # another backend parses on its side
-            good = [o for _, o in batch if not isinstance(o, BadInstance)]
-            it = iter(p.predict(good) if good else [])
-            preds = [o.as_prediction() if isinstance(o, BadInstance) else next(it) for _, o in batch]
+        preds = p.predict_parsed([parse_instance(o, i, p.embedding_size) for i, o in batch])
         for pred in preds:
             click.echo(json.dumps(pred))
         batch.clear()
@@ -174,17 +166,48 @@ def encode(ctx: Context, model: str, images: tuple[Path, ...], as_json: bool) ->
             click.echo(json.dumps(r))
 
 
+def _read_token(path: Path) -> str:
+    """The token from a file (its first line), so it never shows in `ps` or shell history."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"Cannot read the token file {path}: {getattr(exc, 'strerror', None) or exc}.",
+                           "Give a readable text file holding the token on its first line.") from exc
+    token = text.splitlines()[0].strip() if text.strip() else ""
+    if not token:
+        raise InvalidInput(f"The token file {path} is empty.", "Put the token on its first line.")
+    return token
+
+
 @click.command()
 @click.argument("model")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback unless --token).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback unless a token is set).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="0 picks a free port.")
+@click.option("--token-file", envvar="GENML_SERVE_TOKEN_FILE", default=None,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="Read the token from this file (first line); env: GENML_SERVE_TOKEN_FILE. "
+                   "Clients send 'Authorization: Bearer TOKEN'; a token is needed to listen beyond loopback.")
 @click.option("--token", envvar="GENML_SERVE_TOKEN", default=None,
-              help="Require 'Authorization: Bearer TOKEN' (needed to listen beyond loopback). Env: GENML_SERVE_TOKEN.")
+              help="The token itself; prefer the env var GENML_SERVE_TOKEN or --token-file, since a "
+                   "command-line argument is visible to every user in `ps`.")
 @click.option("--quiet", is_flag=True, help="No access log.")
-@pass_ctx
-def serve(ctx: Context, model: str, host: str, port: int, token: str | None, quiet: bool) -> None:
-    """Serve MODEL over REST in the Vertex AI / TF Serving shape until Ctrl-C or SIGTERM."""
+@click.pass_context
+def serve(click_ctx: click.Context, model: str, host: str, port: int, token_file: Path | None,
+          token: str | None, quiet: bool) -> None:
+    """Serve MODEL over REST in the Vertex AI / TF Serving shape until Ctrl-C or SIGTERM.
+
+    The token comes from --token-file / GENML_SERVE_TOKEN_FILE, else GENML_SERVE_TOKEN,
+    else --token (visible in `ps`: a warning says so).
+    """
     from core.serve import check_bind, make_server, serve_until_signal
+    ctx: Context = click_ctx.find_object(Context)
+    if token_file is not None:
+        if token is not None and click_ctx.get_parameter_source("token") is click.core.ParameterSource.COMMANDLINE:
+            raise InvalidInput("Both --token and --token-file were given.", "Give one of them.")
+        token = _read_token(token_file)
+    elif token and click_ctx.get_parameter_source("token") is click.core.ParameterSource.COMMANDLINE:
+        click.secho("warning: --token on the command line is visible to every user of this machine "
+                    "(ps, /proc); use GENML_SERVE_TOKEN or --token-file instead", fg="yellow", err=True)
     check_bind(host, token)                     # before the slow model load
     mv = ctx.backend.get_model(model)
     p = ctx.backend.predictor(model)
