@@ -17,6 +17,7 @@ if TYPE_CHECKING:   # numpy costs ~0.2 s to import: keep it off the TUI's first 
     from core.predict import Parsed
 
 from core.types import Dataset, Job, ModelVersion
+from trainer.contract import DEFAULT_CROP, DEFAULT_IMAGE_SIZE, DEFAULT_PRESET
 
 
 @dataclass
@@ -36,12 +37,12 @@ ProgressFn = Callable[[Progress], None]
 class TrainOptions:
     """What a person chooses for a training run; everything else comes from the preset."""
 
-    preset: str = "seed"
+    preset: str = DEFAULT_PRESET
     max_steps: int | None = None
     batch_size: int | None = None
     seed: int | None = None
-    loss: str | None = None              # "vaegan" (default) or "seed"
-    image_size: int | None = None
+    loss: str | None = None              # one of contract.LOSSES; None: the trainer's default
+    image_size: int | None = None        # None: the dataset decides (contract.train_image_size)
     embedding_size: int | None = None
     extra_args: list[str] = field(default_factory=list)   # passed through to trainer.task
     replicas: int = 1                    # vertex only: number of machines
@@ -104,7 +105,8 @@ class Backend(Protocol):
     def get_dataset(self, name: str) -> Dataset: ...
     def dataset_manifest(self, name: str) -> dict[str, Any]: ...
     def contact_sheet(self, name: str) -> bytes | None: ...
-    def add_dataset(self, source: Path, name: str, *, crop: str = "random", image_size: int = 64,
+    def add_dataset(self, source: Path, name: str, *, crop: str = DEFAULT_CROP,
+                    image_size: int = DEFAULT_IMAGE_SIZE,
                     progress: ProgressFn | None = None, cancel: threading.Event | None = None,
                     replace: bool = False, force: bool = False) -> Dataset: ...
     def make_demo_dataset(self, name: str = "demo", count: int = 2000, *, progress: ProgressFn | None = None,

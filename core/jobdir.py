@@ -10,13 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.store import Store, open_store
-
-STATUS = "status.json"
-METRICS = "metrics.jsonl"
-SAMPLES = "samples"
-MODEL = "model"
-CONFIG = "config.json"
-LOG = "train.log"
+from trainer.contract import CONFIG, METRICS, MODEL, MODEL_INFO, SAMPLES, SAVED_MODEL, STATUS
 
 
 @dataclass
@@ -82,10 +76,10 @@ class JobDir:
         return self.store.read_bytes(f"{SAMPLES}/{names[-1]}") if names else None
 
     def has_model(self) -> bool:
-        return self.store.exists(f"{MODEL}/saved_model.pb")
+        return self.store.exists(f"{MODEL}/{SAVED_MODEL}")
 
     def model_info(self) -> dict[str, Any]:
         try:
-            return json.loads(self.store.read_bytes(f"{MODEL}/genml.json"))
+            return json.loads(self.store.read_bytes(f"{MODEL}/{MODEL_INFO}"))
         except (FileNotFoundError, json.JSONDecodeError, ValueError):
             return {}

@@ -27,10 +27,11 @@ from typing import Any
 import numpy as np
 
 from core.errors import InvalidInput, NotFound, StorageError
+from trainer.contract import MODEL_INFO, SAVED_MODEL
 
 MAX_IMAGE_B64_CHARS = 16 * 1024 * 1024     # ~12 MB of JPEG/PNG per instance
 MAX_IMAGE_PIXELS = 40_000_000              # decompression bombs stop here
-MIN_IMAGE_SIDE = 2                         # floor(0.75 * side) must leave at least one pixel
+MIN_IMAGE_SIDE = 2                         # floor(CROP_FRACTION * side) must leave at least one pixel
 PNG_LEVEL = 1                              # zlib level of generated PNGs: fast, and 64x64 stays small
 CHUNK = 64                                 # instances per model call: bounds memory for any request
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -200,7 +201,7 @@ class SavedModelPredictor:
 
     def __init__(self, model_dir: str | os.PathLike[str]) -> None:
         self.model_dir = Path(model_dir)
-        if not (self.model_dir / "saved_model.pb").exists():
+        if not (self.model_dir / SAVED_MODEL).exists():
             raise NotFound(f"No SavedModel in {self.model_dir}.",
                            "The job may not have finished; check `genml jobs show JOB`.")
         tf = import_tensorflow()  # lazily: only processes that predict pay for it
@@ -219,7 +220,7 @@ class SavedModelPredictor:
         self._encode = sigs["encode"]
         self._decode_raw = sigs["decode_raw"]
         try:
-            self.info = json.loads((self.model_dir / "genml.json").read_text())
+            self.info = json.loads((self.model_dir / MODEL_INFO).read_text())
         except (OSError, ValueError):
             self.info = {}
         z_spec = self._decode_raw.structured_input_signature[1]["z"]

@@ -9,19 +9,31 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from trainer import contract
+
 
 class JobState(str, enum.Enum):
-    QUEUED = "JOB_STATE_QUEUED"
-    PENDING = "JOB_STATE_PENDING"
-    RUNNING = "JOB_STATE_RUNNING"
-    SUCCEEDED = "JOB_STATE_SUCCEEDED"
-    FAILED = "JOB_STATE_FAILED"
-    CANCELLING = "JOB_STATE_CANCELLING"
-    CANCELLED = "JOB_STATE_CANCELLED"
+    QUEUED = contract.QUEUED
+    PENDING = contract.PENDING
+    RUNNING = contract.RUNNING
+    SUCCEEDED = contract.SUCCEEDED
+    FAILED = contract.FAILED
+    CANCELLING = contract.CANCELLING
+    CANCELLED = contract.CANCELLED
 
     @property
     def terminal(self) -> bool:
-        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+        """Ended for good (succeeded, failed, cancelled): the one test every caller uses."""
+        return self.value in contract.TERMINAL_STATES
+
+    @property
+    def active(self) -> bool:
+        """Queued, starting, running or being cancelled: a process or cloud job may be at work."""
+        return self.value in contract.ACTIVE_STATES
+
+    @classmethod
+    def actives(cls) -> list[JobState]:
+        return [s for s in cls if s.active]
 
     @property
     def short(self) -> str:
@@ -58,8 +70,8 @@ class Dataset(_Record):
     validation_count: int = 0
     skipped_count: int = 0
     duplicate_count: int = 0
-    crop: str = "random"
-    image_size: int = 64
+    crop: str = contract.DEFAULT_CROP
+    image_size: int = contract.DEFAULT_IMAGE_SIZE
     backend: str = "local"
 
 

@@ -10,7 +10,8 @@ from typing import Any
 
 import tensorflow as tf
 
-from trainer.manifest import CROP_FRACTION, shard_paths
+from trainer.contract import CROP_FRACTION, CROP_RANDOM, DEFAULT_CROP
+from trainer.manifest import shard_paths
 
 
 _FEATURES = {
@@ -21,7 +22,7 @@ _FEATURES = {
 
 
 def crop_box(height: tf.Tensor, width: tf.Tensor) -> tf.Tensor:
-    """Side of the crop square: floor(0.75 * short side), the rule serving uses too."""
+    """Side of the crop square: floor(CROP_FRACTION * short side), the rule serving uses too."""
     short = tf.minimum(height, width)
     return tf.cast(tf.floor(CROP_FRACTION * tf.cast(short, tf.float32) + 1e-4), tf.int32)
 
@@ -62,13 +63,13 @@ def train_dataset(data_dir: str, manifest: dict[str, Any], image_size: int, batc
                   seed: int, shuffle_buffer: int, cache_limit_mb: int,
                   input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
     """Endless batches of float32 [batch, size, size, 3] in [-1, 1]."""
-    crop_mode = manifest.get("options", {}).get("crop", "random")
+    crop_mode = manifest.get("options", {}).get("crop", DEFAULT_CROP)
     files = shard_paths(data_dir, manifest, "train")
     ds = tf.data.TFRecordDataset(files, num_parallel_reads=min(4, len(files)))
     if input_context and input_context.num_input_pipelines > 1:
         ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
     ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
-    if crop_mode != "random":
+    if crop_mode != CROP_RANDOM:
         # Centre crops are the same every epoch: crop and resize once, cache the result.
         ds = ds.map(lambda im: tf.cast(tf.round(center_crop_resize(im, image_size)), tf.uint8),
                     num_parallel_calls=tf.data.AUTOTUNE)
@@ -82,7 +83,7 @@ def train_dataset(data_dir: str, manifest: dict[str, Any], image_size: int, batc
 
     def augment(img: tf.Tensor, s: tf.Tensor) -> tf.Tensor:
         s = tf.cast(s % (2 ** 31 - 2), tf.int32)
-        if crop_mode == "random":
+        if crop_mode == CROP_RANDOM:
             x = random_crop_resize(img, image_size, s)
         else:
             x = tf.cast(img, tf.float32)

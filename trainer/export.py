@@ -15,6 +15,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from trainer.contract import MODEL_INFO, SAVED_MODEL
 from trainer.data import center_crop_resize
 from trainer.fastdecode import FastDecoder
 
@@ -98,12 +99,12 @@ def export(model_dir: str, encoder: keras.Model, decoder: keras.Model, image_siz
             else:
                 tf.io.gfile.remove(dst)
     # Data first, saved_model.pb last: its presence is what readers test.
-    names = sorted(tf.io.gfile.listdir(tmp), key=lambda n: n.rstrip("/") == "saved_model.pb")
+    names = sorted(tf.io.gfile.listdir(tmp), key=lambda n: n.rstrip("/") == SAVED_MODEL)
     for name in names:
         tf.io.gfile.rename(os.path.join(tmp, name.rstrip("/")),
                            os.path.join(model_dir, name.rstrip("/")), overwrite=True)
     tf.io.gfile.rmtree(tmp)
-    write_json(os.path.join(model_dir, "genml.json"), info)
+    write_json(os.path.join(model_dir, MODEL_INFO), info)
 
 
 def write_json(path: str, obj: Any) -> None:

@@ -12,11 +12,10 @@ import sys
 import time
 from typing import Any, TYPE_CHECKING
 
+from trainer.contract import CANCELLED, FAILED, METRICS, RUNNING, SAMPLE_NAME, SAMPLES, STATUS, SUCCEEDED
+
 if TYPE_CHECKING:
     import tensorflow as tf
-
-RUNNING, SUCCEEDED, FAILED, CANCELLED = (
-    "JOB_STATE_RUNNING", "JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED")
 
 
 _T0 = time.monotonic()
@@ -69,7 +68,7 @@ class JobDir:
                                         "updated": time.time(), "pid": os.getpid(),
                                         "images_per_sec": 0.0}
         if enabled:
-            for sub in ("", "samples"):
+            for sub in ("", SAMPLES):
                 makedirs(join(root, sub) if sub else root)
 
     def path(self, *parts: str) -> str:
@@ -81,7 +80,7 @@ class JobDir:
 
     def status(self, **fields: Any) -> None:
         self._status.update(fields, updated=time.time(), pid=os.getpid())
-        self.write_json("status.json", self._status)
+        self.write_json(STATUS, self._status)
 
     def append_metrics(self, row: dict[str, Any]) -> None:
         if not self.enabled:
@@ -89,14 +88,14 @@ class JobDir:
         line = json.dumps(row) + "\n"
         if is_url(self.root):      # object stores cannot append: rewrite (small file)
             old = self._read_metrics()
-            write_bytes_atomic(self.path("metrics.jsonl"), old + line.encode())
+            write_bytes_atomic(self.path(METRICS), old + line.encode())
             return
-        with open(self.path("metrics.jsonl"), "a", encoding="utf-8") as f:
+        with open(self.path(METRICS), "a", encoding="utf-8") as f:
             f.write(line)
             f.flush()
 
     def _read_metrics(self) -> bytes:
-        path = self.path("metrics.jsonl")
+        path = self.path(METRICS)
         if is_url(path):
             gfile = _gfile()
             if not gfile.exists(path):
@@ -121,11 +120,11 @@ class JobDir:
                 continue          # a half-written last line from a killed run
             if int(row.get("step", 0)) <= step:
                 keep.append(json.dumps(row) + "\n")
-        write_bytes_atomic(self.path("metrics.jsonl"), "".join(keep).encode())
+        write_bytes_atomic(self.path(METRICS), "".join(keep).encode())
 
     def write_sample(self, step: int, grid_png: bytes) -> None:
         if self.enabled:
-            write_bytes_atomic(self.path("samples", f"step-{step:06d}.png"), grid_png)
+            write_bytes_atomic(self.path(SAMPLES, SAMPLE_NAME.format(step=step)), grid_png)
 
 
 def image_grid(images: tf.Tensor, columns: int) -> tf.Tensor:
@@ -147,4 +146,4 @@ def png(image: tf.Tensor) -> bytes:
     return tf.io.encode_png(image).numpy()
 
 
-__all__ = ["JobDir", "image_grid", "png"]
+__all__ = ["JobDir", "image_grid", "png", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]

@@ -10,9 +10,9 @@ import math
 import os
 from typing import Any
 
+from trainer.contract import CROP_FRACTION, DATASET_MANIFEST, DEFAULT_IMAGE_SIZE
 from trainer.errors import InputError
 
-CROP_FRACTION = 0.75
 FORMAT = "genml.dataset/1"
 
 
@@ -42,7 +42,7 @@ class _Files:
 def read_manifest(data_dir: str) -> dict[str, Any]:
     """The manifest, checked enough that training will not fail later for a dataset reason."""
     files = _Files(data_dir)
-    path = os.path.join(data_dir, "manifest.json")
+    path = os.path.join(data_dir, DATASET_MANIFEST)
     if not files.isdir(data_dir):
         raise InputError(f"dataset folder {data_dir} does not exist")
     if not files.exists(path):
@@ -71,5 +71,5 @@ def shard_paths(data_dir: str, manifest: dict[str, Any], split: str) -> list[str
 def max_image_size(manifest: dict[str, Any]) -> int:
     """The largest training size the stored images allow without upsampling."""
     opts = manifest.get("options", {})
-    stored = opts.get("stored_size") or math.ceil(opts.get("image_size", 64) / CROP_FRACTION)
+    stored = opts.get("stored_size") or math.ceil(opts.get("image_size", DEFAULT_IMAGE_SIZE) / CROP_FRACTION)
     return int(math.floor(CROP_FRACTION * stored + 1e-6))

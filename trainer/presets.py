@@ -10,13 +10,15 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from trainer.contract import DEFAULT_IMAGE_SIZE, DEFAULT_LOSS, DEFAULT_PRESET, IMAGE_SIZES, LOSSES, PRESET_IMAGE_SIZES
+
 
 @dataclass
 class Config:
     """Everything a run depends on. Defaults are the seed's sizes (the `seed` preset)."""
 
-    preset: str = "seed"
-    image_size: int = 64
+    preset: str = DEFAULT_PRESET
+    image_size: int = DEFAULT_IMAGE_SIZE
     embedding_size: int = 100
     width: int = 64                 # filters of the first conv; doubles per level (64-128-256-512)
     d_width: int = 0                # the discriminator's first-conv filters; 0 = same as width
@@ -24,7 +26,7 @@ class Config:
     batch_size: int = 64
     max_steps: int = 20000
     seed: int = 0
-    loss: str = "vaegan"            # "vaegan" (the fixed VAE-GAN) or "seed" (baseline)
+    loss: str = DEFAULT_LOSS        # "vaegan" (the fixed VAE-GAN) or "seed" (baseline)
     lr_e: float = 2e-4
     lr_g: float = 2e-4
     lr_d: float = 4e-4
@@ -75,13 +77,13 @@ def augment_policy(text: str) -> tuple[str, ...]:
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Seconds on two CPU cores: for tests and smoke runs. 16x16, narrow, a dozen steps.
-    "tiny": dict(image_size=16, embedding_size=8, width=8, batch_size=8, max_steps=12,
+    "tiny": dict(image_size=PRESET_IMAGE_SIZES["tiny"], embedding_size=8, width=8, batch_size=8, max_steps=12,
                  eval_every=12, eval_images=16, sample_every=6, sample_grid=4,
                  checkpoint_every=6, keep_checkpoints=2, log_every=2, ema_decay=0.9,
                  shuffle_buffer=64, swd_patches=16, swd_projections=64),
     # Minutes on 2 CPU cores: 32x32 and narrow. The goal was recognisable demo-set samples
     # in 10 minutes; measured, they are colour fields with blobs (docs/trainer.md, Benchmarks).
-    "quick": dict(image_size=32, embedding_size=64, width=32, batch_size=32,
+    "quick": dict(image_size=PRESET_IMAGE_SIZES["quick"], embedding_size=64, width=32, batch_size=32,
                   max_steps=3000, eval_every=500, eval_images=128, sample_every=250,
                   checkpoint_every=250, log_every=25, ema_decay=0.995),
     # The seed's sizes: 64x64, 100-d embedding, 64-128-256-512 stacks.
@@ -96,10 +98,11 @@ def resolve(preset: str, overrides: dict[str, Any]) -> Config:
     values: dict[str, Any] = dict(PRESETS[preset], preset=preset)
     values.update({k: v for k, v in overrides.items() if v is not None})
     cfg = Config(**values)
-    if cfg.image_size not in (16, 32, 64, 128):
-        raise ValueError(f"image size {cfg.image_size} is not supported; use 16, 32, 64 or 128")
-    if cfg.loss not in ("vaegan", "seed"):
-        raise ValueError(f"unknown loss {cfg.loss!r}; use vaegan or seed")
+    if cfg.image_size not in IMAGE_SIZES:
+        sizes = ", ".join(map(str, IMAGE_SIZES[:-1])) + f" or {IMAGE_SIZES[-1]}"
+        raise ValueError(f"image size {cfg.image_size} is not supported; use {sizes}")
+    if cfg.loss not in LOSSES:
+        raise ValueError(f"unknown loss {cfg.loss!r}; use {' or '.join(LOSSES)}")
     cfg.augment = ",".join(augment_policy(cfg.augment))
     if not 0.0 <= cfg.label_smoothing < 0.5:
         raise ValueError(f"label smoothing {cfg.label_smoothing} is out of range; use 0 (off) "

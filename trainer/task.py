@@ -14,7 +14,8 @@ import sys
 import traceback
 from typing import Any, Sequence
 
-EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_TERM = 0, 1, 2, 143
+from trainer.contract import (CHECKPOINTS, CONFIG, CROP_FRACTION, DEFAULT_PRESET, EXIT_FAILED, EXIT_INPUT, EXIT_OK, EXIT_TERM, LOSSES,
+                              MODEL, PRESETS, TENSORBOARD, train_image_size)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -26,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m trainer.task", description=__doc__)
     p.add_argument("--data-dir", required=True, help="dataset folder (local or /gcs/BUCKET/...)")
     p.add_argument("--job-dir", required=True, help="where checkpoints, metrics, samples, model go")
-    p.add_argument("--preset", default="seed", choices=["tiny", "quick", "seed"])
+    p.add_argument("--preset", default=DEFAULT_PRESET, choices=PRESETS)
     for name, kind in [("max-steps", int), ("batch-size", int), ("seed", int),
                        ("image-size", int), ("embedding-size", int), ("width", int), ("d-width", int),
                        ("d-depth", int),
@@ -35,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
                        ("lr-e", float), ("lr-g", float), ("lr-d", float), ("gamma", float),
                        ("kl-weight", float), ("feature-weight", float), ("ema-decay", float)]:
         p.add_argument(f"--{name}", type=kind, default=None)
-    p.add_argument("--loss", choices=["vaegan", "seed"], default=None)
+    p.add_argument("--loss", choices=LOSSES, default=None)
     p.add_argument("--augment", default=None, metavar="POLICY",
                    help='DiffAugment for the discriminator: a comma-separated subset of '
                         'color,translation,cutout ("" = off)')
@@ -56,9 +57,9 @@ def resolve_dirs(job_dir: str) -> dict[str, str]:
     """The job dir's sub-dirs, each overridable by Vertex AI's AIP_* variable."""
     env = os.environ
     return {
-        "model": gcs_local(env.get("AIP_MODEL_DIR") or os.path.join(job_dir, "model")),
-        "checkpoints": gcs_local(env.get("AIP_CHECKPOINT_DIR") or os.path.join(job_dir, "checkpoints")),
-        "logs": gcs_local(env.get("AIP_TENSORBOARD_LOG_DIR") or os.path.join(job_dir, "logs")),
+        "model": gcs_local(env.get("AIP_MODEL_DIR") or os.path.join(job_dir, MODEL)),
+        "checkpoints": gcs_local(env.get("AIP_CHECKPOINT_DIR") or os.path.join(job_dir, CHECKPOINTS)),
+        "logs": gcs_local(env.get("AIP_TENSORBOARD_LOG_DIR") or os.path.join(job_dir, TENSORBOARD)),
     }
 
 
@@ -138,7 +139,7 @@ def run(args: argparse.Namespace, job_dir: str, data_dir: str, cluster: Any, jd:
                  if k not in ("data_dir", "job_dir", "preset") and v is not None}
     preset = args.preset
     dirs = resolve_dirs(job_dir)
-    previous = _read_json(os.path.join(job_dir, "config.json"))
+    previous = _read_json(os.path.join(job_dir, CONFIG))
     resuming = bool(previous) and _has_checkpoint(dirs["checkpoints"])
     recorded = previous.get("trainer", {}) if resuming else {}
     if resuming:
@@ -148,17 +149,19 @@ def run(args: argparse.Namespace, job_dir: str, data_dir: str, cluster: Any, jd:
         preset = recorded.get("preset", preset)
         overrides = {**{k: v for k, v in recorded.items() if k in Config.fields() - {"preset"}},
                      **overrides}
-    try:
-        cfg = resolve(preset, overrides)
-    except ValueError as exc:
-        raise InputError(str(exc)) from exc
-    jd.status(state=RUNNING, step=0, max_steps=cfg.max_steps, error="")
-
     from trainer import manifest as manifest_mod
 
     # The checks a person can act on come before the multi-second TensorFlow import.
     manifest = manifest_mod.read_manifest(data_dir)
     limit = manifest_mod.max_image_size(manifest)
+    # Without --image-size (given now or recorded) the dataset decides: trainer/contract.py.
+    dataset_size = int(manifest.get("options", {}).get("image_size") or limit)
+    overrides["image_size"] = train_image_size(preset, overrides.get("image_size"), dataset_size)
+    try:
+        cfg = resolve(preset, overrides)
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+    jd.status(state=RUNNING, step=0, max_steps=cfg.max_steps, error="")
     if cfg.image_size > limit:
         raise InputError(f"image size {cfg.image_size} is larger than the dataset's stored images "
                          f"allow ({limit}); rebuild the dataset with --image-size {cfg.image_size} "
@@ -174,7 +177,7 @@ def run(args: argparse.Namespace, job_dir: str, data_dir: str, cluster: Any, jd:
     tf = import_tensorflow()
     from trainer.loop import Trainer
 
-    jd.write_json("config.json", {
+    jd.write_json(CONFIG, {
         "trainer": cfg.to_json(),
         "dataset": {"dir": data_dir, "name": manifest.get("name", ""),
                     "counts": manifest.get("counts", {}), "options": manifest.get("options", {})},
@@ -202,7 +205,7 @@ def run(args: argparse.Namespace, job_dir: str, data_dir: str, cluster: Any, jd:
                cfg.embedding_size, {
                    "image_size": cfg.image_size, "embedding_size": cfg.embedding_size,
                    "preset": cfg.preset, "step": cfg.max_steps,
-                   "dataset": manifest.get("name", ""), "crop_fraction": manifest_mod.CROP_FRACTION,
+                   "dataset": manifest.get("name", ""), "crop_fraction": CROP_FRACTION,
                    "loss": cfg.loss,
                    "metrics": {k: metrics.get(k) for k in ("swd", "swd_floor", "psnr", "ssim")},
                })

@@ -25,9 +25,8 @@ from core.errors import AlreadyExists, InvalidInput, InvalidState, NotFound, Sto
 from core.registry import Registry, valid_name
 from core.types import Dataset
 from core.workspace import Workspace
+from trainer.contract import CROPS, DEFAULT_CROP, DEFAULT_IMAGE_SIZE, IMAGE_SIZES
 
-IMAGE_SIZES = (32, 64, 128)
-CROPS = ("center", "random")
 DEMO_SEED = 0
 
 
@@ -39,7 +38,7 @@ def check_name(name: str) -> None:
 
 def check_options(crop: str, image_size: int) -> Options:
     if crop not in CROPS:
-        raise InvalidInput(f"Unknown crop {crop!r}.", "Use --crop center or --crop random.")
+        raise InvalidInput(f"Unknown crop {crop!r}.", f"Use --crop {' or --crop '.join(CROPS)}.")
     if image_size not in IMAGE_SIZES:
         raise InvalidInput(f"Image size {image_size} is not supported.",
                            f"Use one of {', '.join(map(str, IMAGE_SIZES))} (the sizes the trainer builds).")
@@ -149,7 +148,8 @@ def _create(ws: Workspace, reg: Registry, name: str, options: Options, *, source
     return ds
 
 
-def add(ws: Workspace, reg: Registry, source: Path, name: str, *, crop: str = "random", image_size: int = 64,
+def add(ws: Workspace, reg: Registry, source: Path, name: str, *, crop: str = DEFAULT_CROP,
+        image_size: int = DEFAULT_IMAGE_SIZE,
         progress: ProgressFn | None = None, cancel: threading.Event | None = None,
         workers: int | None = None, replace: bool = False, force: bool = False) -> Dataset:
     """Scan `source` and build dataset `name` from it. Refuses an existing name unless
@@ -184,10 +184,11 @@ def add(ws: Workspace, reg: Registry, source: Path, name: str, *, crop: str = "r
 
 def demo(ws: Workspace, reg: Registry, name: str = "demo", count: int = 2000, *,
          progress: ProgressFn | None = None, cancel: threading.Event | None = None,
-         image_size: int = 64, workers: int | None = None, replace: bool = False, force: bool = False) -> Dataset:
+         image_size: int = DEFAULT_IMAGE_SIZE, workers: int | None = None, replace: bool = False,
+         force: bool = False) -> Dataset:
     """A procedural dataset (coloured shapes on gradients), made offline and deterministic."""
     check_name(name)
-    options = check_options("random", image_size)
+    options = check_options(DEFAULT_CROP, image_size)
     if not 1 <= count <= 1_000_000:
         raise InvalidInput(f"--count {count} is out of range.", "Use a count from 1 to 1,000,000.")
     if not replace:
@@ -227,8 +228,9 @@ def contact_sheet(ws: Workspace, reg: Registry, name: str) -> bytes | None:
         return None
 
 
-def build_folder(out_dir: Path, *, count: int | None = None, source: Path | None = None, image_size: int = 64,
-                 crop: str = "random", name: str = "demo", workers: int | None = None) -> Path:
+def build_folder(out_dir: Path, *, count: int | None = None, source: Path | None = None,
+                 image_size: int = DEFAULT_IMAGE_SIZE, crop: str = DEFAULT_CROP, name: str = "demo",
+                 workers: int | None = None) -> Path:
     """Build a dataset folder outside any workspace/registry (tests, benchmarks, the trainer's
     own checks): from `source`, or `count` demo images. Returns the folder."""
     options = check_options(crop, image_size)

@@ -28,7 +28,8 @@ from typing import Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-CROP_FRACTION = 0.75
+from trainer.contract import CROP_FRACTION, DEFAULT_CROP, DEFAULT_IMAGE_SIZE
+
 MAX_ASPECT = 2.0
 MAX_PIXELS = 64_000_000          # larger declared sizes are treated as decompression bombs
 MAX_FILE_BYTES = 256 * 1024 * 1024   # an uncompressed 64 MP RGB TIFF is 192 MB; beyond this, not a photo
@@ -42,7 +43,7 @@ def _bomb(pixels: float, size: str = "") -> Skip:
 
 
 def stored_size(image_size: int) -> int:
-    """Short side of a stored image: enough margin for a 0.75 crop box to cover image_size."""
+    """Short side of a stored image: enough margin for the crop box (CROP_FRACTION) to cover image_size."""
     return math.ceil(image_size / CROP_FRACTION - 1e-9)
 
 
@@ -53,8 +54,8 @@ def min_side(image_size: int) -> int:
 
 @dataclass(frozen=True)
 class Options:
-    image_size: int = 64
-    crop: str = "random"
+    image_size: int = DEFAULT_IMAGE_SIZE
+    crop: str = DEFAULT_CROP
     background: tuple[int, int, int] = DEFAULT_BACKGROUND
 
     @property

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from core.datasets.images import Options, Processed
+from trainer.contract import DATASET_MANIFEST
 
 FORMAT = "genml.dataset/1"
-MANIFEST = "manifest.json"
+MANIFEST = DATASET_MANIFEST
 CONTACT_SHEET = "contact_sheet.png"
 
 

@@ -14,6 +14,7 @@ from core.backend import ProgressFn
 from core.registry import Registry
 from core.types import Dataset
 from core.workspace import Workspace
+from trainer.contract import DEFAULT_CROP, DEFAULT_IMAGE_SIZE
 
 
 class DatasetMethods:
@@ -46,7 +47,7 @@ class DatasetMethods:
         from core.datasets import catalog
         return catalog.contact_sheet(self.ws, self.registry, name)
 
-    def add_dataset(self, source: Path, name: str, *, crop: str = "random", image_size: int = 64,
+    def add_dataset(self, source: Path, name: str, *, crop: str = DEFAULT_CROP, image_size: int = DEFAULT_IMAGE_SIZE,
                     progress: ProgressFn | None = None, cancel: threading.Event | None = None,
                     replace: bool = False, force: bool = False) -> Dataset:
         from core.datasets import catalog

@@ -29,10 +29,9 @@ from core.local import logs, procs
 from core.registry import Registry
 from core.types import Job, JobState
 from core.workspace import Workspace
+from trainer.contract import DATASET_MANIFEST, PRESETS, TRAIN_LOG
 
-ACTIVE = [JobState.QUEUED, JobState.PENDING, JobState.RUNNING, JobState.CANCELLING]
 SPAWN_GRACE_S = 60.0     # a row without a supervisor pid yet is "starting" for this long
-LOG_NAME = "train.log"
 
 
 def new_job_id(registry: Registry, dataset: str, now: float | None = None, jobs_dir: Path | None = None) -> str:
@@ -72,7 +71,7 @@ def spawn_runner(ws: Workspace, registry: Registry, job: Job) -> int:
     """Start the detached supervisor and record its identity (pid + kernel start time)."""
     job_dir = Path(job.job_dir)
     job_dir.mkdir(parents=True, exist_ok=True)
-    with open(job_dir / LOG_NAME, "ab") as log:
+    with open(job_dir / TRAIN_LOG, "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "core.local.runner", job.id],
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 cwd=str(ws.root), env=child_env(ws), start_new_session=True, close_fds=True)
@@ -83,11 +82,11 @@ def spawn_runner(ws: Workspace, registry: Registry, job: Job) -> int:
 
 def submit(ws: Workspace, registry: Registry, dataset: str, options: TrainOptions) -> Job:
     ds = registry.get_dataset(dataset)
-    if not (Path(ds.path) / "manifest.json").exists():
-        raise InvalidState(f"The dataset {dataset!r} is incomplete (no manifest.json in {ds.path}).",
+    if not (Path(ds.path) / DATASET_MANIFEST).exists():
+        raise InvalidState(f"The dataset {dataset!r} is incomplete (no {DATASET_MANIFEST} in {ds.path}).",
                            f"Add it again: genml dataset rm {dataset} && genml dataset add PATH --name {dataset}.")
-    if options.preset not in ("tiny", "quick", "seed"):
-        raise InvalidInput(f"Unknown preset {options.preset!r}.", "Use tiny, quick or seed.")
+    if options.preset not in PRESETS:
+        raise InvalidInput(f"Unknown preset {options.preset!r}.", f"Use one of {', '.join(PRESETS)}.")
     args = options.trainer_args()
     opts: dict[str, Any] = {k: v for k, v in vars(options).items() if v not in (None, [], "")}
     opts["args"] = args
@@ -126,7 +125,7 @@ def final_state_from_dir(job: Job) -> tuple[JobState, str]:
     if state == JobState.CANCELLED.value or job.state is JobState.CANCELLING:
         return JobState.CANCELLED, ""
     reason = status.get("error") or ""
-    tail = logs.last_lines(Path(job.job_dir) / LOG_NAME, 10)
+    tail = logs.last_lines(Path(job.job_dir) / TRAIN_LOG, 10)
     msg = "The job's process ended without finishing (killed, out of memory, or the machine restarted)."
     if reason:
         msg += f"\n{reason}"
@@ -139,7 +138,7 @@ def reconcile(registry: Registry, now: float | None = None) -> list[str]:
     """Settle jobs whose processes died without recording an end. Returns the ids it changed."""
     now = now or time.time()
     changed = []
-    for job in registry.list_jobs(ACTIVE):
+    for job in registry.list_jobs(JobState.actives()):
         if job.backend != "local":
             continue
         if job.pid is None and now - float(job.remote.get("spawned_at", job.created)) < SPAWN_GRACE_S:
@@ -202,7 +201,7 @@ def resume(ws: Workspace, registry: Registry, job_id: str) -> Job:
     if not registry.update_job(job_id, expect=[job.state], state=JobState.QUEUED, error="", ended=None,
                                pid=None, remote=remote):
         raise InvalidState(f"Job {job_id} changed while resuming.", "Look at `genml jobs show` and try again.")
-    with open(Path(job.job_dir) / LOG_NAME, "ab") as log:
+    with open(Path(job.job_dir) / TRAIN_LOG, "ab") as log:
         log.write(f"genml: {time.strftime('%H:%M:%S')} resuming job {job_id} from its last checkpoint\n".encode())
     spawn_runner(ws, registry, registry.get_job(job_id))
     return registry.get_job(job_id)
@@ -210,7 +209,7 @@ def resume(ws: Workspace, registry: Registry, job_id: str) -> Job:
 
 def read_log(registry: Registry, job_id: str, cursor: Any = None, max_lines: int = 5000) -> LogChunk:
     job = registry.get_job(job_id)
-    path = Path(job.job_dir) / LOG_NAME
+    path = Path(job.job_dir) / TRAIN_LOG
     done = job.state.terminal
     if cursor is None:
         lines, pos = logs.tail(path, max_lines, include_partial=done)

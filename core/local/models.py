@@ -13,6 +13,7 @@ from core.errors import InvalidInput, InvalidState, NotFound
 from core.jobdir import JobDir
 from core.registry import Registry, parse_model_ref, valid_name
 from core.types import Job, JobState, ModelVersion
+from trainer.contract import MODEL, SAVED_MODEL
 
 
 
@@ -37,7 +38,7 @@ def metrics_of(jd: JobDir) -> dict[str, Any]:
 
 
 def deploy(registry: Registry, job: Job, name: str | None = None) -> ModelVersion:
-    if job.state in (JobState.QUEUED, JobState.PENDING, JobState.RUNNING, JobState.CANCELLING):
+    if job.state.active:
         raise InvalidState(f"Job {job.id} is still {job.state.short}; only a finished job can be deployed.",
                            f"Wait for it (`genml jobs logs {job.id} -f`), then deploy.")
     if job.state is JobState.FAILED:
@@ -50,11 +51,11 @@ def deploy(registry: Registry, job: Job, name: str | None = None) -> ModelVersio
         raise InvalidState(f"Job {job.id} ran on {job.backend}.", "Deploy it with --backend vertex.")
     jd = JobDir(job.job_dir)
     if not jd.has_model():
-        raise NotFound(f"Job {job.id} has no exported model in {Path(job.job_dir) / 'model'}.",
+        raise NotFound(f"Job {job.id} has no exported model in {Path(job.job_dir) / MODEL}.",
                        "The export may have been removed; resume or retrain the job.")
     name = check_name(name or job.dataset)
     info = jd.model_info()
-    return registry.add_model_version(name, job.id, str(Path(job.job_dir) / "model"), backend="local",
+    return registry.add_model_version(name, job.id, str(Path(job.job_dir) / MODEL), backend="local",
                                       metrics=metrics_of(jd), info=info)
 
 
@@ -69,7 +70,7 @@ def get_deployed(registry: Registry, ref: str) -> ModelVersion:
         raise InvalidState(f"Model {mv.ref} is undeployed.",
                            f"Deploy its job again (`genml models deploy {mv.job_id} --name {mv.name}`), "
                            "or use another version from `genml models list`.")
-    if not (Path(mv.path) / "saved_model.pb").exists():
+    if not (Path(mv.path) / SAVED_MODEL).exists():
         raise NotFound(f"Model {mv.ref} points at {mv.path}, which has no SavedModel any more.",
                        f"Its job dir was removed; `genml models rm {mv.ref}` clears the entry.")
     return mv

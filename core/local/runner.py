@@ -31,6 +31,7 @@ from core.local import logs, procs
 from core.registry import Registry
 from core.types import Job, JobState
 from core.workspace import Workspace
+from trainer.contract import DEFAULT_PRESET, MODEL, SAVED_MODEL, TRAIN_LOG
 
 POLL_S = 0.5
 PROGRESS_EVERY_S = 2.0
@@ -44,7 +45,7 @@ class Runner:
         self.child: subprocess.Popen[bytes] | None = None
         self.cancel_requested = False
         self.slot: IO[bytes] | None = None
-        self.log = open(Path(self.job.job_dir) / jobs_mod.LOG_NAME, "ab", buffering=0)
+        self.log = open(Path(self.job.job_dir) / TRAIN_LOG, "ab", buffering=0)
 
     @property
     def job(self) -> Job:
@@ -107,7 +108,7 @@ class Runner:
     # ---- 2. the trainer ---------------------------------------------------------------
     def trainer_command(self, job: Job) -> list[str]:
         ds = self.registry.get_dataset(job.dataset)
-        args = list(job.options.get("args") or ["--preset", job.options.get("preset", "seed")])
+        args = list(job.options.get("args") or ["--preset", job.options.get("preset", DEFAULT_PRESET)])
         return [sys.executable, "-m", "trainer.task", "--data-dir", ds.path, "--job-dir", job.job_dir, *args]
 
     def run(self) -> int:
@@ -166,7 +167,7 @@ class Runner:
         if rc == 0 and jd.has_model():
             self.finish(JobState.SUCCEEDED, "", step)
         elif rc == 0:
-            self.finish(JobState.FAILED, "The trainer finished but wrote no model (model/saved_model.pb).", step)
+            self.finish(JobState.FAILED, f"The trainer finished but wrote no model ({MODEL}/{SAVED_MODEL}).", step)
         elif rc in (143, -signal.SIGTERM) or status.get("state") == JobState.CANCELLED.value:
             self.finish(JobState.CANCELLED, "Cancelled; resume with `genml jobs resume`." if self.cancel_requested
                         else "Stopped by SIGTERM; resume with `genml jobs resume`.", step)
@@ -174,7 +175,7 @@ class Runner:
             why = status.get("error") or ""
             if rc < 0:
                 why = why or f"The trainer was killed by signal {signal.Signals(-rc).name}."
-            tail = logs.last_lines(Path(job.job_dir) / jobs_mod.LOG_NAME, 10)
+            tail = logs.last_lines(Path(job.job_dir) / TRAIN_LOG, 10)
             msg = (why or f"The trainer failed (exit code {rc}).") + (f"\nLast log lines:\n{tail}" if tail else "")
             self.finish(JobState.FAILED, msg, step)
         return 0

@@ -102,7 +102,7 @@ def run(ctx: Context, ref: str, input_path: Path, output_dir: Path, *,
 def wait(ctx: Context, name: str, progress: ProgressFn | None) -> dict[str, Any]:
     """Poll a BatchPredictionJob until it ends; only SUCCEEDED returns."""
     def finished(bj: dict[str, Any]) -> bool:
-        state = JobState.parse(bj.get("state", "JOB_STATE_PENDING"))
+        state = JobState.parse(bj.get("state", JobState.PENDING.value))
         if progress:
             stats = bj.get("completionStats") or {}
             progress(Progress("batch prediction", int(stats.get("successfulCount", 0) or 0), 0, state.short))

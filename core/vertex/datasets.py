@@ -10,6 +10,7 @@ from core.errors import CloudError, InvalidState
 from core.vertex import preflight
 from core.vertex import storage as gcs
 from core.vertex.context import Context
+from trainer.contract import DATASET_MANIFEST
 
 
 def upload(ctx: Context, name: str, *, progress: ProgressFn | None = None,
@@ -18,8 +19,8 @@ def upload(ctx: Context, name: str, *, progress: ProgressFn | None = None,
     preflight.ready(ctx)
     ds = ctx.registry.get_dataset(name)
     local = Path(ds.path)
-    if not (local / "manifest.json").exists():
-        raise InvalidState(f"The dataset {name!r} at {local} is incomplete (no manifest.json).",
+    if not (local / DATASET_MANIFEST).exists():
+        raise InvalidState(f"The dataset {name!r} at {local} is incomplete (no {DATASET_MANIFEST}).",
                            "Build it again with `genml dataset add`.")
     preflight.billing_notice(ctx)
     return gcs.upload_dir(ctx.clients.storage, local, ctx.dataset_uri(name), progress=progress,

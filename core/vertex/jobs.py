@@ -100,7 +100,7 @@ def _create(ctx: Context, job: Job, body: dict[str, Any]) -> Job:
                   console=f"https://console.cloud.google.com/vertex-ai/locations/{ctx.settings.region}/"
                           f"training/{last(created['name'])}/cpu?project={ctx.settings.project}")
     remote.setdefault("history", []).append(created["name"])
-    ctx.registry.update_job(job.id, remote=remote, state=JobState.parse(created.get("state", "JOB_STATE_QUEUED")),
+    ctx.registry.update_job(job.id, remote=remote, state=JobState.parse(created.get("state", JobState.QUEUED.value)),
                             error="", ended=None)
     return ctx.registry.get_job(job.id)
 
@@ -125,7 +125,7 @@ def refresh(ctx: Context, job: Job, force: bool = False) -> Job:
         return job
     ctx.refreshed[job.id] = now
     cj = ctx.clients.call(ctx.clients.aiplatform.customJobs().get(name=name), f"Reading job {job.id}")
-    state = JobState.parse(cj.get("state", "JOB_STATE_PENDING"))
+    state = JobState.parse(cj.get("state", JobState.PENDING.value))
     values: dict[str, Any] = {"state": state, "started": timestamp(cj.get("startTime")),
                               "ended": timestamp(cj.get("endTime"))}
     status = JobDir(gcs.GcsStore(job.job_dir, ctx.clients.storage)).status() if state in (
@@ -158,7 +158,7 @@ def _recover_submission(ctx: Context, job: Job) -> Job:
     if found:
         remote = dict(job.remote, name=found["name"], job_id=last(found["name"]))
         remote.setdefault("history", []).append(found["name"])
-        ctx.registry.update_job(job.id, remote=remote, state=JobState.parse(found.get("state", "JOB_STATE_QUEUED")))
+        ctx.registry.update_job(job.id, remote=remote, state=JobState.parse(found.get("state", JobState.QUEUED.value)))
         return ctx.registry.get_job(job.id)
     if time.time() - job.created > SUBMIT_GRACE_S:
         ctx.registry.update_job(job.id, state=JobState.FAILED, ended=time.time(),

@@ -13,6 +13,7 @@ from core import atomic
 from core.errors import CloudError, GenmlError
 from core.vertex.context import Context
 from core.vertex.settings import Settings, bucket_location_ok
+from trainer.contract import ACTIVE_STATES
 
 BILLING_NOTICE = (
     "Vertex AI and Cloud Storage are billable Google Cloud services: training jobs bill per machine-hour "
@@ -20,7 +21,7 @@ BILLING_NOTICE = (
     "batch prediction bills per node-hour, and the bucket bills for what it stores. See docs/vertex.md for "
     "typical costs. (Shown once.)")
 
-RUNNING = ("JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_CANCELLING")
+RUNNING = ACTIVE_STATES
 
 
 def billing_notice(ctx: Context) -> None:

@@ -17,10 +17,11 @@ from typing import Any, Callable
 
 from core.backend import Progress, ProgressFn
 from core.errors import CloudError, InvalidInput, StorageError
+from trainer.contract import DATASET_MANIFEST, MODEL_INFO
 
 _default_client: Any = None
 _client_lock = threading.Lock()
-LAST_FILES = ("manifest.json", "genml.json")   # written after everything they describe
+LAST_FILES = (DATASET_MANIFEST, MODEL_INFO)      # written after everything they describe
 CHUNK_SIZE = 8 * 1024 * 1024                    # resumable upload chunk (a multiple of 256 KiB)
 
 

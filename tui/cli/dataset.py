@@ -11,9 +11,10 @@ from typing import Any, Callable, Iterator
 
 import click
 
+from trainer import contract
 from tui.cli import echo_json, pass_ctx, safe
 
-IMAGE_SIZES = ["32", "64", "128"]
+IMAGE_SIZES = [str(s) for s in contract.IMAGE_SIZES]
 
 
 def summary(ds: Any, data: dict[str, Any]) -> dict[str, Any]:
@@ -83,9 +84,9 @@ def dataset() -> None:
 @dataset.command("add")
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--name", required=True, help="Name of the new dataset.")
-@click.option("--crop", type=click.Choice(["center", "random"]), default="random", show_default=True,
+@click.option("--crop", type=click.Choice(contract.CROPS), default=contract.DEFAULT_CROP, show_default=True,
               help="How training crops the stored images (evaluation always uses the centre).")
-@click.option("--image-size", type=click.Choice(IMAGE_SIZES), default="64", show_default=True,
+@click.option("--image-size", type=click.Choice(IMAGE_SIZES), default=str(contract.DEFAULT_IMAGE_SIZE), show_default=True,
               help="The training image size; images are stored a little larger so crops stay sharp.")
 @click.option("--replace", is_flag=True,
               help="Rebuild NAME if it exists; the old one stays until the new one is complete.")

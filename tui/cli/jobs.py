@@ -12,6 +12,7 @@ import click
 
 from core.errors import GenmlError, InvalidState
 from core.types import Job
+from trainer.contract import DEFAULT_PRESET, IMAGE_SIZES, LOSSES, PRESET_SUMMARIES, PRESETS
 from tui.cli import Context, echo_json, echo_table, pass_ctx, when
 
 
@@ -30,13 +31,14 @@ def job_dict(job: Job) -> dict[str, Any]:
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.argument("dataset")
-@click.option("--preset", type=click.Choice(["tiny", "quick", "seed"]), default="seed", show_default=True,
-              help="tiny: seconds, for trying things; quick: minutes on a CPU; seed: the seed's full model.")
+@click.option("--preset", type=click.Choice(PRESETS), default=DEFAULT_PRESET, show_default=True,
+              help="; ".join(f"{p}: {PRESET_SUMMARIES[p]}" for p in PRESETS) + ".")
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after this many steps.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None)
 @click.option("--seed", type=int, default=None, help="Random seed, for repeatable runs.")
-@click.option("--loss", type=click.Choice(["vaegan", "seed"]), default=None)
-@click.option("--image-size", type=click.Choice(["32", "64", "128"]), default=None)
+@click.option("--loss", type=click.Choice(LOSSES), default=None)
+@click.option("--image-size", type=click.Choice([str(s) for s in IMAGE_SIZES]), default=None,
+              help="Train at this size. Default: the dataset's own size (tiny and quick: their smaller one).")
 @click.option("--embedding-size", type=click.IntRange(min=1), default=None)
 @click.option("--replicas", type=click.IntRange(min=1), default=None,
               help="Vertex AI only: machines to train on (MultiWorkerMirroredStrategy). Default: the profile's.")

@@ -25,6 +25,8 @@ from textual.screen import ModalScreen
 from textual.suggester import Suggester
 from textual.widgets import Button, Input, Label, Select
 
+from trainer import contract
+
 DIALOG_CSS = """
 {name} {{ align: center middle; }}
 {name} > Vertical {{ width: 70; max-width: 95%; height: auto; border: round $accent;
@@ -121,9 +123,8 @@ class AddDatasetDialog(Dialog[AddDatasetRequest]):
             yield Label("Dataset name (default: the folder's name)")
             yield Input(placeholder="cats", id="name")
             yield Label("Crop while training")
-            yield Select([("random: a random square each step (more variety)", "random"),
-                          ("center: always the centre square", "center")],
-                         value="random", allow_blank=False, id="crop")
+            yield Select([(f"{c}: {summary}", c) for c, summary in contract.CROP_SUMMARIES.items()],
+                         value=contract.DEFAULT_CROP, allow_blank=False, id="crop")
             yield Label("", classes="error", id="error")
             yield from self.buttons("Add")
 
@@ -141,9 +142,8 @@ class AddDatasetDialog(Dialog[AddDatasetRequest]):
         self.dismiss(AddDatasetRequest(path, name, str(self.query_one("#crop", Select).value)))
 
 
-PRESETS = [("tiny: seconds, for trying things", "tiny"), ("quick: minutes", "quick"),
-           ("seed: the full 2017 recipe", "seed")]
-IMAGE_SIZES = (16, 32, 64, 128)
+PRESETS = [(f"{p}: {contract.PRESET_SUMMARIES[p]}", p) for p in contract.PRESETS]
+IMAGE_SIZES = contract.IMAGE_SIZES
 AUGMENT_CHOICES = [("the preset's (off)", ""), ("off", "off"), ("translation", "translation"),
                    ("color,translation", "color,translation"), ("translation,cutout", "translation,cutout"),
                    ("color,translation,cutout", "color,translation,cutout")]
@@ -226,7 +226,7 @@ class NewJobDialog(Dialog[NewJobRequest]):
     """
     FIELDS = ("steps", "seed", "batch", "size", "augment", "more")
 
-    def __init__(self, datasets: list[str], preset: str = "tiny", dataset: str | None = None) -> None:
+    def __init__(self, datasets: list[str], preset: str = contract.PRESETS[0], dataset: str | None = None) -> None:
         super().__init__()
         self._datasets, self._preset, self._dataset = datasets, preset, dataset
 

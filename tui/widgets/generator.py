@@ -21,6 +21,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Select, Static
 
+from trainer.contract import CROP_FRACTION
 from tui.actions import Action, bindings
 from tui.images import ImageView, to_pil
 from tui.widgets.pane import Pane
@@ -305,7 +306,7 @@ class GeneratorPane(Pane):
             raise InvalidInput(f"Cannot read {path}: {exc.strerror or exc}.",
                                "Give the path of a JPEG or PNG file.") from exc
         side = min(original.size)
-        box = int(side * 0.75)
+        box = int(side * CROP_FRACTION)
         left, top = (original.width - box) // 2, (original.height - box) // 2
         crop = original.crop((left, top, left + box, top + box)).resize(recon.size, PILImage.Resampling.BILINEAR)
         shown = tile([crop, recon], 2, gap=4)
