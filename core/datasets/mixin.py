@@ -47,7 +47,8 @@ class DatasetMethods:
         from core.datasets import catalog
         return catalog.contact_sheet(self.ws, self.registry, name)
 
-    def add_dataset(self, source: Path, name: str, *, crop: str = DEFAULT_CROP, image_size: int = DEFAULT_IMAGE_SIZE,
+    def add_dataset(self, source: Path, name: str, *, crop: str = DEFAULT_CROP,
+                    image_size: int = DEFAULT_IMAGE_SIZE,
                     progress: ProgressFn | None = None, cancel: threading.Event | None = None,
                     replace: bool = False, force: bool = False) -> Dataset:
         from core.datasets import catalog
