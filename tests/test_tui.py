@@ -423,3 +423,36 @@ async def test_new_job_dialog_hints_validates_and_submits_the_options(ws, monkey
     assert ds == "cats"
     assert opts.trainer_args() == ["--preset", "quick", "--max-steps", "500", "--batch-size", "4", "--seed", "7",
                                    "--image-size", "32", "--augment", "color,translation", "--eval-every", "5"]
+
+
+@sync
+async def test_jobs_pane_shows_quality_at_a_glance(ws) -> None:  # noqa: ANN001
+    """SWD with a trend arrow in the list; best step and improving/stalled in the detail, live."""
+    from tui.widgets.curves import Curves
+    app = make_app(ws)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot, app)
+        await pilot.press("2")
+        await until(pilot, lambda: len(table_keys(app, "jobs")) == 3)
+        pane = app.panes["jobs"]
+        table = pane.query_one(FilterTable).table
+
+        def cell(job_id: str) -> str:
+            from rich.text import Text
+            return Text.from_markup(str(table.get_cell(job_id, "SWD"))).plain
+        await until(pilot, lambda: "0.700" in cell("cats-20251128-171320"))   # old job dir: worked out
+        assert "↓" in cell("cats-20251128-171320") and cell("dogs-20251128-191320") == "-"
+        running = "cats-20251128-181320"
+        pane.query_one(FilterTable).select(running)
+        quality = pane.query_one(Curves).query_one(".quality")
+        await until(pilot, lambda: "SWD 0.800" in str(quality.render()))
+        assert "best step 100" in str(quality.render()) and "improving" in str(quality.render())
+        # the trainer says it stalled: five more evals without a new best
+        path = Path(ws.job_dir(running)) / "metrics.jsonl"
+        with path.open("a") as f:
+            for i, swd in enumerate([0.82, 0.83, 0.81, 0.84, 0.86]):
+                f.write(json.dumps({"kind": "eval", "step": 150 + 50 * i, "swd": swd, "best_step": 100,
+                                    "best_swd": 0.8, "evals_since_best": i + 1, "patience": 4}) + "\n")
+        await until(pilot, lambda: "stalled" in str(quality.render()))
+        assert "SWD 0.860" in str(quality.render()) and "best step 100 (0.800)" in str(quality.render())
+        assert "0.860↑" in cell(running)

@@ -52,7 +52,9 @@ def write_dataset(ws: Workspace, reg: Registry, name: str, created: float, seed:
 
 
 def write_job(ws: Workspace, reg: Registry, job_id: str, state: JobState, step: int, max_steps: int,
-              seed: int, error: str = "", log_lines: int = 60) -> Job:
+              seed: int, error: str = "", log_lines: int = 60, best_fields: bool = False) -> Job:
+    """A job dir with metrics, a sample, a log. `best_fields`: eval rows carry the trainer's
+    best_step/best_swd/evals_since_best/patience (newer trainers); without, the TUI works them out."""
     rng = np.random.default_rng(seed)
     d = ws.job_dir(job_id)
     (d / "samples").mkdir(parents=True, exist_ok=True)
@@ -65,6 +67,8 @@ def write_job(ws: Workspace, reg: Registry, job_id: str, state: JobState, step: 
         if s % 50 == 0:
             rows.append({"kind": "eval", "step": s, "wall_time": T0 + s, "psnr": 12.0 + s / 100,
                          "ssim": 0.2 + s / 1000, "swd": 0.9 - s / 1000, "swd_floor": 0.05})
+            if best_fields:
+                rows[-1].update(best_step=s, best_swd=0.9 - s / 1000, evals_since_best=0, patience=4)
     (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (d / "train.log").write_text("".join(f"step {i * 10}: loss_g=0.{i % 10}{i % 7} loss_d=1.{i % 5}\n"
                                          for i in range(log_lines)) + ("ERROR out of memory\n" if error else ""))
@@ -89,7 +93,7 @@ def build(ws: Workspace, *, datasets: bool = True, jobs: bool = True, models: bo
         write_dataset(ws, reg, "dogs", T0 + 3600, seed=2, skipped=0)
     if jobs:
         write_job(ws, reg, "cats-20251128-171320", JobState.SUCCEEDED, 200, 200, seed=3)
-        write_job(ws, reg, "cats-20251128-181320", JobState.RUNNING, 120, 400, seed=4)
+        write_job(ws, reg, "cats-20251128-181320", JobState.RUNNING, 120, 400, seed=4, best_fields=True)
         write_job(ws, reg, "dogs-20251128-191320", JobState.FAILED, 30, 200, seed=5, error="out of memory")
     if models:
         mv = reg.add_model_version("cats", "cats-20251128-171320", str(ws.job_dir("cats-20251128-171320") / "model"),

@@ -11,6 +11,8 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Label, Sparkline, Static
 
+from core.quality import QualitySummary, summarize
+
 LOSSES = ("loss_g", "loss_d", "loss_e", "loss_recon", "loss_kl")
 MAX_POINTS = 200
 
@@ -22,15 +24,34 @@ def _downsample(values: list[float], n: int = MAX_POINTS) -> list[float]:
     return [values[int(i * step)] for i in range(n)]
 
 
-def quality_text(last_eval: dict[str, Any]) -> str:
-    if not last_eval:
+ARROWS = {"down": "[green]↓[/]", "up": "[red]↑[/]", "flat": "→", "": ""}
+
+
+def swd_cell(q: QualitySummary) -> str:
+    """The jobs list's column: latest SWD and its arrow, yellow once the run has stalled."""
+    if not q.has_eval or q.swd is None:
+        return "-"
+    text = f"{q.swd:.3f}{ARROWS[q.trend]}"
+    return f"[yellow]{text}[/]" if q.stalled else text
+
+
+def quality_text(q: QualitySummary) -> str:
+    """Two lines: SWD, trend, best step, improving/stalled; then the eval's step, PSNR and SSIM."""
+    if not q.has_eval or q.swd is None:
         return "quality: no evaluation yet"
-    parts = [f"step {last_eval.get('step', '?')}"]
-    for key, label, fmt in (("swd", "SWD", "{:.3f}"), ("psnr", "PSNR", "{:.1f} dB"), ("ssim", "SSIM", "{:.3f}")):
-        v = last_eval.get(key)
-        if isinstance(v, (int, float)):
-            parts.append(f"{label} {fmt.format(v)}")
-    return "quality: " + "  ".join(parts)
+    verdict = "[yellow]stalled[/]" if q.stalled else "[green]improving[/]"
+    first = f"[b]SWD {q.swd:.3f}[/b]{ARROWS[q.trend]}  best step {q.best_step}"
+    if q.best_swd is not None and q.best_step != q.step:
+        first += f" ({q.best_swd:.3f})"
+    first += f"  {verdict}"
+    if q.stalled:
+        first += f" [dim]({q.evals_since_best} evals)[/dim]"
+    second = [f"eval at {q.step}"]
+    if q.psnr is not None:
+        second.append(f"PSNR {q.psnr:.1f} dB")
+    if q.ssim is not None:
+        second.append(f"SSIM {q.ssim:.2f}")
+    return first + "\n[dim]" + "  ".join(second) + "[/dim]"
 
 
 class Curves(Vertical):
@@ -51,15 +72,15 @@ class Curves(Vertical):
                 yield Label(key, classes="name")
                 yield Sparkline([], id=f"spark-{key}")
 
-    _seen: tuple[int, int, int] | None = None
+    _seen: tuple[int, int, int, str] | None = None
 
-    def update_metrics(self, metrics: Any) -> None:
-        """`metrics` is a core.jobdir.Metrics; redraws only when rows were added."""
-        key = (id(metrics), len(metrics.train), len(metrics.eval))
+    def update_metrics(self, metrics: Any, status: dict[str, Any] | None = None) -> None:
+        """`metrics` is a core.jobdir.Metrics, `status` the job's status.json; redraws only on a change."""
+        key = (id(metrics), len(metrics.train), len(metrics.eval), repr(sorted((status or {}).items())))
         if key == self._seen:
             return
         self._seen = key
-        self.query_one(".quality", Static).update(quality_text(metrics.last_eval))
+        self.query_one(".quality", Static).update(quality_text(summarize(metrics.eval, status)))
         for key in LOSSES:
             _, values = metrics.series(key)
             row = self.query_one(f"#row-{key}")

@@ -15,11 +15,12 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Static
 
 from core.jobdir import JobDir, Metrics
+from core.quality import QualitySummary, summarize
 from core.types import Job, JobState
 from tui.actions import Action, bindings
 from tui.screens.dialogs import NewJobRequest
 from tui.images import ImageView
-from tui.widgets.curves import Curves
+from tui.widgets.curves import Curves, swd_cell
 from tui.widgets.logview import LogPanel
 from tui.widgets.pane import Pane
 from tui.widgets.table import FilterTable
@@ -39,10 +40,11 @@ def fmt_eta(seconds: float | None) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
-def job_row(j: Job) -> tuple[Any, ...]:
+def job_row(j: Job, quality: QualitySummary | None = None) -> tuple[Any, ...]:
     state = j.state.short
     style = {"SUCCEEDED": "green", "FAILED": "red", "RUNNING": "cyan", "CANCELLED": "yellow"}.get(state, "")
     return (j.id, j.dataset, f"[{style}]{state}[/]" if style else state, f"{j.step}/{j.max_steps or '?'}",
+            swd_cell(quality or QualitySummary()),
             f"{j.images_per_sec:.0f}" if j.images_per_sec else "-", fmt_eta(j.eta_seconds), j.backend)
 
 
@@ -50,6 +52,7 @@ def job_row(j: Job) -> tuple[Any, ...]:
 class Detail:
     job: Job
     metrics: Metrics | None = None
+    status: dict[str, Any] = field(default_factory=dict)
     sample_name: str | None = None
     sample: bytes | None = None
     log: list[str] = field(default_factory=list)
@@ -78,11 +81,13 @@ class JobsPane(Pane):
         self._log_for: str | None = None
         self._sample_name: str | None = None
         self._tensorboards: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
+        self._quality: dict[str, QualitySummary] = {}     # by job id; read in the poll worker
+        self._final: set[str] = set()                     # ended jobs whose quality was read after the end
 
     def compose(self) -> ComposeResult:
         yield Static(WELCOME, id="welcome", classes="welcome")
         with Vertical(id="body", classes="body jobs-body"):
-            yield FilterTable(["id", "dataset", "state", "step", "img/s", "ETA", "backend"], id="jobs")
+            yield FilterTable(["id", "dataset", "state", "step", "SWD", "img/s", "ETA", "backend"], id="jobs")
             with Horizontal(id="detail", classes="detail"):
                 yield LogPanel(id="log")
                 with Vertical(id="side"):
@@ -90,19 +95,43 @@ class JobsPane(Pane):
                     yield ImageView("no samples yet", id="sample")
 
     # ---- polling (one read per tick: the list, and the selected job's detail) ----------
+    def _jobdir(self, job: Job) -> JobDir:
+        jd = self._dirs.get(job.id)
+        if jd is None:
+            jd = self._dirs[job.id] = JobDir(job.job_dir)
+        return jd
+
+    def _read_quality(self, jobs: list[Job]) -> None:
+        """The list's SWD column: local job dirs while they run, and once after they end.
+
+        metrics.jsonl is read incrementally (only what was appended); a job dir in a bucket
+        is read only while its job is selected, not for every row every second.
+        """
+        for j in jobs:
+            if not j.job_dir or "://" in j.job_dir or j.id in self._final:
+                continue
+            try:
+                jd = self._jobdir(j)
+                self._quality[j.id] = summarize(jd.metrics().eval, jd.status())
+            except (OSError, ValueError):
+                continue
+            if j.state.terminal:
+                self._final.add(j.id)       # read once more after it ended, then never again
+
     def fetch(self) -> tuple[list[Job], Detail | None]:
         jobs = self.backend.list_jobs()
+        self._read_quality(jobs)
         key = self._selected
         job = next((j for j in jobs if j.id == key), None)
         if job is None:
             return jobs, None
         detail = Detail(job)
         if job.job_dir:
-            jd = self._dirs.get(job.id)
-            if jd is None:
-                jd = self._dirs[job.id] = JobDir(job.job_dir)
+            jd = self._jobdir(job)
             try:
                 detail.metrics = jd.metrics()
+                detail.status = jd.status()
+                self._quality[job.id] = summarize(detail.metrics.eval, detail.status)
                 names = jd.sample_names()
                 if names and names[-1] != self._sample_name:
                     detail.sample_name = names[-1]
@@ -127,7 +156,7 @@ class JobsPane(Pane):
         self.query_one("#welcome").display = empty
         self.query_one("#body").display = not empty
         table = self.query_one(FilterTable)
-        table.set_rows([(j.id, job_row(j)) for j in jobs])
+        table.set_rows([(j.id, job_row(j, self._quality.get(j.id))) for j in jobs])
         if table.current_key != self._selected:
             self._selected = table.current_key
             self.poll_soon()
@@ -162,7 +191,7 @@ class JobsPane(Pane):
         if d.reset_log or d.log:
             log.update_status()
         if d.metrics is not None:
-            self.query_one(Curves).update_metrics(d.metrics)
+            self.query_one(Curves).update_metrics(d.metrics, d.status)
         if d.sample is not None and d.sample_name != self._sample_name:
             self._sample_name = d.sample_name
             self.query_one("#sample", ImageView).set_image(d.sample)
