@@ -45,7 +45,7 @@ class TrainOptions:
     image_size: int | None = None        # None: the dataset decides (contract.train_image_size)
     embedding_size: int | None = None
     extra_args: list[str] = field(default_factory=list)   # passed through to trainer.task
-    replicas: int = 1                    # vertex only: number of machines
+    replicas: int | None = None          # vertex only: number of machines (None: the profile's)
     machine_type: str | None = None      # vertex only
 
     def trainer_args(self) -> list[str]:

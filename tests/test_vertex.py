@@ -26,7 +26,7 @@ from core.vertex import storage as gcs
 from core.vertex.packaging import build_sdist
 from tests.fakes.fixtures import *  # noqa: F403  (fixtures)
 from tests.fakes.fixtures import BUCKET, make_backend, make_bucket, vertex_profile
-from tests.fakes.vertex import FakeVertex, google_error
+from tests.fakes.vertex import PROJECT_NUMBER, FakeVertex, google_error
 
 
 def _png(size: int = 8) -> bytes:
@@ -136,14 +136,17 @@ def test_submit_poll_logs_and_succeed(vertex_backend: Any, fake_vertex: FakeVert
     body = fake_vertex.calls("aiplatform.projects.locations.customJobs.create")[0]
     pools = body["jobSpec"]["workerPoolSpecs"]
     assert len(pools) == 1
-    spec = pools[0]["pythonPackageSpec"]
-    assert spec["executorImageUri"] == "us-docker.pkg.dev/vertex-ai/training/tf-cpu.2-17.py310:latest"
-    assert spec["pythonModule"] == "trainer.task"
-    assert spec["args"][:4] == ["--data-dir", f"/gcs/{BUCKET}/genml/datasets/faces",
-                                "--job-dir", f"/gcs/{BUCKET}/genml/jobs/{job.id}"]
+    # a public TensorFlow image, not an expiring prebuilt one; the package comes from the /gcs mount
+    spec = pools[0]["containerSpec"]
+    assert "pythonPackageSpec" not in pools[0]
+    assert spec["imageUri"] == "tensorflow/tensorflow:2.17.1"
+    assert spec["command"][:2] == ["python3", "-c"] and "trainer.task" in spec["command"][2]
+    pkg_mount = spec["args"][0]
+    assert spec["args"][1:5] == ["--data-dir", f"/gcs/{BUCKET}/genml/datasets/faces",
+                                 "--job-dir", f"/gcs/{BUCKET}/genml/jobs/{job.id}"]
     assert "--preset" in spec["args"] and "tiny" in spec["args"]
     assert body["jobSpec"]["baseOutputDirectory"]["outputUriPrefix"] == job.job_dir
-    pkg = spec["packageUris"][0]
+    pkg = "gs://" + pkg_mount.removeprefix("/gcs/")
     assert pkg.startswith(f"gs://{BUCKET}/genml/packages/") and pkg.endswith("/genml_trainer-0.1.0.tar.gz")
     assert storage_client.bucket(BUCKET).blob(pkg.split("/", 3)[3]).exists()
     assert storage_client.bucket(BUCKET).blob("genml/datasets/faces/manifest.json").exists()
@@ -167,7 +170,7 @@ def test_submit_poll_logs_and_succeed(vertex_backend: Any, fake_vertex: FakeVert
     # a second submit reuses the uploaded trainer package and the uploaded shards
     vertex_backend.submit_job("faces", TrainOptions(preset="tiny"))
     bodies = fake_vertex.calls("aiplatform.projects.locations.customJobs.create")
-    assert bodies[1]["jobSpec"]["workerPoolSpecs"][0]["pythonPackageSpec"]["packageUris"] == [pkg]
+    assert bodies[1]["jobSpec"]["workerPoolSpecs"][0]["containerSpec"]["args"][0] == pkg_mount
     assert len(vertex_backend.notices) == 1
 
 
@@ -180,10 +183,10 @@ def test_replicas_add_a_worker_pool_and_accelerators_pick_the_gpu_image(
     body = fake_vertex.calls("aiplatform.projects.locations.customJobs.create")[0]
     pools = body["jobSpec"]["workerPoolSpecs"]
     assert [p["replicaCount"] for p in pools] == ["1", "2"]
-    assert pools[1]["pythonPackageSpec"] == pools[0]["pythonPackageSpec"]
+    assert pools[1]["containerSpec"] == pools[0]["containerSpec"]
     assert pools[0]["machineSpec"] == {"machineType": "n1-standard-8", "acceleratorType": "NVIDIA_TESLA_T4",
                                        "acceleratorCount": 1}
-    assert "tf-gpu.2-17" in pools[0]["pythonPackageSpec"]["executorImageUri"]
+    assert pools[0]["containerSpec"]["imageUri"] == "tensorflow/tensorflow:2.17.1-gpu"
     assert body["jobSpec"]["serviceAccount"] == "sa@p.iam.gserviceaccount.com"
 
 
@@ -430,7 +433,8 @@ def test_vertex_jobs_live_in_the_shared_registry(vertex_backend: Any, tmp_path: 
     add_dataset(vertex_backend, tmp_path)
     job = vertex_backend.submit_job("faces", TrainOptions(preset="tiny"))
     stored = Registry(workspace.registry_path).get_job(job.id)
-    assert stored.backend == "vertex" and stored.remote["name"].startswith("projects/test-project/")
+    # the service answers with the project number in resource names, not the ID genml sent
+    assert stored.backend == "vertex" and stored.remote["name"].startswith(f"projects/{PROJECT_NUMBER}/")
 
 
 def test_cli_configure_and_check(workspace: Any, fake_vertex: FakeVertex, gcs_emulator: str,

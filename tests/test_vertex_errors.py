@@ -11,7 +11,7 @@ from googleapiclient.http import HttpMockSequence
 from core.errors import CloudError, InvalidInput
 from core.vertex.clients import Clients, load_credentials
 from core.vertex.errors import ApiError
-from core.vertex.settings import Settings, bucket_location_ok
+from core.vertex.settings import Settings, bucket_location_kind, bucket_location_ok
 
 QUOTA_429 = {"error": {
     "code": 429, "status": "RESOURCE_EXHAUSTED",
@@ -121,9 +121,15 @@ def test_profile_validation_and_bucket_regions() -> None:
     s = Settings.from_profile({"project": "p", "bucket": "gs://my-bucket/", "replicas": "3"}).validate()
     assert s.bucket == "my-bucket" and s.replicas == 3 and s.parent == "projects/p/locations/us-central1"
     assert s.aiplatform_endpoint == "https://us-central1-aiplatform.googleapis.com/"
+    # Vertex AI takes a single-region bucket in the job's region, nothing else: multi-region
+    # (US, EU) and dual-region (NAM4, EUR4) buckets are refused at model upload and batch
+    # prediction, and the /gcs mount does not support them
     assert bucket_location_ok("US-CENTRAL1", "us-central1")
-    assert bucket_location_ok("US", "us-east1") and bucket_location_ok("NAM4", "us-central1")
-    assert not bucket_location_ok("EUROPE-WEST4", "us-central1") and not bucket_location_ok("EU", "us-central1")
+    for loc in ("US", "NAM4", "EU", "EUR4", "EUROPE-WEST4", "US-EAST1"):
+        assert not bucket_location_ok(loc, "us-central1"), loc
+    assert not bucket_location_ok("EUR4", "europe-west4") and not bucket_location_ok("EU", "europe-west1")
+    assert bucket_location_kind("NAM4") == "dual-region" and bucket_location_kind("US") == "multi-region"
+    assert bucket_location_kind("EUROPE-WEST4") == "region"
 
 
 def test_a_service_account_key_file_is_used_and_named(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -81,29 +81,38 @@ class ServingModule(tf.Module):
 
 def export(model_dir: str, encoder: keras.Model, decoder: keras.Model, image_size: int,
            embedding_size: int, info: dict[str, Any]) -> None:
-    """Write the SavedModel into a temporary sibling, then swap it in, then genml.json.
+    """Write the SavedModel into a local temporary folder, then copy it in file by file,
+    saved_model.pb last, then genml.json.
 
     A reader that sees model/saved_model.pb sees a complete model; genml.json comes last.
+    No directory is renamed: on Vertex AI the job dir is a bucket mounted with Cloud
+    Storage FUSE, which refuses or limits directory renames (and Vertex AI's docs say to
+    avoid them); copying files works there, on gs:// and on a local disk alike.
     """
+    import shutil
+    import tempfile
     module = ServingModule(encoder, decoder, image_size, embedding_size)
-    tmp = model_dir.rstrip("/") + ".tmp-export"
-    if tf.io.gfile.exists(tmp):
-        tf.io.gfile.rmtree(tmp)
-    tf.saved_model.save(module, tmp, signatures=module.signatures())
-    tf.io.gfile.makedirs(model_dir)
-    for name in tf.io.gfile.listdir(tmp):
-        dst = os.path.join(model_dir, name.rstrip("/"))
-        if tf.io.gfile.exists(dst):
+    tmp = tempfile.mkdtemp(prefix="genml-export-")
+    try:
+        tf.saved_model.save(module, tmp, signatures=module.signatures())
+        tf.io.gfile.makedirs(model_dir)
+        for name in tf.io.gfile.listdir(model_dir):        # what an earlier export left
+            dst = os.path.join(model_dir, name.rstrip("/"))
             if tf.io.gfile.isdir(dst):
                 tf.io.gfile.rmtree(dst)
             else:
                 tf.io.gfile.remove(dst)
-    # Data first, saved_model.pb last: its presence is what readers test.
-    names = sorted(tf.io.gfile.listdir(tmp), key=lambda n: n.rstrip("/") == SAVED_MODEL)
-    for name in names:
-        tf.io.gfile.rename(os.path.join(tmp, name.rstrip("/")),
-                           os.path.join(model_dir, name.rstrip("/")), overwrite=True)
-    tf.io.gfile.rmtree(tmp)
+        files = []
+        for root, _, names in tf.io.gfile.walk(tmp):
+            files += [os.path.join(root, n) for n in names]
+        # Data first, saved_model.pb last: its presence is what readers test.
+        files.sort(key=lambda f: os.path.relpath(f, tmp) == SAVED_MODEL)
+        for src in files:
+            dst = os.path.join(model_dir, os.path.relpath(src, tmp))
+            tf.io.gfile.makedirs(os.path.dirname(dst))
+            tf.io.gfile.copy(src, dst, overwrite=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     write_json(os.path.join(model_dir, MODEL_INFO), info)
 
 

@@ -22,8 +22,12 @@ _T0 = time.monotonic()
 
 
 def log(msg: str) -> None:
-    """Progress lines with seconds since start: what a person tailing train.log wants."""
-    print(f"[{time.monotonic() - _T0:6.1f}s] {msg}", file=sys.stderr, flush=True)
+    """Progress lines with seconds since start: what a person tailing train.log wants.
+
+    stdout, not stderr: Vertex AI logs everything on stderr at ERROR severity, and a job's
+    "last errors" should be errors (locally both go to train.log).
+    """
+    print(f"[{time.monotonic() - _T0:6.1f}s] {msg}", flush=True)
 
 
 def _gfile():  # noqa: ANN202 - TensorFlow loads only for gs:// job dirs

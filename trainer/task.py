@@ -103,8 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     except Cancelled:
         name = signal.Signals(cancel["signal"]).name
-        print(f"cancelled by {name}: checkpoint written; the same command resumes",
-              file=sys.stderr)
+        print(f"cancelled by {name}: checkpoint written; the same command resumes", flush=True)
         _final_status(jd, CANCELLED, f"cancelled by {name}")
         return EXIT_TERM if cancel["signal"] == signal.SIGTERM else 128 + int(cancel["signal"])
     except InputError as exc:
@@ -190,7 +189,7 @@ def run(args: argparse.Namespace, job_dir: str, data_dir: str, cluster: Any, jd:
     start = trainer.restore()
     if start:
         jd.truncate_metrics(start)
-        print(f"resumed from step {start}", file=sys.stderr)
+        print(f"resumed from step {start}", flush=True)
     jd.status(state=RUNNING, step=start, max_steps=cfg.max_steps)
     trainer.train(start, lambda: cancel["flag"])
     if cancel["flag"]:

@@ -77,17 +77,21 @@ def run(ctx: Context, ref: str, input_path: Path, output_dir: Path, *,
         raw_dir = output_dir / "vertex"
         for p in gcs.download_prefix(ctx.clients.storage, out_uri, raw_dir):
             files.append(str(p))
-            for line in p.read_text(encoding="utf-8").splitlines():
+            results = p.name.startswith("prediction.results")
+            for line in p.read_text(encoding="utf-8", errors="replace").splitlines():
                 if not line.strip():
                     continue
-                row = json.loads(line)
-                if p.name.startswith("prediction.results") or "prediction" in row:
+                row = _row(line)
+                if results and isinstance(row, dict) and "prediction" in row:
                     pred = dict(row.get("prediction") or {})
                     pred.setdefault("key", (row.get("instance") or {}).get("key"))
                     out_lines.append(pred)
                     predictions += 1
-                elif p.name.startswith("prediction.errors") and "error" in row:
-                    local_errors.append((None, (row.get("instance") or {}).get("key"), str(row.get("error"))))
+                elif results or p.name.startswith("prediction.errors"):
+                    local_errors.append(_error_row(row, line))
+        if bj.get("state") == "JOB_STATE_PARTIALLY_SUCCEEDED" and progress:
+            progress(Progress("batch prediction", predictions, 0,
+                              f"partly succeeded: {predictions} predictions, {len(local_errors)} errors"))
     # the local backend's writer (core/batch.py), so the output has the same names, in one shard
     w = batch_mod.ShardWriter(output_dir, 0, 1)
     for pred in out_lines:
@@ -99,18 +103,37 @@ def run(ctx: Context, ref: str, input_path: Path, output_dir: Path, *,
                        files=[*written, *files])
 
 
+def _row(line: str) -> Any:
+    """One output line: JSON when it is, else the text (error lines are not always JSON:
+    tuple-shaped lines such as `('Post request fails...', 1)` have been reported)."""
+    try:
+        return json.loads(line)
+    except ValueError:
+        return line
+
+
+def _error_row(row: Any, line: str) -> tuple[int | None, Any, str]:
+    """(line, key, error) for the writer, from a JSON error row or a raw text line."""
+    if isinstance(row, dict):
+        inst = row.get("instance") if isinstance(row.get("instance"), dict) else {}
+        return None, inst.get("key"), str(row.get("error", line))
+    return None, None, f"Vertex AI: {line.strip()}"
+
+
 def wait(ctx: Context, name: str, progress: ProgressFn | None) -> dict[str, Any]:
-    """Poll a BatchPredictionJob until it ends; only SUCCEEDED returns."""
+    """Poll a BatchPredictionJob until it ends. SUCCEEDED and PARTIALLY_SUCCEEDED return (the
+    second has good results beside its errors); FAILED, CANCELLED and EXPIRED raise."""
     def finished(bj: dict[str, Any]) -> bool:
         state = JobState.parse(bj.get("state", JobState.PENDING.value))
         if progress:
             stats = bj.get("completionStats") or {}
             progress(Progress("batch prediction", int(stats.get("successfulCount", 0) or 0), 0, state.short))
-        if state.terminal and state is not JobState.SUCCEEDED:
+        partly = bj.get("state") == "JOB_STATE_PARTIALLY_SUCCEEDED"
+        if state.terminal and state is not JobState.SUCCEEDED and not partly:
             err = (bj.get("error") or {}).get("message", state.short)
             raise CloudError(f"Batch prediction {name} ended {state.short}: {err}.",
                              "Check the input lines and the model; the job's details are in the console.")
-        return state is JobState.SUCCEEDED
+        return state is JobState.SUCCEEDED or partly
 
     def timeout() -> CloudError:
         return CloudError(f"Batch prediction {name} is still running after genml's deadline.",

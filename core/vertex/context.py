@@ -7,6 +7,7 @@ facade and none needs the others' state.
 """
 from __future__ import annotations
 
+import datetime as dt
 import sys
 import time
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ class Context:
     on_notice: Callable[[str], None] = _stderr_notice
     bucket_checked: bool = False
     refreshed: dict[str, float] = field(default_factory=dict)   # job id -> monotonic time of the last read
+    today: Callable[[], dt.date] = dt.date.today                 # for image end-of-availability dates
 
     @property
     def state_dir(self) -> Path:

@@ -126,15 +126,26 @@ def _to_cloud_error(err: ApiError, *, what: str, project: str, region: str) -> C
         if err.reason == "BILLING_DISABLED" or "billing" in msg.lower():
             return CloudError(f"{what}: billing is not enabled for project {project}.",
                               f"Link a billing account at https://console.cloud.google.com/billing/linkedaccount?project={project}.")
+        if "actas" in msg.lower() or "serviceaccounts" in msg.lower() or "service account" in msg.lower():
+            return CloudError(f"{what}: permission denied on the service account ({msg}).",
+                              "Running jobs as a service account needs iam.serviceAccounts.actAs on it: grant your "
+                              "account Service Account User (roles/iam.serviceAccountUser) on that service account, "
+                              "or remove service_account from the profile.")
         return CloudError(f"{what}: permission denied ({msg}).",
                           "Grant the account genml runs as the roles Vertex AI User (roles/aiplatform.user) and "
-                          "Storage Object Admin on the bucket; see `genml vertex check`.")
+                          "Storage Object Admin on the bucket (and, with service_account in the profile, Service "
+                          "Account User on that account, for iam.serviceAccounts.actAs); see `genml vertex check`.")
     if err.code == 404:
         return CloudError(f"{what}: not found ({msg}).",
                           "Check the project and region in the profile (`genml vertex check`); the resource may have "
                           "been deleted in the console.")
     if err.code == 400 and "location" in msg.lower() and ("bucket" in msg.lower() or "gs://" in msg):
-        return CloudError(f"{what}: {msg}", "Use a bucket in the same region as the profile (see `genml vertex check`).")
+        return CloudError(f"{what}: {msg}", "Use a single-region bucket in the profile's region, not a multi- or "
+                          "dual-region one (see `genml vertex check`).")
+    if err.code in (400, 413) and ("payload size" in msg.lower() or "too large" in msg.lower()):
+        return CloudError(f"{what}: the request is larger than Vertex AI accepts ({msg}).",
+                          "Send fewer or smaller images at once; a shared public endpoint takes at most 1.5 MB "
+                          "a request.")
     if err.code == 400:
         return CloudError(f"{what}: Vertex AI rejected the request ({msg}).",
                           "This is likely a genml bug or an unsupported option; check the machine type and region.")

@@ -12,10 +12,10 @@ import time
 from typing import Any
 
 from core.backend import LogChunk, TrainOptions
-from core.errors import CloudError, GenmlError, InvalidState, NotFound
+from core.errors import CloudError, GenmlError, InvalidInput, InvalidState, NotFound
 from core.jobdir import JobDir
 from core.types import Job, JobState
-from core.vertex import datasets, preflight
+from core.vertex import datasets, images, preflight
 from core.vertex import logs as cloud_logs
 from core.vertex import storage as gcs
 from core.vertex.context import Context, label, last, timestamp
@@ -40,9 +40,19 @@ def upload_trainer(ctx: Context) -> str:
     return uri
 
 
+def _launch(ctx: Context, package_uri: str, trainer_args: list[str]) -> dict[str, Any]:
+    """The containerSpec that runs the trainer: a public TensorFlow image, the package from /gcs."""
+    image = ctx.settings.training_image_uri()
+    return {"imageUri": image, "command": ["python3", "-c", images.LAUNCHER],
+            "args": [ctx.settings.gcs_mount(package_uri), *trainer_args]}
+
+
 def custom_job_body(ctx: Context, job_id: str, dataset: str, options: TrainOptions,
                     package_uri: str) -> dict[str, Any]:
-    """The CustomJob: pool 0 is the chief; --replicas N adds N-1 workers in pool 1."""
+    """The CustomJob: pool 0 is the chief; --replicas N adds N-1 workers in pool 1.
+
+    --replicas, when given (1 included), wins over the profile's `replicas`.
+    """
     s = ctx.settings
     job_uri = s.gs("jobs", job_id)
     args = ["--data-dir", s.gcs_mount(ctx.dataset_uri(dataset)), "--job-dir", s.gcs_mount(job_uri),
@@ -50,10 +60,11 @@ def custom_job_body(ctx: Context, job_id: str, dataset: str, options: TrainOptio
     machine: dict[str, Any] = {"machineType": options.machine_type or s.machine_type}
     if s.uses_gpu:
         machine.update(acceleratorType=s.accelerator_type, acceleratorCount=s.accelerator_count)
-    spec = {"executorImageUri": s.training_image_uri(), "packageUris": [package_uri],
-            "pythonModule": "trainer.task", "args": args}
-    replicas = max(1, options.replicas if options.replicas and options.replicas > 1 else s.replicas)
-    pools: list[dict[str, Any]] = [{"machineSpec": machine, "replicaCount": "1", "pythonPackageSpec": spec,
+    replicas = options.replicas if options.replicas is not None else s.replicas
+    if replicas < 1:
+        raise InvalidInput(f"--replicas must be at least 1, not {replicas}.", "Use 1 for a single machine.")
+    pools: list[dict[str, Any]] = [{"machineSpec": machine, "replicaCount": "1",
+                                    "containerSpec": _launch(ctx, package_uri, args),
                                     "diskSpec": {"bootDiskType": "pd-ssd", "bootDiskSizeGb": 100}}]
     if replicas > 1:
         pools.append(dict(pools[0], replicaCount=str(replicas - 1)))
@@ -61,7 +72,19 @@ def custom_job_body(ctx: Context, job_id: str, dataset: str, options: TrainOptio
     if s.service_account:
         job_spec["serviceAccount"] = s.service_account
     return {"displayName": f"genml-{job_id}", "jobSpec": job_spec,
-            "labels": {"genml": "1", "genml-job": job_id.lower()[:63], "genml-dataset": label(dataset)}}
+            "labels": {"genml": "1", "genml-job": label(job_id), "genml-dataset": label(dataset)}}
+
+
+def _with_package(ctx: Context, pool: dict[str, Any], package_uri: str) -> dict[str, Any]:
+    """A saved worker pool, re-pointed at a freshly uploaded package (a job saved before
+    genml left the prebuilt images moves from pythonPackageSpec to containerSpec)."""
+    if "containerSpec" in pool:
+        trainer_args = list(pool["containerSpec"].get("args", []))[1:]
+    else:
+        trainer_args = list((pool.get("pythonPackageSpec") or {}).get("args", []))
+    out = {k: v for k, v in pool.items() if k not in ("pythonPackageSpec", "containerSpec")}
+    out["containerSpec"] = _launch(ctx, package_uri, trainer_args)
+    return out
 
 
 def _find_custom_job(ctx: Context, display_name: str) -> dict[str, Any] | None:
@@ -73,6 +96,7 @@ def _find_custom_job(ctx: Context, display_name: str) -> dict[str, Any] | None:
 
 def submit(ctx: Context, dataset: str, options: TrainOptions) -> Job:
     s = preflight.ready(ctx)
+    images.require_available(s.training_image_uri(), "submit the training job", ctx.today())
     ds = ctx.registry.get_dataset(dataset)
     preflight.billing_notice(ctx)
     datasets.upload(ctx, dataset)
@@ -205,14 +229,15 @@ def resume(ctx: Context, job_id: str) -> Job:
         raise InvalidState(f"Job {job_id} is {job.state.short}; only failed or cancelled jobs can be resumed.",
                            "Wait for it to end, or cancel it first.")
     preflight.ready(ctx)
+    images.require_available(ctx.settings.training_image_uri(), "resume the training job", ctx.today())
     preflight.billing_notice(ctx)
     body = dict(job.remote.get("body") or {})
     if not body:
         raise InvalidState(f"Job {job_id} has no saved request to resume from.", "Submit a new job.")
     body["displayName"] = f"genml-{job_id}-r{len(job.remote.get('history', []))}"
-    body["jobSpec"]["workerPoolSpecs"] = [
-        dict(p, pythonPackageSpec=dict(p["pythonPackageSpec"], packageUris=[upload_trainer(ctx)]))
-        for p in body["jobSpec"]["workerPoolSpecs"]]
+    package = upload_trainer(ctx)
+    body["jobSpec"] = dict(body["jobSpec"], workerPoolSpecs=[
+        _with_package(ctx, p, package) for p in body["jobSpec"]["workerPoolSpecs"]])
     remote = {k: v for k, v in job.remote.items() if k != "final"}
     ctx.registry.update_job(job_id, state=JobState.QUEUED, ended=None, error="", remote=remote)
     ctx.refreshed.pop(job_id, None)
@@ -225,7 +250,7 @@ def read_log(ctx: Context, job_id: str, cursor: Any = None, max_lines: int = 500
     if not numeric:
         return LogChunk([], cursor)
     chunk = cloud_logs.read(ctx.clients, str(numeric), cursor, max_lines, since=job.created)
-    if not chunk.lines and not (cursor or {}).get("ts") and not (cursor or {}).get("noted") \
+    if not chunk.lines and (cursor or {}).get("ns") is None and not (cursor or {}).get("noted") \
             and job.state in (JobState.QUEUED, JobState.PENDING):
         # the commonest question about a new cloud job: why is the log empty?
         chunk.lines = ["(genml) Vertex AI is provisioning machines; the log starts when the job runs. "

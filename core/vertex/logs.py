@@ -3,12 +3,18 @@
 Cloud Logging allows 60 `entries.list` calls per minute per project, shared by every
 genml window and by gcloud. Reads go through a token bucket per project; when it is
 empty, or after a 429, `read` returns no lines and the same cursor instead of waiting,
-so a UI polling it stays responsive and the quota is not burnt. The cursor is the
-timestamp of the last entry seen plus the insertIds seen at that timestamp: the next
-read asks for `timestamp >= T` and drops those, so nothing is shown twice or skipped.
+so a UI polling it stays responsive and the quota is not burnt.
+
+The cursor is the newest timestamp seen plus the insertIds seen within LATE_S before it.
+Timestamps are compared parsed, as nanoseconds: the service writes 0, 3, 6 or 9
+fractional digits, so "…:01Z" sorts after "…:01.500Z" as a string but is earlier in
+time. The next read asks for `timestamp >= T - LATE_S` and drops the insertIds it has
+shown, so nothing is shown twice, and an entry that reaches Cloud Logging up to LATE_S
+after a later one is still shown (after it).
 """
 from __future__ import annotations
 
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -19,6 +25,7 @@ from core.errors import CloudError
 from core.vertex.clients import Clients
 
 PAGE_SIZE = 1000
+LATE_S = 10          # how late an entry may arrive (after later ones) and still be shown
 
 
 @dataclass
@@ -108,17 +115,43 @@ def rfc3339(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int((t % 1) * 1e6):06d}Z"
 
 
+def rfc3339_ns(ns: int) -> str:
+    secs, frac = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{frac:09d}Z"
+
+
+def parse_ns(value: str) -> int | None:
+    """An RFC 3339 time with 0-9 fractional digits (and Z or an offset) -> ns since the epoch."""
+    from datetime import datetime
+    m = _TS.match(value or "")
+    if not m:
+        return None
+    head, frac, zone = m.groups()
+    try:
+        secs = int(datetime.fromisoformat(head + ("+00:00" if zone in ("Z", "z") else zone)).timestamp())
+    except ValueError:
+        return None
+    return secs * 1_000_000_000 + int(((frac or "") + "000000000")[:9])
+
+
+_TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|z|[+-]\d\d:\d\d)$")
+
+
 def read(clients: Clients, numeric_id: str, cursor: Any = None, max_lines: int = 5000,
          since: float | None = None) -> LogChunk:
-    """The entries after `cursor` (or since the job was created), oldest first, as lines.
+    """The entries after `cursor` (or since the job was created), as lines.
 
     entries.list looks back only 24 hours unless the filter names a time, so the first
     read of an older job starts at `since`.
     """
     cur = dict(cursor or {})
-    ts, seen = cur.get("ts", ""), set(cur.get("seen", []))
+    newest = cur.get("ns")
+    seen: dict[str, int] = dict(cur.get("ids") or {})       # insertId -> its time, within LATE_S of newest
     flt = job_filter(numeric_id)
-    floor = ts or (rfc3339(since - 60) if since else "")
+    if newest is not None:
+        floor = rfc3339_ns(int(newest) - LATE_S * 1_000_000_000)
+    else:
+        floor = rfc3339(since - 60) if since else ""
     if floor:
         flt += f' AND timestamp>="{floor}"'
     body: dict[str, Any] = {"resourceNames": [f"projects/{clients.settings.project}"], "filter": flt,
@@ -129,18 +162,26 @@ def read(clients: Clients, numeric_id: str, cursor: Any = None, max_lines: int =
         if resp is None:
             break
         for e in resp.get("entries", []) or []:
-            ets, iid = str(e.get("timestamp", "")), str(e.get("insertId", ""))
-            if ets < ts or (ets == ts and iid in seen):
+            iid = str(e.get("insertId", ""))
+            ns = parse_ns(str(e.get("timestamp", "")))
+            if ns is None or iid in seen:
                 continue
-            if ets != ts:
-                ts, seen = ets, set()
-            seen.add(iid)
+            seen[iid] = ns
+            newest = ns if newest is None else max(int(newest), ns)
             lines.append(entry_text(e))
         token = resp.get("nextPageToken")
         if not token:
             break
         body["pageToken"] = token
-    return LogChunk(lines=lines, cursor=dict(cur, ts=ts, seen=sorted(seen)))
+    if newest is not None:
+        keep = int(newest) - LATE_S * 1_000_000_000
+        seen = {k: v for k, v in seen.items() if v >= keep}
+    out = dict(cur, ids=seen)
+    out.pop("ts", None)
+    out.pop("seen", None)
+    if newest is not None:
+        out["ns"] = int(newest)
+    return LogChunk(lines=lines, cursor=out)
 
 
 def last_errors(clients: Clients, numeric_id: str, count: int = 10, since: float | None = None) -> list[str]:

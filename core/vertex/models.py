@@ -13,7 +13,7 @@ from core.errors import CloudError, InvalidState, NotFound
 from core.jobdir import JobDir
 from core.registry import parse_model_ref
 from core.types import JobState, ModelVersion
-from core.vertex import jobs, operations, preflight
+from core.vertex import images, jobs, operations, preflight
 from core.vertex import storage as gcs
 from core.vertex.context import Context, label
 
@@ -64,6 +64,7 @@ def deploy(ctx: Context, job_id: str, name: str | None = None, progress: Progres
         raise InvalidState(f"Job {job_id} is {job.state.short}; only a finished job has a model to deploy.",
                            "Wait for it to succeed (`genml jobs show`), then deploy.")
     s = preflight.ready(ctx)
+    images.require_available(s.serving_image_uri(), f"deploy the model of job {job_id}", ctx.today())
     pending = [m for m in ctx.registry.list_models() if m.backend == "vertex" and m.job_id == job_id
                and m.remote.get("stage") not in ("deployed", "undeployed")
                and (name is None or m.name == name)]

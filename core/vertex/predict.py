@@ -10,6 +10,11 @@ only has `instances` and `parameters`, so genml sends those instances through
 Instances are checked here first by core.predict.parse_instance, the parser the local
 backend uses, so one bad instance gets the same error (naming the instance and the
 field) on either backend, and the others still go through.
+
+A shared public endpoint refuses requests over 1.5 MB, and a phone photo is several MB
+before base64 adds a third. The model crops and shrinks every image to at most 128 px,
+so images are downscaled and re-encoded here before they are sent (`shrink_image`), and
+requests are split to stay under MAX_BODY; an instance still too big gets its own error.
 """
 from __future__ import annotations
 
@@ -26,7 +31,44 @@ from core.types import ModelVersion
 from core.vertex.clients import Clients
 
 CHUNK = 64               # instances per request
-MAX_BODY = 1_000_000     # bytes of instances per request: Vertex caps a request body at 1.5 MB
+MAX_BODY = 1_000_000     # bytes of JSON per request: Vertex caps a request body at 1.5 MB
+SERVICE_CAP = 1_500_000
+SHRINK_ABOVE = 256_000   # bytes: smaller images are sent as they are
+SHRINK_EDGE = 512        # px, the shorter side after shrinking: 4x the largest model size
+
+
+def shrink_image(raw: bytes, edge: int = SHRINK_EDGE) -> bytes:
+    """A large JPEG/PNG downscaled (shorter side `edge`) and re-encoded as JPEG; small ones as they are.
+
+    The model keeps the centre of the image and resizes it to its own size (at most 128 px),
+    so this loses nothing the model would see, and turns a 4 MB photo into ~100 KB.
+    """
+    if len(raw) <= SHRINK_ABOVE:
+        return raw
+    from PIL import Image
+    try:
+        img = Image.open(io.BytesIO(raw))
+        img.load()
+    except (OSError, ValueError):
+        return raw                       # let the model say what is wrong with it
+    img = img.convert("RGB")
+    short = min(img.size)
+    if short > edge:
+        scale = edge / short
+        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
+                         Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    img.save(out, format="JPEG", quality=92)
+    return out.getvalue() if out.tell() < len(raw) else raw
+
+
+def too_big(index: int, inst: dict[str, Any], key: Any) -> dict[str, Any] | None:
+    """An error for an instance that cannot fit in one request, even alone."""
+    n = len(json.dumps(inst))
+    if n <= MAX_BODY:
+        return None
+    return {"error": f"instance {index}: is {n / 1e6:.1f} MB of JSON even after downscaling; a Vertex AI endpoint "
+                     f"takes at most {SERVICE_CAP / 1e6:.1f} MB a request. Send a smaller image.", "key": key}
 
 
 def _chunks(instances: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -97,8 +139,13 @@ class VertexPredictor:
             elif isinstance(p, EmbeddingInstance):   # the container's signatures take string keys
                 groups["generate"].append((i, {"embeddings": [float(x) for x in p.z], "key": str(p.key)}))
             else:
-                groups["encode"].append((i, {"image_bytes": {"b64": base64.b64encode(p.data).decode("ascii")},
-                                             "key": str(p.key)}))
+                inst = {"image_bytes": {"b64": base64.b64encode(shrink_image(p.data)).decode("ascii")},
+                        "key": str(p.key)}
+                big = too_big(p.index, inst, p.key)
+                if big:
+                    results[i] = big
+                else:
+                    groups["encode"].append((i, inst))
         for kind, items in groups.items():
             if not items:
                 continue
@@ -136,6 +183,11 @@ class VertexPredictor:
         return np.stack(imgs).astype(np.uint8) if imgs else np.zeros((0, self.image_size, self.image_size, 3), np.uint8)
 
     def encode(self, images: list[bytes]) -> np.ndarray:
-        preds = self._run("encode", [{"image_bytes": {"b64": base64.b64encode(b).decode()}, "key": str(i)}
-                                     for i, b in enumerate(images)])
+        instances = [{"image_bytes": {"b64": base64.b64encode(shrink_image(b)).decode()}, "key": str(i)}
+                     for i, b in enumerate(images)]
+        for i, inst in enumerate(instances):
+            big = too_big(i, inst, str(i))
+            if big:
+                raise InvalidInput(f"Image {i} {big['error'].split(': ', 1)[1]}", "Send a smaller image.")
+        preds = self._run("encode", instances)
         return np.asarray([p["embeddings"] for p in preds], dtype=np.float32).reshape(len(images), self.embedding_size)

@@ -12,7 +12,8 @@ from typing import Any, Callable
 from core import atomic
 from core.errors import CloudError, GenmlError
 from core.vertex.context import Context
-from core.vertex.settings import Settings, bucket_location_ok
+from core.vertex import images
+from core.vertex.settings import Settings, bucket_location_kind, bucket_location_ok
 from trainer.contract import ACTIVE_STATES
 
 BILLING_NOTICE = (
@@ -60,11 +61,16 @@ def check_bucket(ctx: Context) -> str:
         raise CloudError(f"Cannot read the bucket gs://{s.bucket}: {exc}.", "Try `genml vertex check`.") from exc
     location = str(bucket.location or "")
     if not bucket_location_ok(location, s.region):
-        raise CloudError(f"The bucket gs://{s.bucket} is in {location}, but jobs run in {s.region}; Vertex AI "
-                         "needs them in the same region (and traffic between regions is billed).",
-                         f"Use a bucket in {s.region} (`gcloud storage buckets create gs://NAME --location "
-                         f"{s.region}` then `genml vertex configure --bucket NAME`), or set region = "
-                         f"\"{location.lower()}\" in the profile.")
+        kind = bucket_location_kind(location)
+        fix = (f"Use a single-region bucket in {s.region} (`gcloud storage buckets create gs://NAME --location "
+               f"{s.region}` then `genml vertex configure --bucket NAME`)")
+        if kind == "region":
+            raise CloudError(f"The bucket gs://{s.bucket} is in {location}, but jobs run in {s.region}; Vertex AI "
+                             "needs them in the same region (and traffic between regions is billed).",
+                             f"{fix}, or set region = \"{location.lower()}\" in the profile.")
+        raise CloudError(f"The bucket gs://{s.bucket} is a {kind} bucket ({location}); Vertex AI refuses those at "
+                         f"model upload and batch prediction, and the /gcs mount in training does not support "
+                         f"them. It needs a single-region bucket in {s.region}.", f"{fix}.")
     ctx.bucket_checked = True
     return location
 
@@ -96,6 +102,12 @@ def check(ctx: Context) -> list[tuple[str, bool, str]]:
     if not step("credentials", lambda: describe_credentials(s, c.credentials)):
         return results
     step("bucket", lambda: f"gs://{s.bucket} in {check_bucket(ctx)}")
+    for role, uri in (("training image", s.training_image_uri()), ("serving image", s.serving_image_uri())):
+        state, text = images.status(uri, ctx.today())
+        if state == "expired":
+            results.append((role, False, text + "; remove the override from the profile or name a newer image"))
+        else:
+            results.append((role, True, ("warning: " if state in ("warn", "unknown") else "") + text))
     step("Vertex AI API", lambda: (c.call(c.aiplatform.customJobs().list(
         parent=s.parent, pageSize=1), "Listing training jobs", deadline_s=30), "reachable")[1])
     step("Cloud Logging API", lambda: (c.call(c.logging.entries().list(body={
@@ -104,19 +116,36 @@ def check(ctx: Context) -> list[tuple[str, bool, str]]:
     return results
 
 
+def list_all(ctx: Context, request: Callable[..., Any], key: str, what: str,
+             page_size: int = 100) -> list[dict[str, Any]]:
+    """Every item of a list method, page by page (nextPageToken), not just the first page."""
+    out: list[dict[str, Any]] = []
+    token = ""
+    while True:
+        kw: dict[str, Any] = {"pageSize": page_size}
+        if token:
+            kw["pageToken"] = token
+        resp = ctx.clients.call(request(**kw), what)
+        out += resp.get(key, [])
+        token = resp.get("nextPageToken", "")
+        if not token:
+            return out
+
+
 def billable_resources(ctx: Context) -> dict[str, list[dict[str, Any]]]:
     """What genml started that may still be billing: running jobs and endpoints with models.
 
     Read from Vertex AI itself (by the `genml` label), not from the local registry, so it
     also finds what another machine or a lost registry left behind.
     """
-    s, ai, c = ctx.settings.validate(), ctx.clients.aiplatform, ctx.clients
-    jobs = c.call(ai.customJobs().list(parent=s.parent, filter='labels.genml="1"', pageSize=100),
-                  "Listing training jobs").get("customJobs", [])
-    batch = c.call(ai.batchPredictionJobs().list(parent=s.parent, filter='labels.genml="1"', pageSize=100),
-                   "Listing batch prediction jobs").get("batchPredictionJobs", [])
-    eps = c.call(ai.endpoints().list(parent=s.parent, filter='labels.genml="1"', pageSize=100),
-                 "Listing endpoints").get("endpoints", [])
+    s, ai = ctx.settings.validate(), ctx.clients.aiplatform
+    flt = 'labels.genml="1"'
+    jobs = list_all(ctx, lambda **kw: ai.customJobs().list(parent=s.parent, filter=flt, **kw),
+                    "customJobs", "Listing training jobs")
+    batch = list_all(ctx, lambda **kw: ai.batchPredictionJobs().list(parent=s.parent, filter=flt, **kw),
+                     "batchPredictionJobs", "Listing batch prediction jobs")
+    eps = list_all(ctx, lambda **kw: ai.endpoints().list(parent=s.parent, filter=flt, **kw),
+                   "endpoints", "Listing endpoints")
     return {
         "training": [{"name": j["name"], "display_name": j.get("displayName", ""), "state": j.get("state", "")}
                      for j in jobs if j.get("state") in RUNNING],

@@ -26,11 +26,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from core.errors import InvalidInput
+from core.vertex import images
 
-TRAINING_IMAGE_CPU = "us-docker.pkg.dev/vertex-ai/training/tf-cpu.2-17.py310:latest"
-TRAINING_IMAGE_GPU = "us-docker.pkg.dev/vertex-ai/training/tf-gpu.2-17.py310:latest"
-SERVING_IMAGE_CPU = "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest"
-SERVING_IMAGE_GPU = "us-docker.pkg.dev/vertex-ai/prediction/tf2-gpu.2-15:latest"
 
 _REGION = re.compile(r"^[a-z]+-[a-z]+\d+$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
@@ -132,10 +129,10 @@ class Settings:
     def training_image_uri(self, gpu: bool | None = None) -> str:
         if self.training_image:
             return self.training_image
-        return TRAINING_IMAGE_GPU if (self.uses_gpu if gpu is None else gpu) else TRAINING_IMAGE_CPU
+        return images.TRAINING_GPU if (self.uses_gpu if gpu is None else gpu) else images.TRAINING_CPU
 
     def serving_image_uri(self) -> str:
-        return self.serving_image or SERVING_IMAGE_CPU
+        return self.serving_image or images.SERVING_CPU
 
     def gs(self, *parts: str) -> str:
         """gs://BUCKET/genml/<parts>"""
@@ -146,15 +143,25 @@ class Settings:
         return "/gcs/" + gs_uri.removeprefix("gs://")
 
 
+MULTI_REGIONS = {"us", "eu", "asia"}
+DUAL_REGIONS = {"nam4", "eur4", "eur5", "eur7", "eur8", "asia1"}
+
+
 def bucket_location_ok(bucket_location: str, region: str) -> bool:
-    """A bucket works for a region if it is in it, or in a multi-/dual-region that contains it."""
-    loc, region = bucket_location.lower(), region.lower()
-    if loc == region:
-        return True
-    multi = {"us": "us-", "eu": "europe-", "asia": "asia-"}
-    if loc in multi:
-        return region.startswith(multi[loc])
-    dual = {"nam4": {"us-central1", "us-east1"}, "eur4": {"europe-west1", "europe-west4"},
-            "asia1": {"asia-northeast1", "asia-northeast2"}, "eur5": {"europe-west1", "europe-west2"},
-            "eur7": {"europe-west3", "europe-west2"}, "eur8": {"europe-west3", "europe-west6"}}
-    return region in dual.get(loc, set())
+    """Vertex AI needs a single-region bucket in the job's own region.
+
+    Multi-region (US, EU, ASIA) and dual-region (NAM4, EUR4, ...) buckets are refused at
+    model upload and batch prediction ("It must be in the same regional location as the
+    service location"), and the /gcs mount in training does not support them either.
+    """
+    return bucket_location.lower() == region.lower()
+
+
+def bucket_location_kind(bucket_location: str) -> str:
+    """"multi-region", "dual-region" or "region", for the error message."""
+    loc = bucket_location.lower()
+    if loc in MULTI_REGIONS:
+        return "multi-region"
+    if loc in DUAL_REGIONS or (not re.match(r"^[a-z]+-[a-z]+\d+$", loc) and loc):
+        return "dual-region"
+    return "region"

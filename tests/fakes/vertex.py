@@ -18,10 +18,32 @@ their states as in the real service:
 
 `fail_next(method_id, status, body)` queues a recorded error body for the next call of
 a method (e.g. "aiplatform.projects.locations.customJobs.create").
+
+Beyond the schemas, the fake enforces the service's semantic rules that genml has got
+wrong before (each refusal is a 400 and lands in `rejected`):
+
+- images: a pythonPackageSpec must name a listed prebuilt training image, and a listed
+  prebuilt image past its end of availability (IMAGES, as of `today`) is refused in jobs
+  and model uploads; a containerSpec may name any other image;
+- buckets: single-region and in the job's region, on customJobs.create (its output
+  directory), models.upload (artifactUri) and batch prediction (input and output);
+- labels (keys and values: lowercase letters, digits, _ and -, at most 63 characters,
+  keys start with a letter), display names of at most 128 characters, replica counts of
+  at least 1, a worker pool with exactly one of pythonPackageSpec and containerSpec, a
+  trafficSplit that sums to 100 over known deployed-model IDs;
+- a request body of at most 1.5 MB on predict and rawPredict.
+
+Its answers look like the service's: resource names carry the project number, not the
+ID; timestamps come with 0, 3, 6 or 9 fractional digits; log entries carry textPayload
+or jsonPayload.message, and `log_late()` adds one with an earlier timestamp after later
+ones were listed; batch jobs whose model refuses some instances end
+JOB_STATE_PARTIALLY_SUCCEEDED with tuple-shaped, non-JSON lines in errors_stats files.
+The /gcs mount of a running trainer refuses directory renames, as Cloud Storage FUSE does.
 """
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import itertools
 import json
 import os
@@ -31,6 +53,7 @@ import subprocess
 import sys
 import tarfile
 import threading
+import time
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -41,10 +64,56 @@ from tests.fakes.discovery import Discovery
 
 SIMULATED_STATES = ["JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_SUCCEEDED"]
 PredictFn = Callable[[str, str, list[Any]], list[Any]]
+PROJECT_NUMBER = "314159265358"
+MAX_PREDICT_BODY = 1_500_000          # bytes: a shared public endpoint's request cap
+
+# The service's own list (supported-frameworks page, read 2026-12-02): end of availability.
+IMAGES: dict[str, dt.date] = {
+    "us-docker.pkg.dev/vertex-ai/training/tf-cpu.2-17.py310:latest": dt.date(2026, 7, 11),
+    "us-docker.pkg.dev/vertex-ai/training/tf-gpu.2-17.py310:latest": dt.date(2026, 7, 11),
+    "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest": dt.date(2027, 1, 14),
+    "us-docker.pkg.dev/vertex-ai/prediction/tf2-gpu.2-15:latest": dt.date(2027, 1, 14),
+}
+_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
+_digits = itertools.cycle([0, 3, 6, 9])
+_clock_lock = threading.Lock()
+_last_ns = [0]
+
+
+def rfc3339_ns(ns: int) -> str:
+    """Protobuf JSON's form: as many fractional digits (0, 3, 6 or 9) as the value needs."""
+    secs, frac = divmod(ns, 1_000_000_000)
+    base = datetime.fromtimestamp(secs, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    if frac == 0:
+        return base + "Z"
+    for digits in (3, 6, 9):
+        if frac % 10 ** (9 - digits) == 0:
+            return base + "." + f"{frac:09d}"[:digits] + "Z"
+    raise AssertionError
 
 
 def now_rfc3339() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """Now, at a precision that cycles through whole seconds, ms, us and ns, never going back
+    (so some entries share a timestamp, as they do in Cloud Logging)."""
+    with _clock_lock:
+        digits = next(_digits)
+        ns = time.time_ns()
+        ns = ns - ns % 10 ** (9 - digits) if digits < 9 else ns
+        if ns % 1_000_000_000 == 0 and digits:
+            ns += 10 ** (9 - digits)        # keep the precision the cycle asked for
+        ns = max(ns, _last_ns[0])
+        _last_ns[0] = ns
+    return rfc3339_ns(ns)
+
+
+def parse_ns(value: str) -> int:
+    """RFC 3339 with any number of fractional digits -> nanoseconds since the epoch."""
+    head, _, frac = value.rstrip("Z").partition(".")
+    secs = int(datetime.fromisoformat(head + "+00:00").timestamp())
+    return secs * 1_000_000_000 + int((frac + "000000000")[:9])
+
+
 
 
 def google_error(code: int, status: str, message: str, details: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -57,6 +126,9 @@ class FakeVertex:
         self.storage = storage_client
         self.workdir = Path(workdir)
         self.project = project
+        self.today = dt.date.today()
+        self.max_page = 100            # the most items one list call returns
+        self.batch_refuse: Callable[[Any], bool] = lambda instance: False
         self.executor = executor
         self.op_polls = op_polls
         self.predict_fn: PredictFn = predict_fn or TFPredictor(storage_client, self.workdir / "models").predict
@@ -148,6 +220,10 @@ class FakeVertex:
         # rawPredict's request is an HttpBody: the gateway hands the raw HTTP body to the
         # model's container, so there is no JSON schema to check it against.
         raw = route.id.endswith(".rawPredict")
+        if route.id.endswith((".predict", ".rawPredict")) and len(raw_body) > MAX_PREDICT_BODY:
+            self.rejected.append(f"{route.id}: body of {len(raw_body)} bytes")
+            return 400, google_error(400, "INVALID_ARGUMENT", f"Request payload size exceeds the limit: "
+                                     f"{MAX_PREDICT_BODY} bytes.")
         errors = disc.check_query(route, query) + ([] if raw else disc.check_body(route, body))
         if errors:
             self.rejected.append(f"{route.id}: " + "; ".join(errors))
@@ -169,25 +245,84 @@ class FakeVertex:
         return str(next(self.ids))
 
     def _parent(self, name: str) -> str:
-        return "/".join(name.split("/")[:4])
+        """The parent as the service names it in answers: with the project number."""
+        parts = name.split("/")[:4]
+        if parts[1] == self.project:
+            parts[1] = PROJECT_NUMBER
+        return "/".join(parts)
 
     def _check_parent(self, name: str) -> None:
         parts = name.split("/")
-        if parts[1] != self.project:
+        if parts[1] not in (self.project, PROJECT_NUMBER):
             raise FakeError(403, "PERMISSION_DENIED", f"Permission denied on project {parts[1]}")
+
+    def _region(self, name: str) -> str:
+        return name.split("/")[3]
+
+    # ---- the service's semantic rules ------------------------------------------------
+    def _check_common(self, body: dict[str, Any], where: str) -> None:
+        name = body.get("displayName", "")
+        if len(name) > 128:
+            raise FakeError(400, "INVALID_ARGUMENT", f"{where}.display_name is longer than 128 characters.")
+        labels = body.get("labels") or {}
+        if len(labels) > 64:
+            raise FakeError(400, "INVALID_ARGUMENT", f"{where}.labels: at most 64 labels.")
+        for k, v in labels.items():
+            if not _LABEL_KEY.match(k) or not _LABEL_VALUE.match(str(v)):
+                raise FakeError(400, "INVALID_ARGUMENT", f"{where}.labels: invalid label {k!r}: {v!r}. Keys and "
+                                "values may hold lowercase letters, digits, _ and -, at most 63 characters; "
+                                "keys start with a letter.")
+
+    def _check_image(self, uri: str, where: str, package: bool = False) -> None:
+        prebuilt = uri.split("/")[0].endswith("-docker.pkg.dev") and "/vertex-ai/" in uri
+        if package and uri not in IMAGES:
+            raise FakeError(400, "INVALID_ARGUMENT", f"{where}: {uri} is not a supported prebuilt container for "
+                            "Python package training.")
+        if prebuilt and uri in IMAGES and IMAGES[uri] < self.today:
+            raise FakeError(400, "FAILED_PRECONDITION", f"{where}: the container image {uri} is no longer "
+                            f"available (end of availability {IMAGES[uri]}).")
+        if prebuilt and uri not in IMAGES:
+            raise FakeError(400, "INVALID_ARGUMENT", f"{where}: {uri} is not a Vertex AI prebuilt container.")
+
+    def _check_bucket(self, uri: str, region: str, where: str) -> None:
+        if not uri.startswith("gs://"):
+            raise FakeError(400, "INVALID_ARGUMENT", f"{where}: {uri} is not a gs:// URI.")
+        bucket = uri[5:].split("/", 1)[0]
+        try:
+            location = str(self.storage.get_bucket(bucket).location or "").lower()
+        except Exception as exc:
+            raise FakeError(400, "FAILED_PRECONDITION", f"{where}: cannot read bucket {bucket}: {exc}") from exc
+        if location != region:
+            raise FakeError(400, "FAILED_PRECONDITION", f"{where}: Location of gs://{bucket} is in location "
+                            f"`{location}`. It must be in the same regional location as the service location "
+                            f"`{region}`.")
 
     # ---- custom jobs ------------------------------------------------------------------
     def _customJobs_create(self, name: str, query: Any, body: dict[str, Any]) -> tuple[int, Any]:
         parent = self._parent(name)
         self._check_parent(parent)
+        self._check_common(body, "custom_job")
         pools = body["jobSpec"].get("workerPoolSpecs", [])
         if not pools or str(pools[0].get("replicaCount", "1")) != "1":
             raise FakeError(400, "INVALID_ARGUMENT", "workerPoolSpecs[0].replicaCount must be 1 (the chief).")
         for i, p in enumerate(pools):
+            if not p:
+                continue                       # an empty pool is allowed as a placeholder
             if not p.get("machineSpec", {}).get("machineType"):
                 raise FakeError(400, "INVALID_ARGUMENT", f"workerPoolSpecs[{i}].machineSpec.machineType is required.")
-            if not (p.get("pythonPackageSpec") or p.get("containerSpec")):
-                raise FakeError(400, "INVALID_ARGUMENT", f"workerPoolSpecs[{i}] needs a task.")
+            if int(p.get("replicaCount", "0")) < 1:
+                raise FakeError(400, "INVALID_ARGUMENT", f"workerPoolSpecs[{i}].replica_count must be at least 1.")
+            if bool(p.get("pythonPackageSpec")) == bool(p.get("containerSpec")):
+                raise FakeError(400, "INVALID_ARGUMENT", f"workerPoolSpecs[{i}] must set exactly one of "
+                                "python_package_spec and container_spec.")
+            if p.get("pythonPackageSpec"):
+                self._check_image(p["pythonPackageSpec"].get("executorImageUri", ""),
+                                  f"workerPoolSpecs[{i}].python_package_spec.executor_image_uri", package=True)
+            else:
+                self._check_image(p["containerSpec"].get("imageUri", ""), f"workerPoolSpecs[{i}].container_spec")
+        out = (body["jobSpec"].get("baseOutputDirectory") or {}).get("outputUriPrefix")
+        if out:
+            self._check_bucket(out, self._region(parent), "base_output_directory")
         jid = self._id()
         job = dict(body, name=f"{parent}/customJobs/{jid}", state="JOB_STATE_QUEUED", createTime=now_rfc3339(),
                    updateTime=now_rfc3339())
@@ -236,28 +371,31 @@ class FakeVertex:
                 job["endTime"] = now_rfc3339()
                 self._log(jid, "INFO", f"Job {state.removeprefix('JOB_STATE_').lower()}.")
 
-    @staticmethod
-    def _filtered(items: list[dict[str, Any]], query: dict[str, list[str]]) -> list[dict[str, Any]]:
-        """The filters genml uses: display_name="x" and labels.KEY="v" (joined by AND)."""
+    def _filtered(self, items: list[dict[str, Any]], query: dict[str, list[str]], key: str) -> dict[str, Any]:
+        """The filters genml uses (display_name="x", labels.KEY="v", joined by AND), one page at a
+        time: at most min(pageSize, `max_page`) items, then a nextPageToken."""
         flt = (query.get("filter") or [""])[0]
         m = re.search(r'display_name="([^"]+)"', flt)
         if m:
             items = [i for i in items if i.get("displayName") == m.group(1)]
-        for key, value in re.findall(r'labels\.([a-z0-9_-]+)="([^"]*)"', flt):
-            items = [i for i in items if (i.get("labels") or {}).get(key) == value]
-        return items[:int((query.get("pageSize") or ["100"])[0])]
+        for k, value in re.findall(r'labels\.([a-z0-9_-]+)="([^"]*)"', flt):
+            items = [i for i in items if (i.get("labels") or {}).get(k) == value]
+        size = min(int((query.get("pageSize") or ["100"])[0]), self.max_page)
+        start = int((query.get("pageToken") or ["0"])[0])
+        page = items[start:start + size]
+        out: dict[str, Any] = {key: page} if page else {}
+        if start + size < len(items):
+            out["nextPageToken"] = str(start + size)
+        return out
 
     def _customJobs_list(self, name: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
-        jobs = self._filtered(list(self.custom_jobs.values()), query)
-        return 200, {"customJobs": jobs} if jobs else {}
+        return 200, self._filtered(list(self.custom_jobs.values()), query, "customJobs")
 
     def _batchPredictionJobs_list(self, name: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
-        jobs = self._filtered(list(self.batch_jobs.values()), query)
-        return 200, {"batchPredictionJobs": jobs} if jobs else {}
+        return 200, self._filtered(list(self.batch_jobs.values()), query, "batchPredictionJobs")
 
     def _endpoints_list(self, name: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
-        eps = self._filtered(list(self.endpoints.values()), query)
-        return 200, {"endpoints": eps} if eps else {}
+        return 200, self._filtered(list(self.endpoints.values()), query, "endpoints")
 
     def _customJobs_cancel(self, name: str, query: Any, body: Any) -> tuple[int, Any]:
         jid = name.split("/")[-1].split(":")[0]
@@ -273,13 +411,24 @@ class FakeVertex:
         return 200, {}
 
     # ---- logging -----------------------------------------------------------------------
-    def _log(self, jid: str, severity: str, text: str, task: str = "workerpool0-0") -> None:
+    def _log(self, jid: str, severity: str, text: str, task: str = "workerpool0-0",
+             timestamp: str | None = None) -> None:
         with self.lock:
-            self.entries.append({
-                "logName": f"projects/{self.project}/logs/workerpool0-0", "insertId": f"{len(self.entries):08d}",
-                "timestamp": now_rfc3339(), "severity": severity, "textPayload": text,
+            n = len(self.entries)
+            entry: dict[str, Any] = {
+                "logName": f"projects/{self.project}/logs/workerpool0-0", "insertId": f"{n:08d}",
+                "timestamp": timestamp or now_rfc3339(), "severity": severity,
                 "resource": {"type": "ml_job", "labels": {"job_id": jid, "project_id": self.project,
-                                                          "task_name": task}}})
+                                                          "task_name": task}}}
+            if n % 2:             # the service uses both payload kinds
+                entry["jsonPayload"] = {"message": text, "levelname": severity}
+            else:
+                entry["textPayload"] = text
+            self.entries.append(entry)
+
+    def log_late(self, jid: str, text: str, seconds_ago: float = 2.0) -> None:
+        """An entry that arrives after later ones were listed, stamped `seconds_ago` earlier."""
+        self._log(jid, "INFO", text, timestamp=rfc3339_ns(time.time_ns() - int(seconds_ago * 1e9)))
 
     def _list(self, name: str, query: Any, body: dict[str, Any]) -> tuple[int, Any]:   # logging entries:list
         self.log_reads += 1
@@ -293,9 +442,11 @@ class FakeVertex:
                 entries = [e for e in entries if e["resource"]["labels"].get(key) == m.group(1)]
         m = re.search(r'timestamp>="([^"]+)"', flt)
         if m:
-            entries = [e for e in entries if e["timestamp"] >= m.group(1)]
+            floor = parse_ns(m.group(1))
+            entries = [e for e in entries if parse_ns(e["timestamp"]) >= floor]
         if "severity>=ERROR" in flt:
             entries = [e for e in entries if e["severity"] in ("ERROR", "CRITICAL", "ALERT", "EMERGENCY")]
+        entries.sort(key=lambda e: parse_ns(e["timestamp"]))      # stable: insertion order at equal times
         if body.get("orderBy", "timestamp asc").endswith("desc"):
             entries.reverse()
         start = int(body.get("pageToken") or 0)
@@ -340,8 +491,11 @@ class FakeVertex:
         parent = self._parent(name)
         self._check_parent(parent)
         model = body["model"]
+        self._check_common(model, "model")
         if not model.get("containerSpec", {}).get("imageUri"):
             raise FakeError(400, "INVALID_ARGUMENT", "model.containerSpec.imageUri is required.")
+        self._check_image(model["containerSpec"]["imageUri"], "model.container_spec")
+        self._check_bucket(model.get("artifactUri", ""), self._region(parent), "model.artifact_uri")
         mid = self._id()
         mname = f"{parent}/models/{mid}"
         uri = model.get("artifactUri", "")
@@ -381,6 +535,7 @@ class FakeVertex:
     def _endpoints_create(self, name: str, query: Any, body: dict[str, Any]) -> tuple[int, Any]:
         parent = self._parent(name)
         self._check_parent(parent)
+        self._check_common(body, "endpoint")
         eid = self._id()
         ep = dict(body, name=f"{parent}/endpoints/{eid}", createTime=now_rfc3339(), deployedModels=[], trafficSplit={})
         return 200, self._operation(ep["name"], dict(ep, **{"@type": "type.googleapis.com/google.cloud.aiplatform.v1.Endpoint"}),
@@ -410,6 +565,18 @@ class FakeVertex:
             raise FakeError(404, "NOT_FOUND", f"Model {dm['model']} not found.")
         if not dm.get("dedicatedResources") and not dm.get("automaticResources"):
             raise FakeError(400, "INVALID_ARGUMENT", "deployedModel needs dedicatedResources for this model type.")
+        res = dm.get("dedicatedResources") or dm.get("automaticResources") or {}
+        lo, hi = int(res.get("minReplicaCount", 1)), int(res.get("maxReplicaCount", res.get("minReplicaCount", 1)))
+        if lo < 1 or hi < lo:
+            raise FakeError(400, "INVALID_ARGUMENT", "min_replica_count must be at least 1 and at most max_replica_count.")
+        self._check_common(dm, "deployed_model")
+        split = body.get("trafficSplit") or {}
+        known = {d["id"] for d in ep["deployedModels"]} | {"0"}
+        if split and (sum(int(v) for v in split.values()) != 100 or not set(split) <= known):
+            raise FakeError(400, "INVALID_ARGUMENT", f"traffic_split must sum to 100 over the deployed models "
+                            f"{sorted(known)} (\"0\" is the one being deployed): {split}.")
+        if not split and ep["deployedModels"]:
+            raise FakeError(400, "INVALID_ARGUMENT", "traffic_split is required when the endpoint has models.")
         did = self._id()
         deployed = dict(dm, id=did, createTime=now_rfc3339())
 
@@ -465,6 +632,14 @@ class FakeVertex:
             raise FakeError(404, "NOT_FOUND", f"Model {body['model']} not found.")
         if body["inputConfig"].get("instancesFormat") != "jsonl":
             raise FakeError(400, "INVALID_ARGUMENT", "instancesFormat must be jsonl here.")
+        self._check_common(body, "batch_prediction_job")
+        res = body.get("dedicatedResources") or {}
+        if res and (int(res.get("startingReplicaCount", 1)) < 1 or int(res.get("maxReplicaCount", 1)) < 1):
+            raise FakeError(400, "INVALID_ARGUMENT", "replica counts must be at least 1.")
+        for uri in body["inputConfig"].get("gcsSource", {}).get("uris", []):
+            self._check_bucket(uri, self._region(parent), "input_config.gcs_source")
+        self._check_bucket(body["outputConfig"]["gcsDestination"]["outputUriPrefix"], self._region(parent),
+                           "output_config.gcs_destination")
         bid = self._id()
         job = dict(body, name=f"{parent}/batchPredictionJobs/{bid}", state="JOB_STATE_PENDING", createTime=now_rfc3339())
         self.batch_jobs[bid] = job
@@ -487,15 +662,25 @@ class FakeVertex:
             bucket, _, key = uri[5:].partition("/")
             lines += [x for x in self.storage.bucket(bucket).blob(key).download_as_text().splitlines() if x.strip()]
         instances = [json.loads(x) for x in lines]
-        preds = self.predict_fn(model["artifactUri"], "serving_default", instances) if instances else []
+        good = [i for i in instances if not self.batch_refuse(i)]
+        bad = [i for i in instances if self.batch_refuse(i)]
+        preds = self.predict_fn(model["artifactUri"], "serving_default", good) if good else []
         out = job["outputConfig"]["gcsDestination"]["outputUriPrefix"].rstrip("/") + \
             f"/prediction-{model.get('displayName', 'model')}-{datetime.now(timezone.utc).strftime('%Y_%m_%dT%H_%M_%S_%fZ')}"
         bucket, _, key = out[5:].partition("/")
-        text = "".join(json.dumps({"instance": i, "prediction": p}) + "\n" for i, p in zip(instances, preds))
+        text = "".join(json.dumps({"instance": i, "prediction": p}) + "\n" for i, p in zip(good, preds))
+        # the service's error lines are not always JSON: tuple-shaped lines have been reported
+        errors = "".join(f"('Post request fails. Cannot get predictions. Error: Predictions are not in the "
+                         f"response. Got: {{\"error\": \"refused {json.dumps(i)[:40]}\"}}.', 1)\n" for i in bad)
         self.storage.bucket(bucket).blob(key + "/prediction.results-00000-of-00001").upload_from_string(text)
-        self.storage.bucket(bucket).blob(key + "/prediction.errors_stats-00000-of-00001").upload_from_string("")
-        job.update(state="JOB_STATE_SUCCEEDED", endTime=now_rfc3339(), outputInfo={"gcsOutputDirectory": out},
-                   completionStats={"successfulCount": str(len(preds)), "failedCount": "0"})
+        self.storage.bucket(bucket).blob(key + "/prediction.errors_stats-00000-of-00001").upload_from_string(errors)
+        state = "JOB_STATE_SUCCEEDED" if not bad else ("JOB_STATE_PARTIALLY_SUCCEEDED" if good else "JOB_STATE_FAILED")
+        job.update(state=state, endTime=now_rfc3339(), outputInfo={"gcsOutputDirectory": out},
+                   completionStats={"successfulCount": str(len(preds)), "failedCount": str(len(bad))})
+        if bad:
+            job["partialFailures"] = [{"code": 3, "message": f"{len(bad)} instances failed"}]
+            if not good:
+                job["error"] = {"code": 3, "message": "All instances failed."}
 
 
 class FakeError(Exception):
@@ -564,29 +749,35 @@ class TrainerRun:
     def _run(self) -> None:
         fake, client = self.fake, self.fake.storage
         try:
-            spec = self.job["jobSpec"]["workerPoolSpecs"][0]["pythonPackageSpec"]
+            pool = self.job["jobSpec"]["workerPoolSpecs"][0]
             base = self.job["jobSpec"]["baseOutputDirectory"]["outputUriPrefix"].rstrip("/")
             bucket, _, job_prefix = base[5:].partition("/")
             fake.set_job_state(self.jid, "JOB_STATE_PENDING")
-            # install the package: unpack the sdist and put it on PYTHONPATH (TF comes from this venv,
-            # as it comes from the prebuilt container on Vertex)
-            pkg_uri = spec["packageUris"][0]
-            pb, _, pk = pkg_uri[5:].partition("/")
             self.dir.mkdir(parents=True, exist_ok=True)
-            sdist = self.dir / "package.tar.gz"
-            sdist.write_bytes(client.bucket(pb).blob(pk).download_as_bytes())
-            with tarfile.open(sdist) as tar:
-                tar.extractall(self.dir / "pkg", filter="data")
-            pkg_root = next((self.dir / "pkg").iterdir())
-            if not (pkg_root / "setup.py").exists():
-                raise RuntimeError("the package has no setup.py")
-            # the bucket mount: datasets and this job's dir (for resumed jobs)
-            _sync_down(client, bucket, "genml/datasets/", self.mount / bucket)
-            _sync_down(client, bucket, job_prefix + "/", self.mount / bucket)
-            args = [self._map(a) for a in spec.get("args", [])]
+            # the bucket mount: datasets, packages and this job's dir (for resumed jobs)
+            for prefix in ("genml/datasets/", "genml/packages/", job_prefix + "/"):
+                _sync_down(client, bucket, prefix, self.mount / bucket)
+            pythonpath = [str(self.shim_dir())]
+            if "containerSpec" in pool:
+                # the image's command, with this venv's Python (TF comes from here, as from the image)
+                spec = pool["containerSpec"]
+                command = [sys.executable if c in ("python", "python3") else c for c in spec.get("command", [])]
+                argv = [*command, *[self._map(a) for a in spec.get("args", [])]]
+            else:
+                # a prebuilt image: unpack the sdist and put it on PYTHONPATH
+                spec = pool["pythonPackageSpec"]
+                sdist = Path(self._map(spec["packageUris"][0]))
+                with tarfile.open(sdist) as tar:
+                    tar.extractall(self.dir / "pkg", filter="data")
+                pkg_root = next((self.dir / "pkg").iterdir())
+                if not (pkg_root / "setup.py").exists():
+                    raise RuntimeError("the package has no setup.py")
+                pythonpath.append(str(pkg_root))
+                argv = [sys.executable, "-m", spec["pythonModule"], *[self._map(a) for a in spec.get("args", [])]]
             env = {k: v for k, v in os.environ.items() if not k.startswith(("AIP_", "TF_CONFIG", "CLUSTER_SPEC"))}
             local_base = self._map(base)
-            env.update(PYTHONPATH=str(pkg_root), AIP_MODEL_DIR=local_base + "/model/",
+            env.update(PYTHONPATH=os.pathsep.join(pythonpath), GENML_FAKE_GCS_MOUNT=str(self.mount),
+                       AIP_MODEL_DIR=local_base + "/model/",
                        AIP_CHECKPOINT_DIR=local_base + "/checkpoints/", AIP_TENSORBOARD_LOG_DIR=local_base + "/logs/",
                        CLOUD_ML_JOB_ID=self.jid, PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES="-1",
                        TF_CPP_MIN_LOG_LEVEL="2")
@@ -594,7 +785,7 @@ class TrainerRun:
                 fake.set_job_state(self.jid, "JOB_STATE_CANCELLED")
                 return
             fake.set_job_state(self.jid, "JOB_STATE_RUNNING")
-            self.proc = subprocess.Popen([sys.executable, "-m", spec["pythonModule"], *args], cwd=self.dir,
+            self.proc = subprocess.Popen(argv, cwd=self.dir,
                                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             readers = [threading.Thread(target=self._pump, args=(s, sev), daemon=True)
                        for s, sev in ((self.proc.stdout, "INFO"), (self.proc.stderr, "ERROR"))]
@@ -623,9 +814,77 @@ class TrainerRun:
             fake._log(self.jid, "ERROR", f"fake executor: {exc!r}")
             fake.set_job_state(self.jid, "JOB_STATE_FAILED")
 
+    def shim_dir(self) -> Path:
+        """A sitecustomize that makes the mount behave like Cloud Storage FUSE for renames."""
+        d = self.dir / "shim"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "sitecustomize.py").write_text(GCS_FUSE_SHIM)
+        return d
+
     def _pump(self, stream: Any, severity: str) -> None:
         for line in stream:
             self.fake._log(self.jid, severity, line.rstrip("\n"))
+
+
+# Loaded in the trainer's process: under the bucket mount, renaming a directory fails with
+# ENOTSUP (os.rename/os.replace and TensorFlow's gfile rename), as on Cloud Storage FUSE
+# without hierarchical namespace; renaming a file still works (it is a copy and a delete there).
+GCS_FUSE_SHIM = r'''
+import errno, importlib.abc, importlib.machinery, os, sys
+
+_MOUNT = os.environ.get("GENML_FAKE_GCS_MOUNT", "")
+
+
+def _refuse(src):
+    path = os.fsdecode(src)
+    if _MOUNT and os.path.abspath(path).startswith(_MOUNT + os.sep) and os.path.isdir(path):
+        raise OSError(errno.ENOTSUP, "Cloud Storage FUSE: renaming a directory is not supported", path)
+
+
+def _wrap(fn):
+    def rename(src, dst, *args, **kwargs):
+        _refuse(src)
+        return fn(src, dst, *args, **kwargs)
+    return rename
+
+
+os.rename, os.replace = _wrap(os.rename), _wrap(os.replace)
+
+
+class _Proxy:
+    def __init__(self, inner):
+        self._inner = inner
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def RenameFile(self, src, dst, overwrite=False):
+        _refuse(src)
+        return self._inner.RenameFile(src, dst, overwrite)
+
+
+class _Finder(importlib.abc.MetaPathFinder):
+    """Wraps TensorFlow's file_io once it is imported (gfile.rename does not go through os)."""
+
+    def find_spec(self, name, path, target=None):
+        if name != "tensorflow.python.lib.io.file_io":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        sys.meta_path.insert(0, self)
+        loader = spec.loader
+        run = loader.exec_module
+
+        def exec_module(module):
+            run(module)
+            module._pywrap_file_io = _Proxy(module._pywrap_file_io)
+        loader.exec_module = exec_module
+        return spec
+
+
+import importlib.util  # noqa: E402
+sys.meta_path.insert(0, _Finder())
+'''
 
 
 # ---- serving a SavedModel like TF Serving's REST row format -------------------------------
