@@ -1,14 +1,16 @@
 """End to end on the emulators: dataset upload, a real CustomJob, deploy, predict, batch.
 
-The fake Vertex AI server runs the CustomJob by unpacking the uploaded trainer sdist
-and running `python -m trainer.task --preset tiny` on a mirror of the emulated bucket;
-prediction loads the uploaded SavedModel, as TF Serving would.
+The fake Vertex AI server runs the CustomJob's containerSpec command (genml's launcher,
+which unpacks the trainer sdist from the /gcs mount and runs `trainer.task --preset tiny`)
+on a mirror of the emulated bucket that refuses directory renames, as Cloud Storage FUSE
+does; prediction loads the uploaded SavedModel, as TF Serving would.
 """
 from __future__ import annotations
 
 import base64
 import io
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,10 @@ def wait_for(cond: Any, timeout: float, what: str) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def lines_text(lines: list[str]) -> list[str]:
+    return [x.split("] ", 1)[1] if x.startswith("[workerpool") else x for x in lines]
+
+
 @pytest.mark.slow
 def test_train_deploy_predict_batch_on_the_emulators(workspace: Any, fake_vertex: FakeVertex, gcs_emulator: str,
                                                      storage_client: Any, tmp_path: Path) -> None:
@@ -59,6 +65,14 @@ def test_train_deploy_predict_batch_on_the_emulators(workspace: Any, fake_vertex
     assert done.state is JobState.SUCCEEDED, done.error + "\n" + "\n".join(lines[-30:])
     assert done.step > 0 and done.ended and done.started
     assert len(lines) > 2
+    # stderr is ERROR in Vertex AI's logs: progress must not land there
+    jid = done.remote["job_id"]
+    errors = [e.get("textPayload") or e["jsonPayload"]["message"] for e in fake_vertex.entries
+              if e["resource"]["labels"]["job_id"] == jid and e["severity"] == "ERROR"]
+    progress = re.compile(r"^\[\s*\d+\.\ds\]|^step \d+/|^eval step|^resumed from|^exported")
+    assert not [x for x in errors if progress.match(x)], errors       # (TensorFlow's own C++ lines may be there)
+    assert any(progress.match(x) for x in lines_text(lines))
+    assert any("exported to" in line for line in lines)          # written on the mount, no directory renamed
 
     jd = JobDir(gcs.GcsStore(done.job_dir))
     assert jd.has_model() and jd.status()["state"] == "JOB_STATE_SUCCEEDED"
@@ -76,6 +90,12 @@ def test_train_deploy_predict_batch_on_the_emulators(workspace: Any, fake_vertex
     Image.fromarray(images[0]).save(buf, format="PNG")
     emb = pred.encode([buf.getvalue()])
     assert emb.shape == (1, e) and np.isfinite(emb).all()
+    # a phone-sized photo (~4 MB, ~5.5 MB as base64) is downscaled before it is sent: no 400
+    rng = np.random.default_rng(0)
+    photo = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (1800, 2400, 3), dtype=np.uint8)).save(photo, format="JPEG", quality=95)
+    assert photo.tell() > 3_000_000
+    assert pred.encode([photo.getvalue(), buf.getvalue()]).shape == (2, e)
     out = pred.predict([{"embeddings": [0.0] * e, "key": "7"},
                         {"image_bytes": {"b64": base64.b64encode(buf.getvalue()).decode()}, "key": "8"},
                         {"embeddings": [0.0] * (e + 1), "key": "9"}])

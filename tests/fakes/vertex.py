@@ -239,6 +239,8 @@ class FakeVertex:
             try:
                 return handler(name, query, body or {})
             except FakeError as exc:
+                if isinstance(exc, RuleError):
+                    self.rejected.append(f"{route.id}: {exc.message}")
                 return exc.code, google_error(exc.code, exc.status, exc.message)
 
     def _id(self) -> str:
@@ -263,37 +265,37 @@ class FakeVertex:
     def _check_common(self, body: dict[str, Any], where: str) -> None:
         name = body.get("displayName", "")
         if len(name) > 128:
-            raise FakeError(400, "INVALID_ARGUMENT", f"{where}.display_name is longer than 128 characters.")
+            raise RuleError(400, "INVALID_ARGUMENT", f"{where}.display_name is longer than 128 characters.")
         labels = body.get("labels") or {}
         if len(labels) > 64:
-            raise FakeError(400, "INVALID_ARGUMENT", f"{where}.labels: at most 64 labels.")
+            raise RuleError(400, "INVALID_ARGUMENT", f"{where}.labels: at most 64 labels.")
         for k, v in labels.items():
             if not _LABEL_KEY.match(k) or not _LABEL_VALUE.match(str(v)):
-                raise FakeError(400, "INVALID_ARGUMENT", f"{where}.labels: invalid label {k!r}: {v!r}. Keys and "
+                raise RuleError(400, "INVALID_ARGUMENT", f"{where}.labels: invalid label {k!r}: {v!r}. Keys and "
                                 "values may hold lowercase letters, digits, _ and -, at most 63 characters; "
                                 "keys start with a letter.")
 
     def _check_image(self, uri: str, where: str, package: bool = False) -> None:
         prebuilt = uri.split("/")[0].endswith("-docker.pkg.dev") and "/vertex-ai/" in uri
         if package and uri not in IMAGES:
-            raise FakeError(400, "INVALID_ARGUMENT", f"{where}: {uri} is not a supported prebuilt container for "
+            raise RuleError(400, "INVALID_ARGUMENT", f"{where}: {uri} is not a supported prebuilt container for "
                             "Python package training.")
         if prebuilt and uri in IMAGES and IMAGES[uri] < self.today:
-            raise FakeError(400, "FAILED_PRECONDITION", f"{where}: the container image {uri} is no longer "
+            raise RuleError(400, "FAILED_PRECONDITION", f"{where}: the container image {uri} is no longer "
                             f"available (end of availability {IMAGES[uri]}).")
         if prebuilt and uri not in IMAGES:
-            raise FakeError(400, "INVALID_ARGUMENT", f"{where}: {uri} is not a Vertex AI prebuilt container.")
+            raise RuleError(400, "INVALID_ARGUMENT", f"{where}: {uri} is not a Vertex AI prebuilt container.")
 
     def _check_bucket(self, uri: str, region: str, where: str) -> None:
         if not uri.startswith("gs://"):
-            raise FakeError(400, "INVALID_ARGUMENT", f"{where}: {uri} is not a gs:// URI.")
+            raise RuleError(400, "INVALID_ARGUMENT", f"{where}: {uri} is not a gs:// URI.")
         bucket = uri[5:].split("/", 1)[0]
         try:
             location = str(self.storage.get_bucket(bucket).location or "").lower()
         except Exception as exc:
-            raise FakeError(400, "FAILED_PRECONDITION", f"{where}: cannot read bucket {bucket}: {exc}") from exc
+            raise RuleError(400, "FAILED_PRECONDITION", f"{where}: cannot read bucket {bucket}: {exc}") from exc
         if location != region:
-            raise FakeError(400, "FAILED_PRECONDITION", f"{where}: Location of gs://{bucket} is in location "
+            raise RuleError(400, "FAILED_PRECONDITION", f"{where}: Location of gs://{bucket} is in location "
                             f"`{location}`. It must be in the same regional location as the service location "
                             f"`{region}`.")
 
@@ -311,9 +313,9 @@ class FakeVertex:
             if not p.get("machineSpec", {}).get("machineType"):
                 raise FakeError(400, "INVALID_ARGUMENT", f"workerPoolSpecs[{i}].machineSpec.machineType is required.")
             if int(p.get("replicaCount", "0")) < 1:
-                raise FakeError(400, "INVALID_ARGUMENT", f"workerPoolSpecs[{i}].replica_count must be at least 1.")
+                raise RuleError(400, "INVALID_ARGUMENT", f"workerPoolSpecs[{i}].replica_count must be at least 1.")
             if bool(p.get("pythonPackageSpec")) == bool(p.get("containerSpec")):
-                raise FakeError(400, "INVALID_ARGUMENT", f"workerPoolSpecs[{i}] must set exactly one of "
+                raise RuleError(400, "INVALID_ARGUMENT", f"workerPoolSpecs[{i}] must set exactly one of "
                                 "python_package_spec and container_spec.")
             if p.get("pythonPackageSpec"):
                 self._check_image(p["pythonPackageSpec"].get("executorImageUri", ""),
@@ -568,15 +570,15 @@ class FakeVertex:
         res = dm.get("dedicatedResources") or dm.get("automaticResources") or {}
         lo, hi = int(res.get("minReplicaCount", 1)), int(res.get("maxReplicaCount", res.get("minReplicaCount", 1)))
         if lo < 1 or hi < lo:
-            raise FakeError(400, "INVALID_ARGUMENT", "min_replica_count must be at least 1 and at most max_replica_count.")
+            raise RuleError(400, "INVALID_ARGUMENT", "min_replica_count must be at least 1 and at most max_replica_count.")
         self._check_common(dm, "deployed_model")
         split = body.get("trafficSplit") or {}
         known = {d["id"] for d in ep["deployedModels"]} | {"0"}
         if split and (sum(int(v) for v in split.values()) != 100 or not set(split) <= known):
-            raise FakeError(400, "INVALID_ARGUMENT", f"traffic_split must sum to 100 over the deployed models "
+            raise RuleError(400, "INVALID_ARGUMENT", f"traffic_split must sum to 100 over the deployed models "
                             f"{sorted(known)} (\"0\" is the one being deployed): {split}.")
         if not split and ep["deployedModels"]:
-            raise FakeError(400, "INVALID_ARGUMENT", "traffic_split is required when the endpoint has models.")
+            raise RuleError(400, "INVALID_ARGUMENT", "traffic_split is required when the endpoint has models.")
         did = self._id()
         deployed = dict(dm, id=did, createTime=now_rfc3339())
 
@@ -635,7 +637,7 @@ class FakeVertex:
         self._check_common(body, "batch_prediction_job")
         res = body.get("dedicatedResources") or {}
         if res and (int(res.get("startingReplicaCount", 1)) < 1 or int(res.get("maxReplicaCount", 1)) < 1):
-            raise FakeError(400, "INVALID_ARGUMENT", "replica counts must be at least 1.")
+            raise RuleError(400, "INVALID_ARGUMENT", "replica counts must be at least 1.")
         for uri in body["inputConfig"].get("gcsSource", {}).get("uris", []):
             self._check_bucket(uri, self._region(parent), "input_config.gcs_source")
         self._check_bucket(body["outputConfig"]["gcsDestination"]["outputUriPrefix"], self._region(parent),
@@ -687,6 +689,10 @@ class FakeError(Exception):
     def __init__(self, code: int, status: str, message: str) -> None:
         super().__init__(message)
         self.code, self.status, self.message = code, status, message
+
+
+class RuleError(FakeError):
+    """A request the real service refuses by one of its semantic rules: recorded in `rejected`."""
 
 
 # ---- running the trainer for real ------------------------------------------------------------
