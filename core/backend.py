@@ -57,6 +57,19 @@ class TrainOptions:
                 args += [flag, str(value)]
         return args + list(self.extra_args)
 
+    def check(self) -> None:
+        """The trainer's own option checks (trainer.task.check_args), run by every backend's
+        submit before a job is queued: a typo or `--checkpoint-every 0` fails here, not
+        minutes into the run, and --job-dir/--data-dir cannot point the trainer elsewhere."""
+        from core.errors import InvalidInput
+        from trainer.task import check_args
+        try:
+            check_args(self.trainer_args())
+        except ValueError as exc:
+            raise InvalidInput(f"Trainer options: {exc}.",
+                               "See `python -m trainer.task --help` for the options and docs/trainer.md "
+                               "for what they do; genml sets --data-dir and --job-dir itself.") from exc
+
 
 @dataclass
 class LogChunk:

@@ -192,3 +192,24 @@ def test_predict_jsonl_reader_keeps_line_numbers_and_marks_bad_lines(tmp_path: P
     got = list(_read_jsonl(f))
     assert got[0] == {"key": "a"} and got[2] == {"key": "b"}
     assert isinstance(got[1], BadInstance) and got[1].error.startswith("instance 1 (line 3): not valid JSON")
+
+
+# ---- item 7: trainer options checked before the job is queued -----------------------------
+
+@pytest.mark.parametrize("extra, why", [
+    (["--job-dir", "/tmp/elsewhere"], "--job-dir is set by genml"),
+    (["--data-dir=/tmp/other"], "--data-dir is set by genml"),
+    (["--job", "/tmp/elsewhere"], "--job-dir is set by genml"),          # argparse abbreviations too
+    (["--checkpoint-every", "0"], "--checkpoint-every 0 must be at least 1"),
+    (["--log-every", "-3"], "--log-every -3 must be at least 1"),
+    (["--eval-every", "0"], "--eval-every 0 must be at least 1"),
+    (["--lr-g", "0"], "--lr-g 0.0 must be a positive number"),
+    (["--ema-decay", "1.5"], "--ema-decay 1.5 is out of range"),
+    (["--eval-evry", "3"], "unrecognized arguments: --eval-evry"),
+])
+def test_genml_train_checks_trainer_options_before_queueing(workspace: Workspace, reg: Registry,
+                                                            extra: list[str], why: str) -> None:
+    catalog.demo(workspace, reg, "shapes", 8, workers=1)
+    code, out, err = run("train", "shapes", "--preset", "tiny", *extra)
+    assert code != 0 and why in err, err
+    assert reg.list_jobs() == []                                # nothing queued, no process started

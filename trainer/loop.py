@@ -71,21 +71,23 @@ class Trainer:
     # --- checkpoints ------------------------------------------------------------------
 
     def restore(self) -> int:
-        """Resume from the newest checkpoint, if any; returns the step to continue from."""
-        latest = tf.train.latest_checkpoint(self.dirs["checkpoints"])
-        if not latest:
-            return 0
+        """Resume from the newest checkpoint that loads (trainer/checkpoints.py says which and
+        why it passed over newer ones); returns the step to continue from."""
+        from trainer import checkpoints
         try:
-            self.ckpt.restore(latest).assert_existing_objects_matched()
-        except (ValueError, AssertionError, tf.errors.InvalidArgumentError) as exc:
-            raise InputError(f"the checkpoint in {self.dirs['checkpoints']} does not fit this "
-                             f"model ({exc.__class__.__name__}); use the settings it was trained "
-                             f"with or a new job dir") from exc
-        return int(self.step.numpy())
+            used = checkpoints.restore_newest(self.ckpt, self.dirs["checkpoints"], log,
+                                              set_aside=self.cluster.is_chief)
+        except ValueError as exc:
+            raise InputError(f"{exc}. If the job's settings changed, use the ones it was trained "
+                             f"with; otherwise move {self.dirs['checkpoints']} away to start over") from exc
+        return int(self.step.numpy()) if used else 0
 
     def save(self) -> None:
         try:
-            self.manager.save(checkpoint_number=int(self.step.numpy()))
+            saved = self.manager.save(checkpoint_number=int(self.step.numpy()))
+            if self.cluster.is_chief:
+                from trainer import checkpoints
+                checkpoints.fsync_saved(saved)      # a power cut must not leave it half on disk
         except (OSError, tf.errors.OpError) as exc:
             text = str(exc)
             if any(s in text for s in ("No space", "File too large", "quota", "ENOSPC")) or \

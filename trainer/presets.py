@@ -104,6 +104,18 @@ def resolve(preset: str, overrides: dict[str, Any]) -> Config:
     if cfg.loss not in LOSSES:
         raise ValueError(f"unknown loss {cfg.loss!r}; use {' or '.join(LOSSES)}")
     cfg.augment = ",".join(augment_policy(cfg.augment))
+    for name in ("max_steps", "batch_size", "embedding_size", "width", "eval_every", "eval_images",
+                 "sample_every", "sample_grid", "checkpoint_every", "keep_checkpoints", "log_every"):
+        if getattr(cfg, name) < 1:      # every/ks of 0 would divide by zero mid-run
+            raise ValueError(f"--{name.replace('_', '-')} {getattr(cfg, name)} must be at least 1")
+    for name in ("d_width", "d_depth"):
+        if getattr(cfg, name) < 0:
+            raise ValueError(f"--{name.replace('_', '-')} {getattr(cfg, name)} must be 0 or more")
+    for name in ("lr_e", "lr_g", "lr_d"):
+        if not 0.0 < getattr(cfg, name) < float("inf"):
+            raise ValueError(f"--{name.replace('_', '-')} {getattr(cfg, name)} must be a positive number")
+    if not 0.0 <= cfg.ema_decay < 1.0:
+        raise ValueError(f"--ema-decay {cfg.ema_decay} is out of range; use 0 up to below 1 (0.999 is usual)")
     if not 0.0 <= cfg.label_smoothing < 0.5:
         raise ValueError(f"label smoothing {cfg.label_smoothing} is out of range; use 0 (off) "
                          f"up to below 0.5 (0.1 is usual)")

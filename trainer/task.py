@@ -46,6 +46,33 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+_UNSET = "\0genml-unset"
+
+
+def check_args(argv: Sequence[str]) -> None:
+    """Raise ValueError naming the problem if the trainer would refuse these options.
+
+    For the options a person passes through `genml train` (everything but --data-dir and
+    --job-dir, which genml sets for each job and which may not be given again: the job
+    would train elsewhere and then fail with "wrote no model"). The trainer's own parser
+    and config checks, without TensorFlow, so a mistake fails before the job is queued
+    instead of at its first checkpoint.
+    """
+    class Raising(argparse.ArgumentParser):
+        def error(self, message: str) -> Any:  # type: ignore[override]  (argparse would exit)
+            raise ValueError(message)
+
+    parser = build_parser()
+    parser.__class__ = Raising
+    args = parser.parse_args(["--data-dir", _UNSET, "--job-dir", _UNSET, *argv])
+    for flag, value in (("--data-dir", args.data_dir), ("--job-dir", args.job_dir)):
+        if value != _UNSET:     # also catches abbreviations argparse accepts (--job, --data)
+            raise ValueError(f"{flag} is set by genml for each job and cannot be given")
+    from trainer.presets import resolve
+    resolve(args.preset, {k: v for k, v in vars(args).items()
+                          if k not in ("data_dir", "job_dir", "preset") and v is not None})
+
+
 def gcs_local(path: str) -> str:
     """Vertex AI mounts buckets at /gcs/: prefer the mount to the gs:// API where it exists."""
     if path.startswith("gs://") and os.path.isdir("/gcs"):
@@ -184,6 +211,9 @@ def run(args: argparse.Namespace, job_dir: str, data_dir: str, cluster: Any, jd:
     })
 
     log(f"TensorFlow {tf.__version__} loaded; {cluster.workers} worker(s); preset {cfg.preset}")
+    if cluster.is_chief:
+        from trainer import checkpoints
+        checkpoints.repair_index(dirs["checkpoints"], log)      # the manager cannot start on a damaged one
     trainer = Trainer(cfg, manifest, data_dir, dirs, cluster, jd)
     log("model built")
     start = trainer.restore()
@@ -254,11 +284,17 @@ def _read_json(path: str) -> dict[str, Any]:
 
 
 def _has_checkpoint(ckpt_dir: str) -> bool:
-    """The CheckpointManager's index file exists (written atomically after each save)."""
-    if "://" in ckpt_dir:
-        import tensorflow as tf
-        return tf.train.latest_checkpoint(ckpt_dir) is not None
-    return os.path.exists(os.path.join(ckpt_dir, "checkpoint"))
+    """A ckpt-N.index file exists (even if the `checkpoint` index file was lost or damaged)."""
+    import re
+    try:
+        if "://" in ckpt_dir:
+            import tensorflow as tf
+            names = tf.io.gfile.listdir(ckpt_dir)
+        else:
+            names = os.listdir(ckpt_dir)
+    except Exception:  # noqa: BLE001 - no folder (or none readable): nothing to resume
+        return False
+    return any(re.fullmatch(r"ckpt-\d+\.index", n.rstrip("/")) for n in names)
 
 
 if __name__ == "__main__":

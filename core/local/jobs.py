@@ -87,6 +87,7 @@ def submit(ws: Workspace, registry: Registry, dataset: str, options: TrainOption
                            f"Add it again: genml dataset rm {dataset} && genml dataset add PATH --name {dataset}.")
     if options.preset not in PRESETS:
         raise InvalidInput(f"Unknown preset {options.preset!r}.", f"Use one of {', '.join(PRESETS)}.")
+    options.check()                      # the trainer's own checks, before anything is queued
     args = options.trainer_args()
     opts: dict[str, Any] = {k: v for k, v in vars(options).items() if v not in (None, [], "")}
     opts["args"] = args

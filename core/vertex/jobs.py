@@ -95,6 +95,7 @@ def _find_custom_job(ctx: Context, display_name: str) -> dict[str, Any] | None:
 
 
 def submit(ctx: Context, dataset: str, options: TrainOptions) -> Job:
+    options.check()                      # before any upload or cloud call
     s = preflight.ready(ctx)
     images.require_available(s.training_image_uri(), "submit the training job", ctx.today())
     ds = ctx.registry.get_dataset(dataset)
