@@ -36,9 +36,10 @@ def test_a_truncated_newest_checkpoint_falls_back_to_the_older_one(job: Path, ti
     data.write_bytes(data.read_bytes()[: data.stat().st_size // 3])
     proc = run_trainer(tiny_dataset_dir, job)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "checkpoint ckpt-12 could not be read" in proc.stderr
-    assert "resumed from the older checkpoint ckpt-6" in proc.stderr
-    assert "resumed from step 6" in proc.stderr
+    said = proc.stdout + proc.stderr                  # log lines go to stdout, warnings to stderr
+    assert "checkpoint ckpt-12 could not be read" in said
+    assert "resumed from the older checkpoint ckpt-6" in said
+    assert "resumed from step 6" in said
     assert _status(job)["state"] == "JOB_STATE_SUCCEEDED" and (job / "model" / "saved_model.pb").exists()
     assert any(p.name.startswith("damaged-ckpt-12.") for p in ck.iterdir())
     assert (ck / "ckpt-12.index").exists()             # saved again by the resumed run
@@ -48,8 +49,9 @@ def test_an_empty_checkpoint_index_is_rebuilt_from_the_files(job: Path, tiny_dat
     (job / "checkpoints" / "checkpoint").write_bytes(b"")
     proc = run_trainer(tiny_dataset_dir, job)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "was unreadable" in proc.stderr and "rebuilt from 2 checkpoint file(s)" in proc.stderr
-    assert "resumed from step 12" in proc.stderr
+    said = proc.stdout + proc.stderr
+    assert "was unreadable" in said and "rebuilt from 2 checkpoint file(s)" in said
+    assert "resumed from step 12" in said
     assert _status(job)["state"] == "JOB_STATE_SUCCEEDED"
     assert (job / "checkpoints" / "checkpoint.damaged").exists()
 
