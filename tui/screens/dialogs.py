@@ -272,7 +272,9 @@ class NewJobDialog(Dialog[NewJobRequest]):
             "steps": f"training steps; {preset}: {d['max_steps']}",
             "seed": f"repeatable runs; {preset}: {d['seed']}",
             "batch": f"images per step; {preset}: {d['batch_size']}",
-            "size": f"{', '.join(map(str, IMAGE_SIZES))} px; {preset}: {d['image_size']}",
+            "size": f"{', '.join(map(str, IMAGE_SIZES))} px; {preset}: "
+                    + (str(contract.PRESET_IMAGE_SIZES[preset]) if preset in contract.PRESET_IMAGE_SIZES
+                       else "the dataset's size"),
             "augment": f"DiffAugment on D's inputs, for small datasets; {preset}: {augment}",
             "more": "any other trainer option, as `genml train` passes them",
         }
