@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 import pytest
 
 from core.registry import Registry
@@ -293,7 +294,7 @@ async def test_image_mode_key_with_half_blocks_only(ws) -> None:  # noqa: ANN001
         await pilot.press("m")
         await until(pilot, lambda: any("half-blocks only" in n.message for n in app._notifications))
         assert app.image_mode == "halfblock"
-        assert app.panes["datasets"].query_one("#sheet").border_subtitle == "halfblock"
+        assert app.panes["datasets"].query_one("#sheet").border_subtitle.endswith("halfblock")
 
 
 def test_image_mode_names() -> None:
@@ -456,3 +457,78 @@ async def test_jobs_pane_shows_quality_at_a_glance(ws) -> None:  # noqa: ANN001
         await until(pilot, lambda: "stalled" in str(quality.render()))
         assert "SWD 0.860" in str(quality.render()) and "best step 100 (0.800)" in str(quality.render())
         assert "0.860↑" in cell(running)
+
+
+# ---- issue 14: the zoom, adaptive grids -------------------------------------------------------------
+
+
+def test_grids_adapt_to_the_space() -> None:
+    from tui.images import grid_shape, split_grid, tile
+    assert grid_shape(24, (64, 64), 38, 13) == (2, 1)          # 80x24 datasets pane: two large thumbnails
+    across, down = grid_shape(24, (64, 64), 200, 60)
+    assert across * down >= 24                                  # a wide terminal: all of them
+    assert grid_shape(1, (64, 64), 10, 3) == (1, 1)            # one image always shows, however small
+    cells = [Image.new("RGB", (16, 16), (i * 10 + 5, 0, 0)) for i in range(6)]
+    back = split_grid(tile(cells, 3, gap=0), 3)
+    assert [c.getpixel((0, 0)) for c in back] == [c.getpixel((0, 0)) for c in cells]
+
+
+@sync
+async def test_zoom_steps_through_each_grid_and_closes(ws) -> None:  # noqa: ANN001
+    """z on the contact sheet, the job's samples and the generator's grid: one cell at a time, full screen."""
+    from tui.screens.zoom import ZoomScreen
+    app = make_app(ws)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        sheet = app.panes["datasets"].query_one("#sheet")
+        await until(pilot, lambda: len(sheet.cells) == 24)
+        assert 1 <= sheet.shown < 24 and f"{sheet.shown} of 24" in sheet.border_subtitle   # fewer, larger
+        await pilot.press("z")
+        await until(pilot, lambda: isinstance(app.screen, ZoomScreen))
+        zoom = app.screen
+        view = zoom.query_one("#zoom-image")
+        assert view.image is sheet.cells[0]
+        await pilot.press("right", "l")
+        assert zoom.index == 2 and view.image is sheet.cells[2]
+        assert "3 of 24" in str(zoom.query_one("#zoom-title").render())
+        await pilot.press("h", "end")
+        assert zoom.index == 23
+        await pilot.press("g")
+        assert view.image.size[0] > sheet.cells[0].size[0] * 4     # the whole grid
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, ZoomScreen))
+        # the latest samples of a job: a 4x4 grid of 16 px images (config.json's sample_grid)
+        await pilot.press("2")
+        sample = app.panes["jobs"].query_one("#sample")
+        await until(pilot, lambda: len(sample.cells) == 16)
+        assert sample.cells[0].size == (16, 16)
+        await pilot.press("z")
+        await until(pilot, lambda: isinstance(app.screen, ZoomScreen))
+        assert "samples at step" in str(app.screen.query_one("#zoom-title").render())
+        await pilot.press("z")
+        await until(pilot, lambda: not isinstance(app.screen, ZoomScreen))
+        # the generator's grid, with each cell's seed
+        await pilot.press("3")
+        await until(pilot, lambda: table_keys(app, "models") == ["cats@v1"])
+        await pilot.press("enter")
+        gen = app.panes["generator"]
+        await until(pilot, lambda: len(gen.history) == 1)
+        await pilot.press("g")
+        await until(pilot, lambda: gen.current.kind == "grid")
+        await pilot.press("z")
+        await until(pilot, lambda: isinstance(app.screen, ZoomScreen))
+        await pilot.press("right")
+        assert f"seed {gen.current.seeds[1]}" in str(app.screen.query_one("#zoom-title").render())
+        assert app.screen.query_one("#zoom-image").image.size == (64, 64)
+
+
+@sync
+async def test_a_click_on_an_image_zooms(ws) -> None:  # noqa: ANN001
+    from tui.screens.zoom import ZoomScreen
+    app = make_app(ws)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        sheet = app.panes["datasets"].query_one("#sheet")
+        await until(pilot, lambda: len(sheet.cells) == 24)
+        await pilot.click("#sheet")
+        await until(pilot, lambda: isinstance(app.screen, ZoomScreen))

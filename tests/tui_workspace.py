@@ -35,7 +35,10 @@ def write_dataset(ws: Workspace, reg: Registry, name: str, created: float, seed:
     rng = np.random.default_rng(seed)
     folder = ws.dataset_dir(name)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "contact_sheet.png").write_bytes(png(rng, 128, 64))
+    from core.datasets import contact_sheet
+    sheet = contact_sheet.render([png(rng, 86, 86, blocks=4) for _ in range(24)])
+    assert sheet is not None
+    (folder / "contact_sheet.png").write_bytes(sheet)
     manifest = {
         "format": "genml.dataset/1", "name": name, "created": created, "source": f"/photos/{name}",
         "options": {"crop": "random", "image_size": 64, "stored_size": 86, "crop_fraction": 0.75},
@@ -69,6 +72,7 @@ def write_job(ws: Workspace, reg: Registry, job_id: str, state: JobState, step: 
                          "ssim": 0.2 + s / 1000, "swd": 0.9 - s / 1000, "swd_floor": 0.05})
             if best_fields:
                 rows[-1].update(best_step=s, best_swd=0.9 - s / 1000, evals_since_best=0, patience=4)
+    (d / "config.json").write_text(json.dumps({"trainer": {"preset": "tiny", "image_size": 16, "sample_grid": 4}}))
     (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (d / "train.log").write_text("".join(f"step {i * 10}: loss_g=0.{i % 10}{i % 7} loss_d=1.{i % 5}\n"
                                          for i in range(log_lines)) + ("ERROR out of memory\n" if error else ""))

@@ -175,12 +175,24 @@ class GenmlApp(App[None]):
         sections = [(pane.TITLE if pane else "", pane.help_rows() if pane else []), ("Everywhere", app_rows)]
         self.push_screen(HelpScreen(f"Keys: {pane.TITLE if pane else 'genml'}", sections))
 
+    def zoom(self, view: images.ImageView) -> None:
+        """Open the zoom on an image on screen (a grid opens at its first cell)."""
+        from tui.screens.zoom import ZoomScreen
+        if not view.cells:
+            self.notify("No image to zoom into yet.", severity="warning", timeout=3)
+            return
+        self.push_screen(ZoomScreen(view.cells, view.labels, view.title))
+
+    def on_image_view_zoom_requested(self, message: images.ImageView.ZoomRequested) -> None:
+        self.zoom(message.view)
+
     def action_cycle_image_mode(self) -> None:
         modes = self.image_modes
         self.image_mode = modes[(modes.index(self.image_mode) + 1) % len(modes)] if self.image_mode in modes \
             else modes[0]
-        for view in self.query(images.ImageView):
-            view.mode = self.image_mode
+        for screen in self.screen_stack:
+            for view in screen.query(images.ImageView):
+                view.mode = self.image_mode
         extra = "" if len(modes) > 1 else " (this terminal shows half-blocks only; see --image-mode)"
         self.notify(f"Image mode: {self.image_mode}{extra}", timeout=3)
 

@@ -20,6 +20,7 @@ from PIL import Image as PILImage
 from rich.console import RenderableType
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.message import Message
 from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import Static
@@ -134,8 +135,73 @@ class HalfBlocks(Widget):
         return out
 
 
+MIN_THUMB_PX = 16     # a thumbnail in a grid is drawn at least this many pixels across (or at its own size)
+GRID_GAP = 1          # pixels between thumbnails
+
+
+def split_grid(image: PILImage.Image, columns: int, rows: int | None = None, *, gap: int = 0,
+               margin: int = 0) -> list[PILImage.Image]:
+    """Cut a grid image into its cells (row by row). `columns` x `rows` cells of equal size,
+    `gap` pixels between them and `margin` around them; cells left black are dropped."""
+    columns = max(1, columns)
+    cw = (image.width - 2 * margin - (columns - 1) * gap) // columns
+    if cw <= 0:
+        return [image]
+    if rows is None:
+        rows = max(1, (image.height - 2 * margin + gap) // (cw + gap))
+    ch = (image.height - 2 * margin - (rows - 1) * gap) // rows
+    cells = []
+    for r in range(rows):
+        for c in range(columns):
+            x, y = margin + c * (cw + gap), margin + r * (ch + gap)
+            cell = image.crop((x, y, x + cw, y + ch))
+            if cell.getbbox() is not None:          # an all-black cell is padding
+                cells.append(cell)
+    return cells or [image]
+
+
+def grid_shape(n: int, cell: tuple[int, int], cols: int, rows: int, min_px: int = MIN_THUMB_PX,
+               gap: int = GRID_GAP) -> tuple[int, int]:
+    """How many thumbnails, across and down, to show in cols x rows half-block cells.
+
+    As many of the n as fit while each stays at least `min_px` pixels across (or its own
+    size when smaller): at 80x24 that is a few large thumbnails, on a wide terminal all of
+    them. Among layouts showing the same number, the one with the larger thumbnails wins.
+    """
+    w, h = cell
+    floor = min(min_px, w, h)
+    best, best_key = (1, 1), (0, 0.0)
+    for c in range(1, n + 1):
+        for r in range(1, -(-n // c) + 1):
+            width, height = c * w + (c - 1) * gap, r * h + (r - 1) * gap
+            scale = min(cols / width, rows * 2 / height) if width and height else 0.0
+            if scale * min(w, h) < floor and (c, r) != (1, 1):
+                continue
+            key = (min(n, c * r), scale - 1e-3 * (c * r - min(n, c * r)))   # waste little space
+            if key > best_key:
+                best, best_key = (c, r), key
+    return best
+
+
+def tile(images: list[PILImage.Image], cols: int, gap: int = GRID_GAP,
+         background: tuple[int, int, int] = (0, 0, 0)) -> PILImage.Image:
+    """Images of one size side by side, `cols` across, `gap` pixels apart."""
+    w, h = images[0].size
+    rows = -(-len(images) // cols)
+    sheet = PILImage.new("RGB", (cols * w + (cols - 1) * gap, rows * h + (rows - 1) * gap), background)
+    for i, im in enumerate(images):
+        sheet.paste(im if im.size == (w, h) else im.resize((w, h), PILImage.Resampling.NEAREST),
+                    ((i % cols) * (w + gap), (i // cols) * (h + gap)))
+    return sheet
+
+
 class ImageView(Widget):
-    """One image, drawn in the app's current image mode, with a badge naming the mode."""
+    """An image or a grid of images, drawn in the app's current image mode, with a badge.
+
+    A grid (`set_cells`) adapts to the space it has: as many cells as fit at a readable
+    size, re-laid out when the widget is resized; `z` (or a click) opens the zoom, which
+    steps through the cells one at a time (tui/screens/zoom.py).
+    """
 
     DEFAULT_CSS = """
     ImageView { width: 1fr; height: 1fr; }
@@ -143,10 +209,23 @@ class ImageView(Widget):
     """
     mode: reactive[str] = reactive(HALFBLOCK, recompose=True)
 
-    def __init__(self, placeholder: str = "", **kw: Any) -> None:
+    class ZoomRequested(Message):
+        """A click on the image: the app opens the zoom on it."""
+
+        def __init__(self, view: "ImageView") -> None:
+            super().__init__()
+            self.view = view
+
+    def __init__(self, placeholder: str = "", *, adaptive: bool = True, zoomable: bool = True, **kw: Any) -> None:
         super().__init__(**kw)
         self._image: PILImage.Image | None = None
         self._placeholder = placeholder
+        self.cells: list[PILImage.Image] = []    # what the zoom steps through
+        self.labels: list[str] = []              # one per cell ("seed 12"), may be empty
+        self.title = ""                          # what the zoom says it shows
+        self.adaptive = adaptive
+        self.zoomable = zoomable
+        self._layout: tuple[int, int, int, int] | None = None    # (cols, rows, across, down) shown
         self.set_reactive(ImageView.mode, getattr(self.app_or_none(), "image_mode", HALFBLOCK))
 
     def app_or_none(self) -> Any:
@@ -159,8 +238,23 @@ class ImageView(Widget):
     def image(self) -> PILImage.Image | None:
         return self._image
 
+    @property
+    def shown(self) -> int:
+        """How many cells the adaptive grid shows now."""
+        if len(self.cells) <= 1 or self._layout is None:
+            return len(self.cells)
+        return min(len(self.cells), self._layout[2] * self._layout[3])
+
+    def _badge(self) -> str:
+        parts = []
+        if len(self.cells) > 1:
+            parts.append(f"{self.shown} of {len(self.cells)}")
+        if self.cells and self.zoomable:
+            parts.append("z zoom")
+        return " · ".join(parts + [self.mode])
+
     def compose(self) -> ComposeResult:
-        self.border_subtitle = self.mode
+        self.border_subtitle = self._badge()
         if self._image is None:
             yield Static(self._placeholder, classes="placeholder")
         elif self.mode == HALFBLOCK:
@@ -168,15 +262,52 @@ class ImageView(Widget):
         else:
             yield _pixel_widget(self.mode, self._image)
 
-    def set_image(self, data: bytes | PILImage.Image | Any | None, placeholder: str | None = None) -> None:
-        """Show a new image; replaces the old one in place (no remount) in half-block mode."""
+    def set_image(self, data: bytes | PILImage.Image | Any | None, placeholder: str | None = None,
+                  *, title: str = "", label: str = "") -> None:
+        """Show one image (its own zoom has one cell)."""
+        image = None if data is None else to_pil(data)
+        self.cells, self.labels, self.title = ([image], [label] if label else [], title) if image else ([], [], "")
+        self._layout = None
+        self._display(image, placeholder)
+
+    def set_cells(self, cells: list[PILImage.Image], labels: list[str] | None = None, *, title: str = "",
+                  placeholder: str | None = None) -> None:
+        """Show a grid of images laid out for the space the widget has now (and again on resize)."""
+        self.cells, self.labels, self.title = list(cells), list(labels or []), title
+        self._layout = None
+        if len(self.cells) <= 1 or not self.adaptive:
+            self._display(self.cells[0] if len(self.cells) == 1 else (tile(self.cells, 4) if self.cells else None),
+                          placeholder)
+            return
+        self._display(self._composite(), placeholder)
+
+    def _composite(self) -> PILImage.Image:
+        cols, rows = self.content_size.width, self.content_size.height
+        if cols <= 0 or rows <= 0:          # not laid out yet: on_resize comes back here
+            cols, rows = 32, 16
+        across, down = grid_shape(len(self.cells), self.cells[0].size, cols, rows)
+        self._layout = (cols, rows, across, down)
+        return tile(self.cells[: across * down], across)
+
+    def on_resize(self) -> None:
+        if len(self.cells) > 1 and self.adaptive and self._layout is not None \
+                and self._layout[:2] != (self.content_size.width, self.content_size.height):
+            self._display(self._composite())
+
+    def on_click(self) -> None:
+        if self.cells and self.zoomable:
+            self.post_message(self.ZoomRequested(self))
+
+    def _display(self, image: PILImage.Image | None, placeholder: str | None = None) -> None:
+        """Replace what is drawn; in place (no remount) in half-block mode."""
         if placeholder is not None:
             self._placeholder = placeholder
         had = self._image is not None
-        self._image = None if data is None else to_pil(data)
-        if had and self._image is not None and self.mode == HALFBLOCK:
+        self._image = image
+        self.border_subtitle = self._badge()
+        if had and image is not None and self.mode == HALFBLOCK:
             try:
-                self.query_one(HalfBlocks).set_image(self._image)
+                self.query_one(HalfBlocks).set_image(image)
                 return
             except Exception:  # noqa: BLE001  - not composed yet
                 pass

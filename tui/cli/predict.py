@@ -67,31 +67,10 @@ def predict(ctx: Context, model: str, instances_file: Path) -> None:
         sys.exit(1)
 
 
-def _load_embeddings(path: Path, size: int) -> np.ndarray:
-    """A .npy array (N, E), a JSON list of lists, or JSON Lines of {"embeddings": [...]}/lists."""
-    try:
-        if path.suffix == ".npy":
-            z = np.load(path, allow_pickle=False)
-        else:
-            text = path.read_text()
-            try:
-                data = json.loads(text)
-                rows = data if isinstance(data, list) and data and isinstance(data[0], list) else [data]
-            except ValueError:
-                rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-            rows = [r["embeddings"] if isinstance(r, dict) else r for r in rows]
-            z = np.asarray(rows, dtype=np.float32)
-    except (ValueError, KeyError, TypeError, OSError) as exc:
-        raise InvalidInput(f"Cannot read embeddings from {path}: {exc}.",
-                           'Give a .npy (N, E) array, a JSON list of lists, or JSON Lines {"embeddings": [...]}.') from exc
-    if z.ndim == 1:
-        z = z[None, :]
-    if z.ndim != 2 or z.shape[1] != size:
-        raise InvalidInput(f"{path} holds embeddings of shape {z.shape}; the model takes {size} numbers each.",
-                           f"Give N rows of {size} numbers.")
-    if not np.all(np.isfinite(z)):
-        raise InvalidInput(f"{path} holds NaN or infinite values.", "Use finite numbers.")
-    return z.astype(np.float32)
+def ctx_output_given() -> bool:
+    """Whether -o/--output was on the command line (its default is for single PNGs)."""
+    ctx = click.get_current_context()
+    return ctx.get_parameter_source("output") is not click.core.ParameterSource.DEFAULT
 
 
 def _draw(images: np.ndarray) -> None:
@@ -127,14 +106,46 @@ def _out_paths(out: Path, n: int) -> list[Path]:
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("generated.png"),
               show_default=True, help="PNG to write (with -n > 1: NAME-000.png, NAME-001.png, ...).")
 @click.option("--show/--no-show", default=None, help="Draw the images here (default: when stdout is a terminal).")
+@click.option("--interpolate", nargs=2, metavar="A B", default=None,
+              help="Walk from A to B (each a seed, an embedding file or an image, encoded first) and save it as an "
+                   "animation: -o walk.gif or walk.png (APNG).")
+@click.option("--frames", type=click.IntRange(2, 1024), default=24, show_default=True,
+              help="With --interpolate: frames of the walk, both ends included.")
+@click.option("--duration", "duration_ms", type=click.IntRange(min=10), default=80, show_default=True,
+              help="With --interpolate: milliseconds per frame.")
+@click.option("--bounce/--no-bounce", default=False, help="With --interpolate: play back to A, so the loop is smooth.")
+@click.option("--scale", type=click.IntRange(1, 16), default=1, show_default=True,
+              help="With --interpolate: enlarge each frame this many times (nearest-neighbour).")
 @pass_ctx
 def generate(ctx: Context, model: str, count: int, seed: int | None, embedding_file: Path | None,
-             output: Path, show: bool | None) -> None:
-    """Images from random (standard normal) or given embeddings, saved as PNG."""
+             output: Path, show: bool | None, interpolate: tuple[str, str] | None, frames: int,
+             duration_ms: int, bounce: bool, scale: int) -> None:
+    """Images from random (standard normal) or given embeddings, saved as PNG.
+
+    With --interpolate A B, a spherical walk from A to B saved as one animated GIF or PNG:
+    genml generate MODEL --interpolate 1 2 --frames 32 -o walk.gif
+    """
     from PIL import Image
+    if interpolate:
+        from core.interpolate import animation_format
+        if output == Path("generated.png") and not ctx_output_given():
+            output = Path("walk.gif")
+        animation_format(output)                   # a bad suffix fails before the model loads
     p = ctx.backend.predictor(model)
+    if interpolate:
+        from core.interpolate import endpoint, save_animation, slerp
+        (za, la), (zb, lb) = endpoint(interpolate[0], p), endpoint(interpolate[1], p)
+        images = p.generate(slerp(za, zb, frames))
+        save_animation(images, output, duration_ms=duration_ms, bounce=bounce, scale=scale)
+        click.echo(str(output))
+        click.secho(f"{len(images)} frames from {la} to {lb}, {duration_ms} ms each"
+                    + (", there and back" if bounce else ""), err=True, fg="green")
+        if show if show is not None else sys.stdout.isatty():
+            _draw(images[:: max(1, len(images) // 8)])
+        return
     if embedding_file:
-        z = _load_embeddings(embedding_file, p.embedding_size)
+        from core.interpolate import load_embeddings
+        z = load_embeddings(embedding_file, p.embedding_size)
     else:
         z = np.random.default_rng(seed).standard_normal((count, p.embedding_size)).astype(np.float32)
     images = p.generate(z)

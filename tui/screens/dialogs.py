@@ -404,3 +404,103 @@ class PromptDialog(Dialog[str]):
     def _ok(self, event: Any) -> None:
         event.stop()
         self.dismiss(self.query_one(Input).value.strip() or None)
+
+
+@dataclass(frozen=True)
+class AnimationRequest:
+    path: Path
+    frames: int
+    duration_ms: int
+    bounce: bool
+    scale: int
+
+
+class AnimationDialog(Dialog[AnimationRequest]):
+    """Where and how to save a walk as an animation (GIF or APNG, by the file name)."""
+
+    DEFAULT_CSS = DIALOG_CSS.format(name="AnimationDialog") + """
+    AnimationDialog Horizontal.field { height: 1; }
+    AnimationDialog Horizontal.field > Label.name { width: 14; }
+    AnimationDialog Horizontal.field > Input, AnimationDialog Horizontal.field > Select { width: 1fr; }
+    AnimationDialog Label.hint { color: $text-muted; padding-left: 14; height: 1; }
+    AnimationDialog Label.hint.-error { color: $error; }
+    AnimationDialog Horizontal.buttons { margin-top: 0; height: 1; }
+    """
+    HINTS = {"path": ".gif, or .png for an animated PNG (lossless)", "frames": "both ends included; 2 to 1024",
+             "duration": "milliseconds per frame", "scale": "enlarge each frame (nearest-neighbour); 1 to 16",
+             "bounce": "there and back, so the loop does not jump"}
+
+    def __init__(self, path: str, frames: int) -> None:
+        super().__init__()
+        self._path, self._frames = path, frames
+
+    def compose(self) -> ComposeResult:
+        with Vertical() as v:
+            v.border_title = "Save the walk as an animation"
+            v.border_subtitle = "enter: save   escape: cancel"
+            for key, label, widget in (
+                    ("path", "File", Input(self._path, id="path", compact=True, suggester=PathSuggester())),
+                    ("frames", "Frames", Input(str(self._frames), id="frames", type="integer", compact=True)),
+                    ("duration", "ms per frame", Input("80", id="duration", type="integer", compact=True)),
+                    ("scale", "Scale", Input("4", id="scale", type="integer", compact=True)),
+                    ("bounce", "Loop", Select([("A → B → A", "yes"), ("A → B", "no")], value="yes",
+                                              allow_blank=False, id="bounce", compact=True))):
+                with Horizontal(classes="field"):
+                    yield Label(label, classes="name")
+                    yield widget
+                yield Label(self.HINTS[key], classes="hint", id=f"hint-{key}")
+            with Horizontal(classes="buttons"):
+                yield Button("Cancel", id="cancel", compact=True)
+                yield Button("Save", id="ok", variant="primary", compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#frames", Input).focus()
+
+    def collect(self) -> tuple[AnimationRequest | None, dict[str, str]]:
+        from core.errors import InvalidInput
+        from core.interpolate import MAX_FRAMES, animation_format
+        errors: dict[str, str] = {}
+        raw = self.query_one("#path", Input).value.strip()
+        path = Path(os.path.expanduser(raw)) if raw else None
+        if path is None:
+            errors["path"] = "type a file name"
+        else:
+            try:
+                animation_format(path)
+            except InvalidInput as exc:
+                errors["path"] = exc.hint or exc.message
+        values: dict[str, int] = {}
+        for key, low, high in (("frames", 2, MAX_FRAMES), ("duration", 10, 60_000), ("scale", 1, 16)):
+            text = self.query_one(f"#{key}", Input).value.strip()
+            try:
+                values[key] = int(text)
+            except ValueError:
+                errors[key] = "type a whole number"
+                continue
+            if not low <= values[key] <= high:
+                errors[key] = f"use {low} to {high}"
+        if errors or path is None:
+            return None, errors
+        return AnimationRequest(path, values["frames"], values["duration"],
+                                self.query_one("#bounce", Select).value == "yes", values["scale"]), {}
+
+    def _refresh(self, errors: dict[str, str]) -> None:
+        for key, hint in self.HINTS.items():
+            label = self.query_one(f"#hint-{key}", Label)
+            label.update(errors.get(key, hint))
+            label.set_class(key in errors, "-error")
+
+    @on(Input.Changed)
+    def _changed(self) -> None:
+        self._refresh(self.collect()[1])
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#ok")
+    def _ok(self, event: Any) -> None:
+        event.stop()
+        request, errors = self.collect()
+        self._refresh(errors)
+        if request is None:
+            self.query_one(f"#{next(iter(errors))}").focus()
+            return
+        self.dismiss(request)

@@ -14,7 +14,7 @@ from textual.widgets import Label, ProgressBar, Static
 from core.backend import Progress
 from tui.actions import Action, bindings
 from tui.screens.dialogs import AddDatasetRequest
-from tui.images import ImageView
+from tui.images import ImageView, split_grid, to_pil
 from tui.widgets.pane import Pane
 from tui.widgets.table import FilterTable
 
@@ -37,6 +37,16 @@ def demo_count() -> int:
         return 2000
 
 
+def sheet_cells(png: bytes) -> list[Any]:
+    """The thumbnails of a contact sheet (core/datasets/contact_sheet.py's layout)."""
+    from core.datasets import contact_sheet as cs
+    image = to_pil(png)
+    columns = max(1, (image.width - cs.GAP) // (cs.THUMB + cs.GAP))
+    if columns * (cs.THUMB + cs.GAP) + cs.GAP != image.width:    # not that layout: one image
+        return [image]
+    return split_grid(image, columns, gap=cs.GAP, margin=cs.GAP)
+
+
 def fmt_time(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "-"
 
@@ -47,6 +57,7 @@ class DatasetsPane(Pane):
         Action("add", "a", "Add folder", "Add a folder of images as a dataset"),
         Action("demo", "d", "Make demo", "Make the demo dataset"),
         Action("delete", "x,delete", "Delete", "Delete the selected dataset"),
+        Action("zoom", "z", "Zoom", "Zoom into the contact sheet, one image at a time"),
         Action("back", "escape", "Back", footer=False, help=False),
     )
     BINDINGS = bindings(ACTIONS)
@@ -111,7 +122,11 @@ class DatasetsPane(Pane):
         name, sheet, manifest = result
         if name != self._detail_for:
             return
-        self.query_one("#sheet", ImageView).set_image(sheet, None if sheet else "no contact sheet")
+        view = self.query_one("#sheet", ImageView)
+        if sheet:
+            view.set_cells(sheet_cells(sheet), title=f"{name}: contact sheet", placeholder="")
+        else:
+            view.set_image(None, "no contact sheet")
         skipped = manifest.get("skipped", [])
         dups = manifest.get("duplicates", [])
         counts = manifest.get("counts", {})
@@ -128,6 +143,9 @@ class DatasetsPane(Pane):
         self.query_one("#skipped", Static).update("\n".join(lines))
 
     # ---- actions ------------------------------------------------------------------------
+    def action_zoom(self) -> None:
+        self.genml.zoom(self.query_one("#sheet", ImageView))
+
     def action_back(self) -> None:
         self.query_one(FilterTable).focus_table()
 

@@ -19,7 +19,7 @@ from core.quality import QualitySummary, summarize
 from core.types import Job, JobState
 from tui.actions import Action, bindings
 from tui.screens.dialogs import NewJobRequest
-from tui.images import ImageView
+from tui.images import ImageView, split_grid, to_pil
 from tui.widgets.curves import Curves, swd_cell
 from tui.widgets.logview import LogPanel
 from tui.widgets.pane import Pane
@@ -48,13 +48,27 @@ def job_row(j: Job, quality: QualitySummary | None = None) -> tuple[Any, ...]:
             f"{j.images_per_sec:.0f}" if j.images_per_sec else "-", fmt_eta(j.eta_seconds), j.backend)
 
 
+def sample_cells(png: bytes, config: dict[str, Any]) -> list[Any]:
+    """A samples/step-N.png grid cut into its images: sample_grid x sample_grid, no gaps
+    (trainer/jobdir.image_grid), the grid size from the job's config.json."""
+    image = to_pil(png)
+    trainer = config.get("trainer", {}) if isinstance(config, dict) else {}
+    columns = trainer.get("sample_grid")
+    if not isinstance(columns, int) or columns < 1:
+        size = trainer.get("image_size")
+        columns = image.width // size if isinstance(size, int) and size > 0 else 0
+    if columns <= 1 or image.width % columns:
+        return [image]
+    return split_grid(image, columns)
+
+
 @dataclass
 class Detail:
     job: Job
     metrics: Metrics | None = None
     status: dict[str, Any] = field(default_factory=dict)
     sample_name: str | None = None
-    sample: bytes | None = None
+    sample: list[Any] | None = None           # the latest sample grid, cut into its images
     log: list[str] = field(default_factory=list)
     reset_log: bool = False
 
@@ -67,6 +81,7 @@ class JobsPane(Pane):
         Action("resume", "R", "Resume", "Resume the selected job"),
         Action("tensorboard", "t", "TensorBoard", "Open TensorBoard for the selected job"),
         Action("focus_log", "l", "Log", "Show the selected job's log"),
+        Action("zoom", "z", "Zoom", "Zoom into the latest samples, one at a time"),
         Action("back", "escape", "Back", footer=False, help=False),
     )
     BINDINGS = bindings(ACTIONS)
@@ -135,7 +150,7 @@ class JobsPane(Pane):
                 names = jd.sample_names()
                 if names and names[-1] != self._sample_name:
                     detail.sample_name = names[-1]
-                    detail.sample = jd.store.read_bytes(f"samples/{names[-1]}")
+                    detail.sample = sample_cells(jd.store.read_bytes(f"samples/{names[-1]}"), jd.config())
             except (OSError, ValueError):
                 pass
         if self._log_for != job.id:
@@ -194,7 +209,8 @@ class JobsPane(Pane):
             self.query_one(Curves).update_metrics(d.metrics, d.status)
         if d.sample is not None and d.sample_name != self._sample_name:
             self._sample_name = d.sample_name
-            self.query_one("#sample", ImageView).set_image(d.sample)
+            step = d.sample_name.removeprefix("step-").removesuffix(".png").lstrip("0") or "0"
+            self.query_one("#sample", ImageView).set_cells(d.sample, title=f"{d.job.id}: samples at step {step}")
         self.query_one("#log").border_title = f"{d.job.id}  {d.job.state.short}"
         if d.job.error:
             self.query_one("#log").border_subtitle = d.job.error[:80]
@@ -212,6 +228,9 @@ class JobsPane(Pane):
 
     def action_back(self) -> None:
         self.query_one(FilterTable).focus_table()
+
+    def action_zoom(self) -> None:
+        self.genml.zoom(self.query_one("#sample", ImageView))
 
     def action_focus_log(self) -> None:
         self.query_one(LogPanel).view.focus()
