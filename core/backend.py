@@ -6,6 +6,7 @@ progress callback and an optional cancel event so a UI can show and stop them.
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,8 +17,11 @@ if TYPE_CHECKING:   # numpy costs ~0.2 s to import: keep it off the TUI's first 
 
     from core.predict import Parsed
 
+from core.errors import InvalidInput
+from core.jobdir import JobDir
 from core.types import Dataset, Job, ModelVersion
-from trainer.contract import DEFAULT_CROP, DEFAULT_IMAGE_SIZE, DEFAULT_PRESET
+from trainer.contract import (DEFAULT_CROP, DEFAULT_IMAGE_SIZE, DEFAULT_PRESET, IMAGE_SIZES, LOSSES, PRESETS,
+                              train_image_size)
 
 
 @dataclass
@@ -47,6 +51,31 @@ class TrainOptions:
     extra_args: list[str] = field(default_factory=list)   # passed through to trainer.task
     replicas: int | None = None          # vertex only: number of machines (None: the profile's)
     machine_type: str | None = None      # vertex only
+
+    def for_dataset(self, ds: Dataset) -> TrainOptions:
+        """These options checked against the dataset, with the training size decided
+        (contract.train_image_size: a flag, else the dataset's own size).
+
+        Both backends call this in submit_job before any process or cloud job starts, so a
+        job that cannot train on its dataset is refused at once instead of failing in the
+        trainer after it was queued. It ends with check(), the trainer's own parser.
+        """
+        if self.preset not in PRESETS:
+            raise InvalidInput(f"Unknown preset {self.preset!r}.", f"Use one of {', '.join(PRESETS)}.")
+        if self.loss is not None and self.loss not in LOSSES:
+            raise InvalidInput(f"Unknown loss {self.loss!r}.", f"Use one of {', '.join(LOSSES)}.")
+        if self.image_size is not None and self.image_size not in IMAGE_SIZES:
+            raise InvalidInput(f"Image size {self.image_size} is not supported.",
+                               f"Use one of {', '.join(map(str, IMAGE_SIZES))}, or leave it out: the dataset decides.")
+        size = train_image_size(self.preset, self.image_size, ds.image_size)
+        if size > ds.image_size:
+            raise InvalidInput(
+                f"Image size {size} is larger than dataset {ds.name!r} holds ({ds.image_size}).",
+                f"Train with --image-size {ds.image_size} or less (or leave it out: the dataset decides), "
+                f"or rebuild it: genml dataset add PATH --name {ds.name} --image-size {size} --replace.")
+        decided = dataclasses.replace(self, image_size=size, extra_args=list(self.extra_args))
+        decided.check()
+        return decided
 
     def trainer_args(self) -> list[str]:
         args = ["--preset", self.preset]
@@ -110,8 +139,41 @@ class Predictor(Protocol):
         ...
 
 
+class CloudConsole(Protocol):
+    """What `genml vertex check|resources` needs: a backend that runs in a cloud account."""
+
+    def check(self) -> list[tuple[str, bool, str]]:
+        """(check, ok, detail) for each precondition: profile, credentials, APIs, bucket."""
+        ...
+
+    def billable_resources(self) -> dict[str, list[dict[str, Any]]]:
+        """What genml started that may still be billing: {"training", "batch", "endpoints"}."""
+        ...
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend offers beyond the common interface. Commands that only make sense on
+    some backends ask for these, instead of checking the backend's type or name."""
+
+    machines: bool = False               # --replicas / --machine-type choose what a job runs on
+    cloud: CloudConsole | None = None    # `genml vertex check` and `genml vertex resources`
+
+
 class Backend(Protocol):
+    """Every backend subclasses this, so the methods with bodies below are its defaults
+    for what a backend has nothing to do about; the others it must implement."""
+
     name: str
+
+    # what this backend offers beyond the common interface (default: nothing)
+    def capabilities(self) -> Capabilities:
+        return Capabilities()
+
+    def set_notice_handler(self, fn: Callable[[str], None]) -> None:
+        """Where the backend's notes for the person go (billing, permissions); the TUI shows
+        them, since its stderr is hidden. Default: a backend with nothing to say ignores it."""
+        return None
 
     # datasets
     def list_datasets(self) -> list[Dataset]: ...
@@ -135,6 +197,16 @@ class Backend(Protocol):
     def cancel_job(self, job_id: str) -> Job: ...
     def resume_job(self, job_id: str) -> Job: ...
     def read_log(self, job_id: str, cursor: Any = None, max_lines: int = 5000) -> LogChunk: ...
+
+    def reconcile(self) -> list[str]:
+        """Settle jobs whose processes ended without recording it; returns the ids changed.
+        Callers that wait on a job call it between polls. Default: nothing to settle (a
+        backend whose jobs are read from where they run)."""
+        return []
+
+    def job_dir(self, job: Job) -> JobDir:
+        """The reader of a job's dir (status, metrics, samples, model) wherever it lives."""
+        return JobDir(job.job_dir)
 
     # models
     def deploy(self, job_id: str, name: str | None = None) -> ModelVersion: ...

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.store import Store, open_store
-from trainer.contract import CONFIG, METRICS, MODEL, MODEL_INFO, SAMPLES, SAVED_MODEL, STATUS
+from trainer.contract import CONFIG, METRICS, MODEL, MODEL_INFO, SAMPLES, SAVED_MODEL, STATUS, TENSORBOARD
 
 
 @dataclass
@@ -68,12 +68,27 @@ class JobDir:
                 (self._metrics.eval if row.get("kind") == "eval" else self._metrics.train).append(row)
         return self._metrics
 
+    def progress(self) -> dict[str, Any]:
+        """step, max_steps and images_per_sec from status.json, typed, and only those it
+        holds: the one reader of a job's progress (local supervisor, local and Vertex refresh)."""
+        status, out = self.status(), {}
+        try:
+            if status.get("step") is not None:
+                out["step"] = int(status["step"] or 0)
+            if status.get("max_steps"):
+                out["max_steps"] = int(status["max_steps"])
+            if status.get("images_per_sec") is not None:
+                out["images_per_sec"] = float(status["images_per_sec"])
+        except (TypeError, ValueError):
+            pass                 # a hand-edited or foreign file: what was read so far stands
+        return out
+
     def sample_names(self) -> list[str]:
         return [n for n in self.store.list(SAMPLES) if n.endswith(".png")]
 
-    def latest_sample(self) -> bytes | None:
-        names = self.sample_names()
-        return self.store.read_bytes(f"{SAMPLES}/{names[-1]}") if names else None
+    def read_sample(self, name: str) -> bytes:
+        """One grid of sample_names() (PNG)."""
+        return self.store.read_bytes(f"{SAMPLES}/{name}")
 
     def has_model(self) -> bool:
         return self.store.exists(f"{MODEL}/{SAVED_MODEL}")
@@ -83,3 +98,21 @@ class JobDir:
             return json.loads(self.store.read_bytes(f"{MODEL}/{MODEL_INFO}"))
         except (FileNotFoundError, json.JSONDecodeError, ValueError):
             return {}
+
+
+def failure_message(headline: str, trainer_error: str = "", log_tail: str = "",
+                    log_title: str = "Last log lines") -> str:
+    """Why a job failed, in one shape whichever backend ran it: what was seen (an exit code,
+    a vanished process, the cloud's own message), the trainer's reason from status.json,
+    then the end of its log."""
+    parts = [headline] if headline else []
+    if trainer_error:
+        parts.append(f"trainer: {trainer_error}")
+    if log_tail:
+        parts.append(f"{log_title}:\n{log_tail}")
+    return "\n".join(parts)
+
+
+def tensorboard_dir(job_dir: str) -> str:
+    """Where a job's TensorBoard event files are: a folder, or a gs:// prefix."""
+    return f"{job_dir.rstrip('/')}/{TENSORBOARD}"

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from typing import Callable
 from pathlib import Path
 
 import numpy as np
@@ -312,8 +313,13 @@ async def test_backend_notices_become_notifications(workspace) -> None:  # noqa:
     """The Vertex AI backend's billing note goes to stderr by default, which the TUI hides."""
     import threading
 
-    backend = tui_workspace.FixedBackend(workspace)
-    backend.on_notice = lambda text: None
+    class NoticingBackend(tui_workspace.FixedBackend):
+        """Has notes for the person, as the Vertex AI backend does (Backend.set_notice_handler)."""
+
+        def set_notice_handler(self, fn: Callable[[str], None]) -> None:
+            self.on_notice = fn
+
+    backend = NoticingBackend(workspace)
     app = GenmlApp(backend)
     async with app.run_test(size=(80, 24)) as pilot:
         await ready(pilot, app)

@@ -118,7 +118,7 @@ def test_gcs_store_reads_a_cloud_job_dir_like_a_local_one(storage_client: Any) -
         '{"kind": "train", "step": 1, "loss_g": 2.0}\n{"kind": "eval", "step": 2, "swd": 0.5}\n')
     assert jd.metrics().last_eval["swd"] == 0.5            # only the appended bytes were read
     assert jd.sample_names() == ["step-000100.png", "step-000200.png"]
-    assert jd.latest_sample() == _png()
+    assert jd.read_sample("step-000200.png") == _png()
     assert store.list() == ["metrics.jsonl", "samples", "status.json"]
     assert store.exists("samples") and not store.exists("model") and not jd.has_model()
     with pytest.raises(FileNotFoundError):

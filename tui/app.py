@@ -85,8 +85,7 @@ class GenmlApp(App[None]):
         if backend is None:
             from core.backends import open_backend
             backend = open_backend(backend_name)
-        if hasattr(backend, "on_notice"):     # Vertex AI's billing and permission notes: stderr is hidden here
-            backend.on_notice = self._notice
+        backend.set_notice_handler(self._notice)    # billing and permission notes: stderr is hidden here
         self.backend = SerialBackend(backend)
         self.image_mode = image_mode
         self.image_modes = image_modes or [image_mode]

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from core import config as config_mod
-from core.backend import BatchResult, LogChunk, Predictor, ProgressFn, TrainOptions
+from core.backend import Backend, BatchResult, LogChunk, Predictor, ProgressFn, TrainOptions
 from core.datasets.mixin import DatasetMethods
 from core.local import jobs, models
 from core.registry import Registry
@@ -19,7 +19,7 @@ from core.types import Job, ModelVersion
 from core.workspace import Workspace
 
 
-class LocalBackend(DatasetMethods):
+class LocalBackend(DatasetMethods, Backend):
     name = "local"
 
     def __init__(self, workspace: Workspace, cfg: config_mod.Config | None = None) -> None:

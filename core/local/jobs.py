@@ -24,12 +24,12 @@ from typing import Any
 import core
 from core.backend import LogChunk, TrainOptions
 from core.errors import AlreadyExists, InvalidInput, InvalidState, NotFound
-from core.jobdir import JobDir
+from core.jobdir import JobDir, failure_message
 from core.local import logs, procs
 from core.registry import Registry
 from core.types import Job, JobState
 from core.workspace import Workspace
-from trainer.contract import DATASET_MANIFEST, PRESETS, TRAIN_LOG
+from trainer.contract import DATASET_MANIFEST, TRAIN_LOG
 
 SPAWN_GRACE_S = 60.0     # a row without a supervisor pid yet is "starting" for this long
 
@@ -85,9 +85,7 @@ def submit(ws: Workspace, registry: Registry, dataset: str, options: TrainOption
     if not (Path(ds.path) / DATASET_MANIFEST).exists():
         raise InvalidState(f"The dataset {dataset!r} is incomplete (no {DATASET_MANIFEST} in {ds.path}).",
                            f"Add it again: genml dataset rm {dataset} && genml dataset add PATH --name {dataset}.")
-    if options.preset not in PRESETS:
-        raise InvalidInput(f"Unknown preset {options.preset!r}.", f"Use one of {', '.join(PRESETS)}.")
-    options.check()                      # the trainer's own checks, before anything is queued
+    options = options.for_dataset(ds)    # checked (the trainer's own parser too) before a process starts
     args = options.trainer_args()
     opts: dict[str, Any] = {k: v for k, v in vars(options).items() if v not in (None, [], "")}
     opts["args"] = args
@@ -125,14 +123,9 @@ def final_state_from_dir(job: Job) -> tuple[JobState, str]:
         return JobState.SUCCEEDED, ""
     if state == JobState.CANCELLED.value or job.state is JobState.CANCELLING:
         return JobState.CANCELLED, ""
-    reason = status.get("error") or ""
-    tail = logs.last_lines(Path(job.job_dir) / TRAIN_LOG, 10)
-    msg = "The job's process ended without finishing (killed, out of memory, or the machine restarted)."
-    if reason:
-        msg += f"\n{reason}"
-    if tail:
-        msg += f"\nLast log lines:\n{tail}"
-    return JobState.FAILED, msg
+    return JobState.FAILED, failure_message(
+        "The job's process ended without finishing (killed, out of memory, or the machine restarted).",
+        status.get("error") or "", logs.last_lines(Path(job.job_dir) / TRAIN_LOG, 10))
 
 
 def reconcile(registry: Registry, now: float | None = None) -> list[str]:
@@ -148,9 +141,8 @@ def reconcile(registry: Registry, now: float | None = None) -> list[str]:
         if runner or trainer:
             continue
         state, error = final_state_from_dir(job)
-        status = JobDir(job.job_dir).status()
-        if registry.update_job(job.id, expect=[job.state], state=state, error=error, ended=now,
-                               step=int(status.get("step", job.step) or 0)):
+        step = JobDir(job.job_dir).progress().get("step", job.step)
+        if registry.update_job(job.id, expect=[job.state], state=state, error=error, ended=now, step=step):
             changed.append(job.id)
     return changed
 
@@ -158,12 +150,8 @@ def reconcile(registry: Registry, now: float | None = None) -> list[str]:
 def refresh(job: Job) -> Job:
     """Overlay live progress from status.json on a running job's registry row."""
     if job.state in (JobState.RUNNING, JobState.CANCELLING) and job.backend == "local":
-        status = JobDir(job.job_dir).status()
-        if status:
-            job.step = int(status.get("step", job.step) or 0)
-            job.max_steps = int(status.get("max_steps", job.max_steps) or job.max_steps)
-            if status.get("images_per_sec") is not None:
-                job.images_per_sec = float(status["images_per_sec"])
+        for key, value in JobDir(job.job_dir).progress().items():
+            setattr(job, key, value)
     return job
 
 

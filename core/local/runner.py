@@ -25,7 +25,7 @@ from typing import IO
 
 from core import config as config_mod
 from core.errors import GenmlError
-from core.jobdir import JobDir
+from core.jobdir import JobDir, failure_message
 from core.local import jobs as jobs_mod
 from core.local import logs, procs
 from core.registry import Registry
@@ -148,13 +148,8 @@ class Runner:
             try:
                 return self.child.wait(timeout=PROGRESS_EVERY_S)
             except subprocess.TimeoutExpired:
-                status = jd.status()
-                if status:
-                    values = {"step": int(status.get("step", 0) or 0)}
-                    if status.get("max_steps"):
-                        values["max_steps"] = int(status["max_steps"])
-                    if status.get("images_per_sec") is not None:
-                        values["images_per_sec"] = float(status["images_per_sec"])
+                values = jd.progress()
+                if values:
                     self.registry.update_job(self.job_id, expect=[JobState.RUNNING, JobState.CANCELLING], **values)
 
     # ---- 3. the end -------------------------------------------------------------------
@@ -172,12 +167,10 @@ class Runner:
             self.finish(JobState.CANCELLED, "Cancelled; resume with `genml jobs resume`." if self.cancel_requested
                         else "Stopped by SIGTERM; resume with `genml jobs resume`.", step)
         else:
-            why = status.get("error") or ""
-            if rc < 0:
-                why = why or f"The trainer was killed by signal {signal.Signals(-rc).name}."
-            tail = logs.last_lines(Path(job.job_dir) / TRAIN_LOG, 10)
-            msg = (why or f"The trainer failed (exit code {rc}).") + (f"\nLast log lines:\n{tail}" if tail else "")
-            self.finish(JobState.FAILED, msg, step)
+            seen = (f"The trainer was killed by signal {signal.Signals(-rc).name}." if rc < 0
+                    else f"The trainer failed (exit code {rc}).")
+            self.finish(JobState.FAILED, failure_message(seen, status.get("error") or "",
+                                                         logs.last_lines(Path(job.job_dir) / TRAIN_LOG, 10)), step)
         return 0
 
     def finish(self, state: JobState, error: str, step: int) -> None:

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from core import config as config_mod
-from core.backend import BatchResult, LogChunk, ProgressFn, TrainOptions
+from core.backend import Backend, BatchResult, Capabilities, LogChunk, ProgressFn, TrainOptions
 from core.datasets.mixin import DatasetMethods
+from core.jobdir import JobDir
 from core.registry import Registry
 from core.types import Job, ModelVersion
 from core.vertex import batch, datasets, jobs, models, operations, preflight
@@ -36,7 +37,7 @@ from core.workspace import Workspace
 BILLING_NOTICE = preflight.BILLING_NOTICE
 
 
-class VertexBackend(DatasetMethods):
+class VertexBackend(DatasetMethods, Backend):
     name = "vertex"
 
     def __init__(self, profile: dict[str, Any], ws: Workspace, cfg: config_mod.Config | None = None,
@@ -72,6 +73,17 @@ class VertexBackend(DatasetMethods):
     @on_notice.setter
     def on_notice(self, fn: Callable[[str], None]) -> None:
         self.ctx.on_notice = fn
+
+    def set_notice_handler(self, fn: Callable[[str], None]) -> None:
+        self.ctx.on_notice = fn
+
+    def capabilities(self) -> Capabilities:
+        """Cloud machines per job, and `genml vertex check|resources` (check, billable_resources)."""
+        return Capabilities(machines=True, cloud=self)
+
+    def job_dir(self, job: Job) -> JobDir:
+        """gs://BUCKET/genml/jobs/ID, read with this profile's credentials."""
+        return JobDir(gcs.GcsStore(job.job_dir, self.ctx.clients.storage))
 
     # ---- preflight (core/vertex/preflight.py) ---------------------------------------
     def billing_notice(self) -> None:

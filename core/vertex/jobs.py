@@ -13,7 +13,7 @@ from typing import Any
 
 from core.backend import LogChunk, TrainOptions
 from core.errors import CloudError, GenmlError, InvalidInput, InvalidState, NotFound
-from core.jobdir import JobDir
+from core.jobdir import JobDir, failure_message
 from core.types import Job, JobState
 from core.vertex import datasets, images, preflight
 from core.vertex import logs as cloud_logs
@@ -95,10 +95,10 @@ def _find_custom_job(ctx: Context, display_name: str) -> dict[str, Any] | None:
 
 
 def submit(ctx: Context, dataset: str, options: TrainOptions) -> Job:
-    options.check()                      # before any upload or cloud call
+    ds = ctx.registry.get_dataset(dataset)
+    options = options.for_dataset(ds)      # checked here, before any upload or cloud call
     s = preflight.ready(ctx)
     images.require_available(s.training_image_uri(), "submit the training job", ctx.today())
-    ds = ctx.registry.get_dataset(dataset)
     preflight.billing_notice(ctx)
     datasets.upload(ctx, dataset)
     package = upload_trainer(ctx)
@@ -153,23 +153,18 @@ def refresh(ctx: Context, job: Job, force: bool = False) -> Job:
     state = JobState.parse(cj.get("state", JobState.PENDING.value))
     values: dict[str, Any] = {"state": state, "started": timestamp(cj.get("startTime")),
                               "ended": timestamp(cj.get("endTime"))}
-    status = JobDir(gcs.GcsStore(job.job_dir, ctx.clients.storage)).status() if state in (
-        JobState.RUNNING, JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED) else {}
-    for key in ("step", "max_steps", "images_per_sec"):
-        if status.get(key) is not None:
-            values[key] = status[key]
+    jd = JobDir(gcs.GcsStore(job.job_dir, ctx.clients.storage))
+    if state is JobState.RUNNING or state.terminal:
+        values.update(jd.progress())
     if state.terminal:
         remote = dict(job.remote, final=True)
         if state is JobState.FAILED:
             # Vertex's own message is usually just "replica workerpool0-0 exited with a non-zero
             # status"; the trainer's status.json and its stderr say why.
-            parts = [(cj.get("error") or {}).get("message", "")]
-            if status.get("error"):
-                parts.append(f"trainer: {status['error']}")
             tail = cloud_logs.last_errors(ctx.clients, last(name), since=job.created)
-            if tail:
-                parts.append("last errors in the log:\n" + "\n".join(tail))
-            values["error"] = "\n".join(p for p in parts if p)
+            values["error"] = failure_message((cj.get("error") or {}).get("message", ""),
+                                              jd.status().get("error") or "", "\n".join(tail),
+                                              log_title="Last errors in the log")
         values["remote"] = remote
     ctx.registry.update_job(job.id, **values)
     return ctx.registry.get_job(job.id)

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from core.errors import GenmlError, InvalidState
+from core.jobdir import tensorboard_dir
 from core.types import Job
 from trainer.contract import DEFAULT_PRESET, IMAGE_SIZES, LOSSES, PRESET_SUMMARIES, PRESETS
 from tui.cli import Context, echo_json, echo_table, pass_ctx, when
@@ -60,7 +61,7 @@ def train(click_ctx: click.Context, dataset: str, preset: str, max_steps: int | 
                         image_size=int(image_size) if image_size else None, embedding_size=embedding_size,
                         extra_args=list(click_ctx.args), machine_type=machine_type)
     if replicas is not None:
-        if ctx.backend.name == "local" and replicas > 1:
+        if replicas > 1 and not ctx.backend.capabilities().machines:
             raise GenmlError("--replicas needs the Vertex AI backend: the local backend trains on this machine.",
                              "Add --backend vertex (see docs/vertex.md), or leave --replicas out.")
         opts.replicas = replicas
@@ -105,9 +106,8 @@ def list_(ctx: Context, as_json: bool) -> None:
 @pass_ctx
 def show(ctx: Context, job_id: str, as_json: bool) -> None:
     """One job: state, progress, reason for a failure, last evaluation, where its files are."""
-    from core.jobdir import JobDir
     job = ctx.backend.get_job(job_id)
-    jd = JobDir(job.job_dir) if job.job_dir else None
+    jd = ctx.backend.job_dir(job) if job.job_dir else None
     last_eval = jd.metrics().last_eval if jd else {}
     if as_json:
         echo_json(dict(job_dict(job), last_eval=last_eval, has_model=bool(jd and jd.has_model())))
@@ -165,8 +165,7 @@ def logs(ctx: Context, job_id: str, follow: bool, lines: int) -> None:
                 click.secho(f"job {job.id} {job.state.short}", err=True,
                             fg="green" if job.state.short == "SUCCEEDED" else "yellow")
                 return
-            if hasattr(backend, "reconcile"):
-                backend.reconcile()
+            backend.reconcile()
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass
@@ -202,10 +201,8 @@ def _echo_state(job: Job, as_json: bool) -> None:
 def tensorboard(ctx: Context, job_id: str, port: int, host: str) -> None:
     """Start TensorBoard on the job's logs/ in the background and print its URL."""
     job = ctx.backend.get_job(job_id)
-    logdir = Path(job.job_dir) / "logs"
-    if str(job.job_dir).startswith("gs://"):
-        logdir = f"{job.job_dir.rstrip('/')}/logs"  # type: ignore[assignment]
-    elif not logdir.is_dir():
+    logdir = tensorboard_dir(job.job_dir)
+    if "://" not in logdir and not Path(logdir).is_dir():
         raise InvalidState(f"Job {job.id} has no TensorBoard logs yet ({logdir}).",
                            "They appear after the first training steps.")
     if importlib.util.find_spec("tensorboard") is None:

@@ -7,6 +7,7 @@ import click
 
 from core import config as config_mod
 from core.errors import CloudError
+from core.types import JobState
 from tui.cli import GenmlGroup, echo_json
 
 
@@ -55,11 +56,11 @@ def configure(name: str, make_default: bool, **values: Any) -> None:
 @click.pass_context
 def check(ctx: click.Context, as_json: bool) -> None:
     """Check the profile, credentials, bucket location and the Vertex AI and Logging APIs."""
-    backend = ctx.find_root().obj.backend
-    if getattr(backend, "name", "") != "vertex":
+    console = ctx.find_root().obj.backend.capabilities().cloud
+    if console is None:
         raise CloudError("The selected backend is not a Vertex AI profile.",
                          "Run `genml --backend vertex vertex check` or name your profile with --backend.")
-    results = backend.check()
+    results = console.check()
     if as_json:
         echo_json([{"check": c, "ok": ok, "detail": d} for c, ok, d in results])
     else:
@@ -75,11 +76,11 @@ def check(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def resources(ctx: click.Context, as_json: bool) -> None:
     """What genml has running in Google Cloud that may be billing (jobs, batch jobs, deployed endpoints)."""
-    backend = ctx.find_root().obj.backend
-    if getattr(backend, "name", "") != "vertex":
+    console = ctx.find_root().obj.backend.capabilities().cloud
+    if console is None:
         raise CloudError("The selected backend is not a Vertex AI profile.",
                          "Run `genml --backend PROFILE vertex resources` with your Vertex AI profile.")
-    found = backend.billable_resources()
+    found = console.billable_resources()
     if as_json:
         echo_json(found)
         return
@@ -87,9 +88,9 @@ def resources(ctx: click.Context, as_json: bool) -> None:
         click.echo("Nothing genml started is running or deployed.")
         return
     for j in found["training"]:
-        click.echo(f"training  {j['display_name']}  {j['state'].removeprefix('JOB_STATE_')}  {j['name']}")
+        click.echo(f"training  {j['display_name']}  {JobState.parse(j['state']).short}  {j['name']}")
     for j in found["batch"]:
-        click.echo(f"batch     {j['display_name']}  {j['state'].removeprefix('JOB_STATE_')}  {j['name']}")
+        click.echo(f"batch     {j['display_name']}  {JobState.parse(j['state']).short}  {j['name']}")
     for e in found["endpoints"]:
         click.echo(f"endpoint  {e['display_name']}  {e['deployed_models']} deployed model(s)  {e['name']}")
     if found["endpoints"]:

@@ -14,7 +14,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Static
 
-from core.jobdir import JobDir, Metrics
+from core.jobdir import JobDir, Metrics, tensorboard_dir
 from core.quality import QualitySummary, summarize
 from core.types import Job, JobState
 from tui.actions import Action, bindings
@@ -113,7 +113,7 @@ class JobsPane(Pane):
     def _jobdir(self, job: Job) -> JobDir:
         jd = self._dirs.get(job.id)
         if jd is None:
-            jd = self._dirs[job.id] = JobDir(job.job_dir)
+            jd = self._dirs[job.id] = self.backend.job_dir(job)
         return jd
 
     def _read_quality(self, jobs: list[Job]) -> None:
@@ -150,7 +150,7 @@ class JobsPane(Pane):
                 names = jd.sample_names()
                 if names and names[-1] != self._sample_name:
                     detail.sample_name = names[-1]
-                    detail.sample = sample_cells(jd.store.read_bytes(f"samples/{names[-1]}"), jd.config())
+                    detail.sample = sample_cells(jd.read_sample(names[-1]), jd.config())
             except (OSError, ValueError):
                 pass
         if self._log_for != job.id:
@@ -290,7 +290,7 @@ class JobsPane(Pane):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        logdir = os.path.join(job.job_dir, "logs") if "://" not in job.job_dir else job.job_dir.rstrip("/") + "/logs"
+        logdir = tensorboard_dir(job.job_dir)
         url = f"http://127.0.0.1:{port}/"
         try:
             proc = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", logdir,
