@@ -2,7 +2,6 @@
 resume, TensorBoard; a bell and a notification when a job finishes or fails."""
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
