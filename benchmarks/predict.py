@@ -40,7 +40,7 @@ def export_untrained_seed(out: Path) -> Path:
     from trainer.presets import resolve
     cfg = resolve("seed", {})
     model_dir = out / "model"
-    export(str(model_dir), build_encoder(cfg), build_decoder(cfg), cfg.image_size, cfg.embedding_size,
+    export(str(model_dir), build_encoder(cfg), build_decoder(cfg),
            {"image_size": cfg.image_size, "embedding_size": cfg.embedding_size, "preset": "seed", "step": 0,
             "note": "untrained, for benchmarks"})
     return model_dir

@@ -72,7 +72,8 @@ def test_exported_tiny_model_round_trips_all_four_signatures(tmp_path: Path) -> 
     encoder, decoder = build_encoder(cfg), build_decoder(cfg)
     randomise(decoder, seed=3)
     model_dir = tmp_path / "model"
-    export(str(model_dir), encoder, decoder, cfg.image_size, cfg.embedding_size, {"preset": "tiny"})
+    export(str(model_dir), encoder, decoder,
+           {"image_size": cfg.image_size, "embedding_size": cfg.embedding_size, "preset": "tiny"})
     model = tf.saved_model.load(str(model_dir))
     assert set(model.signatures) == {"serving_default", "encode", "decode_raw", "encode_raw"}
 

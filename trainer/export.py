@@ -79,10 +79,12 @@ class ServingModule(tf.Module):
                 "encode_raw": self.encode_raw.get_concrete_function()}
 
 
-def export(model_dir: str, encoder: keras.Model, decoder: keras.Model, image_size: int,
-           embedding_size: int, info: dict[str, Any]) -> None:
+def export(model_dir: str, encoder: keras.Model, decoder: keras.Model, info: dict[str, Any]) -> None:
     """Write the SavedModel into a local temporary folder, then copy it in file by file,
     saved_model.pb last, then genml.json.
+
+    `info` is genml.json itself (docs/contracts.md); its image_size and embedding_size
+    also shape the signatures, so the two can never disagree.
 
     A reader that sees model/saved_model.pb sees a complete model; genml.json comes last.
     No directory is renamed: on Vertex AI the job dir is a bucket mounted with Cloud
@@ -91,7 +93,7 @@ def export(model_dir: str, encoder: keras.Model, decoder: keras.Model, image_siz
     """
     import shutil
     import tempfile
-    module = ServingModule(encoder, decoder, image_size, embedding_size)
+    module = ServingModule(encoder, decoder, int(info["image_size"]), int(info["embedding_size"]))
     tmp = tempfile.mkdtemp(prefix="genml-export-")
     try:
         tf.saved_model.save(module, tmp, signatures=module.signatures())

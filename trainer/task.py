@@ -230,8 +230,7 @@ def run(args: argparse.Namespace, job_dir: str, data_dir: str, cluster: Any, jd:
     metrics = trainer.last_eval
     if cluster.is_chief:
         from trainer.export import export
-        export(dirs["model"], trainer.model.encoder, trainer.model.sampler(cfg.max_steps), cfg.image_size,
-               cfg.embedding_size, {
+        export(dirs["model"], trainer.model.encoder, trainer.model.sampler(cfg.max_steps), {
                    "image_size": cfg.image_size, "embedding_size": cfg.embedding_size,
                    "preset": cfg.preset, "step": cfg.max_steps,
                    "dataset": manifest.get("name", ""), "crop_fraction": CROP_FRACTION,
