@@ -31,6 +31,8 @@ from trainer.contract import MODEL_INFO, SAVED_MODEL
 
 MAX_IMAGE_B64_CHARS = 16 * 1024 * 1024     # ~12 MB of JPEG/PNG per instance
 MAX_IMAGE_PIXELS = 40_000_000              # decompression bombs stop here
+MAX_REQUEST_PIXELS = 16_000_000            # pixels decoded for one served request, all its images together
+DRAFT_SIDE = 256                           # checking a big JPEG decodes it at 1/2..1/8 scale, not in full
 MIN_IMAGE_SIDE = 2                         # floor(CROP_FRACTION * side) must leave at least one pixel
 PNG_LEVEL = 1                              # zlib level of generated PNGs: fast, and 64x64 stays small
 CHUNK = 64                                 # instances per model call: bounds memory for any request
@@ -71,8 +73,23 @@ def _kind(value: Any) -> str:
             int: "a number", float: "a number"}.get(type(value), type(value).__name__)
 
 
-def _check_image(data: bytes) -> str | None:
-    """None if `data` is a whole JPEG or PNG image of sane size, else why not."""
+class PixelBudget:
+    """Pixels one request may still have decoded, across all its images (serve uses one per
+    request). A 16-128 px model needs nothing like 40 MP, and a request of 64 large solid
+    PNGs once took 37 s of decoding while every other client waited."""
+
+    def __init__(self, pixels: int) -> None:
+        self.total = self.left = pixels
+
+
+def _check_image(data: bytes, budget: PixelBudget | None = None) -> str | None:
+    """None if `data` is a whole JPEG or PNG image of sane size, else why not.
+
+    The check decodes the image (truncated files fail here, with the instance named, not
+    inside the model's batch); JPEGs are decoded at reduced scale (libjpeg's DCT scaling,
+    Pillow's draft), which is many times cheaper. The model decodes the full image, so
+    `budget` is charged the declared pixels.
+    """
     from PIL import Image, UnidentifiedImageError
     try:
         with Image.open(io.BytesIO(data)) as img:
@@ -83,6 +100,14 @@ def _check_image(data: bytes) -> str | None:
                 return f"is {w}x{h} pixels; the centre crop needs at least {MIN_IMAGE_SIDE} on each side"
             if w * h > MAX_IMAGE_PIXELS:
                 return f"is {w}x{h} pixels; the limit is {MAX_IMAGE_PIXELS // 1_000_000} megapixels"
+            if budget is not None:
+                if w * h > budget.left:
+                    return (f"is {w}x{h} pixels ({w * h / 1e6:.1f} MP), more than this request has left of its "
+                            f"{budget.total / 1e6:.0f} MP decoding budget; send large images in separate "
+                            "requests, or downscale them first")
+                budget.left -= w * h
+            if img.format == "JPEG" and min(w, h) >= 2 * DRAFT_SIDE:
+                img.draft("RGB", (DRAFT_SIDE, DRAFT_SIDE))
             img.load()
     except UnidentifiedImageError:
         return "does not decode as an image (JPEG or PNG expected)"
@@ -93,7 +118,8 @@ def _check_image(data: bytes) -> str | None:
     return None
 
 
-def parse_instance(obj: Any, index: int, embedding_size: int, check_images: bool = True) -> Parsed:
+def parse_instance(obj: Any, index: int, embedding_size: int, check_images: bool = True,
+                   budget: PixelBudget | None = None) -> Parsed:
     """One instance -> a typed instance, or BadInstance naming the instance and the field.
 
     The one parser of the seed's instance format: local predict, serve, batch and the
@@ -153,7 +179,7 @@ def parse_instance(obj: Any, index: int, embedding_size: int, check_images: bool
     if not data:
         return BadInstance(index, key, f"{where}: 'image_bytes' is empty")
     if check_images:
-        why = _check_image(data)
+        why = _check_image(data, budget)
         if why:
             return BadInstance(index, key, f"{where}: 'image_bytes' {why}")
     return ImageInstance(index, key, data)
@@ -162,11 +188,15 @@ def parse_instance(obj: Any, index: int, embedding_size: int, check_images: bool
 _URLSAFE = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=")
 
 
-def parse_instances(instances: Any, embedding_size: int, first_index: int = 0) -> list[Parsed]:
+def parse_instances(instances: Any, embedding_size: int, first_index: int = 0,
+                    pixel_budget: int | None = None) -> list[Parsed]:
+    """Every instance of one request; with `pixel_budget`, the images of the request
+    together may decode at most that many pixels (later ones over it get an error)."""
     if not isinstance(instances, list):
         raise InvalidInput(f"'instances' must be a list, got {_kind(instances)}.",
                            'Send {"instances": [{"embeddings": [...], "key": "0"}, ...]}.')
-    return [parse_instance(obj, first_index + i, embedding_size) for i, obj in enumerate(instances)]
+    budget = PixelBudget(pixel_budget) if pixel_budget else None
+    return [parse_instance(obj, first_index + i, embedding_size, budget=budget) for i, obj in enumerate(instances)]
 
 
 def import_tensorflow() -> Any:

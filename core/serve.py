@@ -6,33 +6,53 @@
   GET  /healthz                  {"status": "ok"} (no token needed: for load balancers)
 
 Why these choices:
-- http.server's ThreadingHTTPServer: one thread per connection, no new dependency.
-  Requests parse their instances in their own thread and then meet in a micro-batcher:
-  one model thread that merges whatever requests are waiting into one model call, so
-  concurrent clients get batched throughput and a lone client no added latency.
+- One asyncio event loop owns every socket; only whole requests reach a thread. A slow,
+  silent or hostile client costs a coroutine and a small buffer, not a thread: the old
+  thread-per-connection server let 400 slow sockets (a header line every 10 s) use up
+  file descriptors and starve everyone. Parsing and prediction run in a small thread pool,
+  then meet in a micro-batcher: one model thread that merges whatever requests are waiting
+  into one model call, so concurrent clients get batched throughput and a lone client no
+  added latency.
+- Limits (`Limits`), each answered at once rather than by a slow death:
+  * a deadline for the whole request, headers and body together (408), not per recv;
+  * at most `max_connections` open sockets; the next one gets a 503 and is closed;
+  * the token is checked as soon as the headers are in, before any body is read;
+  * a budget of body bytes in flight across all requests (503 with Retry-After when spent),
+    and a decoded-pixel budget per request (core/predict.py), so no one request can take
+    all the memory or the CPU and stall the small ones;
+  * a listen backlog of 1024, so a burst of clients waits in the kernel's queue instead of
+    overflowing it and retrying after seconds.
+- Strict HTTP/1.1 framing, so nothing can be smuggled past a proxy: Content-Length is
+  digits only, duplicates must agree, Transfer-Encoding is refused, and a body is read (or
+  the connection closed) on every method, so its bytes never run as a second request.
 - Loopback by default. Any other address needs a token, and then every route but
   /healthz needs `Authorization: Bearer TOKEN` (compared in constant time).
 - Every request gets a JSON answer: a body over the size limit is 413, bad JSON or a
   request without an 'instances' list is 400, a request whose instances are all bad
   is 400 (with each one's error), a mix is 200 with errors inline for the bad ones, as
-  the seed's clients expect keys to line up. A slow or silent client times out instead
-  of holding a thread forever. `handle()` is a plain function of (method, path, headers,
-  body) so the property tests can throw anything at it.
-- SIGTERM (or Ctrl-C) stops accepting, lets requests in flight finish, then exits.
+  the seed's clients expect keys to line up. `handle()` is a plain function of (method,
+  path, headers, body) so the property tests can throw anything at it.
+- SIGTERM (or Ctrl-C) stops accepting, closes connections that have no request in
+  flight (a client trickling its body cannot hold shutdown), lets predictions in flight
+  finish for up to `grace_s`, then closes the rest.
 """
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import json
+import queue
 import re
+import resource
 import signal
 import socket
-import queue
+import sys
 import threading
-from concurrent.futures import Future
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
 from core.errors import InvalidInput
@@ -40,8 +60,25 @@ from core.errors import InvalidInput
 MAX_BODY = 32 * 1024 * 1024
 MAX_INSTANCES = 1024
 READ_TIMEOUT_S = 30.0
-PREDICT_RE = re.compile(r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?:predict$")
-MODEL_RE = re.compile(r"^/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?$")
+PREDICT_RE = re.compile(r"/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?:predict")
+MODEL_RE = re.compile(r"/v1/models/(?P<name>[^/:]+)(?:/versions/(?P<version>[^/:]+))?")
+DIGITS_RE = re.compile(rb"[0-9]{1,15}")
+TOKEN_RE = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")     # RFC 9110 token: a header name or method
+
+
+@dataclass
+class Limits:
+    """What one server will take on; the defaults suit a small model on one machine."""
+
+    request_timeout_s: float = READ_TIMEOUT_S   # whole request: request line, headers and body
+    header_timeout_s: float = 10.0              # request line and headers (idle keep-alive too)
+    max_connections: int = 1024                 # open sockets; the next gets 503 and is closed
+    max_header_bytes: int = 16 * 1024
+    max_body: int = MAX_BODY
+    max_inflight_bytes: int = 64 * 1024 * 1024  # bodies being read or handled, all clients together
+    workers: int = 16                           # threads that parse and wait on the model
+    grace_s: float = 10.0                       # shutdown: how long predictions in flight may finish
+    backlog: int = 1024
 
 
 def is_loopback(host: str) -> bool:
@@ -89,30 +126,43 @@ class App:
     def _version_ok(self, v: str | None) -> bool:
         return v is None or (self.version is not None and v.lstrip("vV") == str(self.version))
 
-    def handle(self, method: str, path: str, headers: Any, body: bytes) -> tuple[int, dict[str, Any]]:
+    def precheck(self, method: str, path: str, headers: Any) -> tuple[int, dict[str, Any]] | None:
+        """The answer a request gets whatever its body (token, route, method), or None.
+
+        Runs as soon as the headers are in: a request without the token is refused before
+        a byte of its body is read."""
         path = path.split("?", 1)[0]
         if path == "/healthz":
             if method not in ("GET", "HEAD"):
                 return 405, {"error": f"{method} is not allowed on {path}; use GET."}
-            return 200, {"status": "ok", "model": self.name}
+            return None
         if not self._authorized(headers):
             return 401, {"error": "Missing or wrong token: send 'Authorization: Bearer TOKEN'."}
-        m = PREDICT_RE.match(path)
+        m = PREDICT_RE.fullmatch(path)
         if m:
             if method != "POST":
                 return 405, {"error": f"{method} is not allowed on {path}; use POST."}
-            if m["name"] != self.name or not self._version_ok(m["version"]):
-                return 404, {"error": f"No model {m['name']!r} here; this server serves {self.name!r}."}
-            return self.predict(body)
-        m = MODEL_RE.match(path)
-        if m:
+        else:
+            m = MODEL_RE.fullmatch(path)
+            if not m:
+                return 404, {"error": f"No route {path}. Use POST /v1/models/{self.name}:predict or GET /healthz."}
             if method not in ("GET", "HEAD"):
                 return 405, {"error": f"{method} is not allowed on {path}; use GET."}
-            if m["name"] != self.name or not self._version_ok(m["version"]):
-                return 404, {"error": f"No model {m['name']!r} here; this server serves {self.name!r}."}
-            return 200, {"model_version_status": [{"version": str(self.version or 1), "state": "AVAILABLE",
-                                                   "status": {"error_code": "OK", "error_message": ""}}]}
-        return 404, {"error": f"No route {path}. Use POST /v1/models/{self.name}:predict or GET /healthz."}
+        if m["name"] != self.name or not self._version_ok(m["version"]):
+            return 404, {"error": f"No model {m['name']!r} here; this server serves {self.name!r}."}
+        return None
+
+    def handle(self, method: str, path: str, headers: Any, body: bytes) -> tuple[int, dict[str, Any]]:
+        early = self.precheck(method, path, headers)
+        if early:
+            return early
+        path = path.split("?", 1)[0]
+        if path == "/healthz":
+            return 200, {"status": "ok", "model": self.name}
+        if PREDICT_RE.fullmatch(path):
+            return self.predict(body)
+        return 200, {"model_version_status": [{"version": str(self.version or 1), "state": "AVAILABLE",
+                                               "status": {"error_code": "OK", "error_message": ""}}]}
 
     def predict(self, body: bytes) -> tuple[int, dict[str, Any]]:
         try:
@@ -155,8 +205,8 @@ class MicroBatcher:
         threading.Thread(target=self._loop, name="genml-model", daemon=True).start()
 
     def predict(self, instances: list[Any]) -> list[dict[str, Any]]:
-        from core.predict import parse_instances
-        parsed = parse_instances(instances, self.embedding_size)
+        from core.predict import MAX_REQUEST_PIXELS, parse_instances
+        parsed = parse_instances(instances, self.embedding_size, pixel_budget=MAX_REQUEST_PIXELS)
         fut: Future[list[dict[str, Any]]] = Future()
         self._q.put((parsed, fut))
         return fut.result()
@@ -185,137 +235,150 @@ class MicroBatcher:
                 i += len(parsed)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server_version = "genml"
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True     # small JSON answers must not wait for a delayed ACK (~40 ms)
-    app: App
-    quiet: bool = True
-    read_timeout: float = READ_TIMEOUT_S
+class _Reject(Exception):
+    """Answer this request with `status` and close the connection."""
 
-    busy = False
+    def __init__(self, status: int, message: str, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.retry_after = status, message, retry_after
 
-    def setup(self) -> None:
-        super().setup()
-        self.connection.settimeout(self.read_timeout)
-        self.server.track(self, True)  # type: ignore[attr-defined]
 
-    def finish(self) -> None:
-        self.server.track(self, False)  # type: ignore[attr-defined]
-        super().finish()
+class Headers:
+    """Case-insensitive header lookup (what App needs of http.client's message objects)."""
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        if not self.quiet:
-            super().log_message(format, *args)
+    def __init__(self, items: list[tuple[str, str]]) -> None:
+        self._items = items
+        self._map: dict[str, str] = {}
+        for k, v in items:
+            self._map.setdefault(k.lower(), v)
 
-    def _send(self, status: int, obj: dict[str, Any], close: bool = False) -> None:
-        data = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        if close:
-            self.send_header("Connection", "close")
-            self.close_connection = True
-        if self.request_version != "HTTP/0.9" and hasattr(self, "_headers_buffer"):
-            self._headers_buffer.append(b"\r\n")      # end of headers, then the body: one write
-            if self.command != "HEAD":
-                self._headers_buffer.append(data)
-            self.flush_headers()
-        else:
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(data)
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._map.get(name.lower(), default)
 
-    def _dispatch(self) -> None:
-        self.busy = True
+    def get_all(self, name: str) -> list[str]:
+        return [v for k, v in self._items if k.lower() == name.lower()]
+
+
+@dataclass
+class _Request:
+    method: str
+    target: str
+    version: str
+    headers: Headers
+    keep_alive: bool
+
+
+def parse_head(head: bytes) -> _Request:
+    """Request line and headers, strictly (RFC 9112): anything ambiguous is a 400."""
+    lines = head.split(b"\r\n")
+    parts = lines[0].split(b" ")
+    if len(parts) != 3 or not TOKEN_RE.fullmatch(parts[0]) or not parts[1].startswith(b"/") \
+            or parts[2] not in (b"HTTP/1.1", b"HTTP/1.0"):
+        raise _Reject(400, "Malformed request line; expected 'METHOD /path HTTP/1.1'.")
+    items: list[tuple[str, str]] = []
+    for raw in lines[1:]:
+        if not raw:
+            continue
+        name, sep, value = raw.partition(b":")
+        if not sep or not TOKEN_RE.fullmatch(name):        # also refuses obs-fold and "Name : value"
+            raise _Reject(400, "Malformed header line.")
         try:
-            self._answer()
-        finally:
-            self.busy = False
-            if self.server.stopping:  # type: ignore[attr-defined]
-                self.close_connection = True
-
-    def _answer(self) -> None:
-        try:
-            body = b""
-            if self.command == "POST":
-                if self.headers.get("Transfer-Encoding"):
-                    return self._send(411, {"error": "Send the body with Content-Length, not chunked."}, close=True)
-                raw = self.headers.get("Content-Length")
-                try:
-                    length = int(raw) if raw is not None else -1
-                except ValueError:
-                    length = -1
-                if length < 0:
-                    return self._send(411, {"error": "A POST needs a Content-Length header."}, close=True)
-                if length > self.app.max_body:
-                    return self._send(413, {"error": f"The body is {length} bytes; the limit is {self.app.max_body}."},
-                                      close=True)
-                body = self.rfile.read(length)
-                if len(body) < length:
-                    return self._send(400, {"error": "The body ended before Content-Length bytes."}, close=True)
-            status, obj = self.app.handle(self.command, self.path, self.headers, body)
-            self._send(status, obj)
-        except (TimeoutError, socket.timeout):
-            self.close_connection = True
-            try:
-                self._send(408, {"error": "The request took too long to arrive."}, close=True)
-            except OSError:
-                pass
-        except (ConnectionError, BrokenPipeError):
-            self.close_connection = True
-        except Exception as exc:  # noqa: BLE001 - a bug must still answer in JSON and keep serving
-            self.log_error("internal error: %r", exc)
-            try:
-                self._send(500, {"error": f"internal error: {type(exc).__name__}"}, close=True)
-            except OSError:
-                pass
-
-    do_GET = do_POST = do_HEAD = do_PUT = do_DELETE = do_PATCH = _dispatch
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """http.server's own errors (bad request line, headers too long) as JSON too."""
-        try:
-            self._send(code, {"error": message or HTTPStatus(code).phrase}, close=True)
-        except (OSError, ValueError):
-            pass
+            items.append((name.decode("ascii"), value.strip(b" \t").decode("latin-1")))
+        except UnicodeDecodeError:
+            raise _Reject(400, "Malformed header line.") from None
+    headers = Headers(items)
+    version = parts[2].decode()
+    conn = (headers.get("Connection") or "").lower()
+    keep_alive = "close" not in conn if version == "HTTP/1.1" else "keep-alive" in conn
+    try:
+        target = parts[1].decode("ascii")
+    except UnicodeDecodeError:
+        raise _Reject(400, "The request target must be ASCII.") from None
+    return _Request(parts[0].decode(), target, version, headers, keep_alive)
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = False            # shutdown waits for requests in flight
-    block_on_close = True
-    allow_reuse_address = True
+def body_length(headers: Headers) -> int:
+    """Content-Length, strictly: digits only, duplicates must agree, no Transfer-Encoding."""
+    if headers.get_all("Transfer-Encoding"):
+        raise _Reject(411, "Send the body with Content-Length, not Transfer-Encoding.")
+    values = [v.strip() for h in headers.get_all("Content-Length") for v in h.split(",")]
+    if not values:
+        return 0
+    if any(not DIGITS_RE.fullmatch(v.encode()) for v in values):
+        raise _Reject(400, "Content-Length must be a number of bytes (digits only).")
+    if len(set(int(v) for v in values)) != 1:
+        raise _Reject(400, "Conflicting Content-Length headers.")
+    return int(values[0])
 
-    def __init__(self, addr: tuple[str, int], app: App, quiet: bool = True,
-                 read_timeout: float = READ_TIMEOUT_S) -> None:
-        self.stopping = False
-        self._handlers: set[_Handler] = set()
-        self._handlers_lock = threading.Lock()
-        handler = type("Handler", (_Handler,), {"app": app, "quiet": quiet, "read_timeout": read_timeout})
+
+class _Budget:
+    """Bytes of request bodies in flight, all connections together (event-loop thread only)."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.used = total, 0
+
+    def take(self, n: int) -> bool:
+        if self.used and self.used + n > self.total:
+            return False         # a lone request may use it all: max_body bounds it anyway
+        self.used += n
+        return True
+
+    def give(self, n: int) -> None:
+        self.used -= n
+
+
+def _response(status: int, obj: dict[str, Any] | None, *, head_only: bool = False, close: bool = False,
+              retry_after: int | None = None) -> bytes:
+    data = json.dumps(obj).encode() if obj is not None else b""
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Unknown"
+    lines = [f"HTTP/1.1 {status} {phrase}", "Server: genml", "Content-Type: application/json",
+             f"Content-Length: {len(data)}"]
+    if close:
+        lines.append("Connection: close")
+    if retry_after is not None:
+        lines.append(f"Retry-After: {retry_after}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + (b"" if head_only else data)
+
+
+class _Conn:
+    """One client connection's state, for shutdown: is a prediction in flight?"""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        self.busy = False
+
+
+class Server:
+    """The listening socket and the event loop that serves it (see the module docstring)."""
+
+    def __init__(self, addr: tuple[str, int], app: App, quiet: bool = True, limits: Limits | None = None) -> None:
+        self.app = app
+        self.quiet = quiet
+        self.limits = limits or Limits()
+        _raise_fd_limit(self.limits.max_connections + 64)
         family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
-        self.address_family = family
-        super().__init__(addr, handler)
-
-    def track(self, handler: _Handler, add: bool) -> None:
-        with self._handlers_lock:
-            (self._handlers.add if add else self._handlers.discard)(handler)
-
-    def stop(self) -> None:
-        """Stop accepting, let requests in flight finish, drop idle keep-alive connections.
-
-        Without the last step, shutting down would wait for every idle keep-alive client
-        to time out (block_on_close joins the connection threads).
-        """
-        self.stopping = True
-        self.shutdown()
-        with self._handlers_lock:
-            idle = [h for h in self._handlers if not h.busy]
-        for h in idle:
-            try:
-                h.connection.shutdown(socket.SHUT_RD)
-            except OSError:
-                pass
-        self.server_close()
+        self.socket = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.socket.bind(addr)
+            self.socket.listen(self.limits.backlog)
+        except OSError:
+            self.socket.close()
+            raise
+        self.socket.setblocking(False)
+        self.server_address = self.socket.getsockname()
+        self.stopping = False
+        self.refused = 0                  # connections turned away at the connection cap
+        self._conns: set[_Conn] = set()
+        self._budget = _Budget(self.limits.max_inflight_bytes)
+        self._pool = ThreadPoolExecutor(self.limits.workers, thread_name_prefix="genml-request")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_requested: asyncio.Event | None = None
+        self._started = threading.Event()
+        self._done = threading.Event()
 
     @property
     def url(self) -> str:
@@ -323,28 +386,207 @@ class Server(ThreadingHTTPServer):
         host = f"[{host}]" if ":" in str(host) else host
         return f"http://{host}:{port}"
 
+    @property
+    def connections(self) -> int:
+        return len(self._conns)
+
+    # ---- running ---------------------------------------------------------------------
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        """Serve until stop() (from any thread). `poll_interval` is accepted for
+        compatibility with socketserver and not needed: stop() wakes the loop at once."""
+        try:
+            asyncio.run(self._main())
+        finally:
+            self._done.set()
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop_requested = asyncio.Event()
+        server = await asyncio.start_server(self._client, sock=self.socket, backlog=self.limits.backlog,
+                                            limit=self.limits.max_header_bytes + 1024)
+        self._started.set()
+        if self.stopping:
+            self._stop_requested.set()
+        await self._stop_requested.wait()
+        server.close()                                  # no new connections
+        for c in list(self._conns):                     # nothing in flight: close now
+            if not c.busy:
+                c.writer.transport.abort()
+        deadline = time.monotonic() + self.limits.grace_s
+        while any(c.busy for c in self._conns) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        for c in list(self._conns):
+            c.writer.transport.abort()
+        await asyncio.sleep(0)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def stop(self) -> None:
+        """Stop accepting, close idle and half-sent connections, let predictions in flight
+        finish (up to limits.grace_s), then close the rest; returns when done."""
+        self.stopping = True
+        if self._loop is not None and self._stop_requested is not None:
+            try:
+                self._loop.call_soon_threadsafe(self._stop_requested.set)
+            except RuntimeError:          # the loop already ended
+                pass
+            if self._started.is_set():
+                self._done.wait(self.limits.grace_s + 5)
+        self.server_close()
+
+    shutdown = stop
+
+    def server_close(self) -> None:
+        try:
+            self.socket.close()
+        except OSError:
+            pass
+
+    # ---- one connection --------------------------------------------------------------
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no delayed-ACK wait on small answers
+        if len(self._conns) >= self.limits.max_connections or self.stopping:
+            self.refused += 1
+            writer.write(_response(503, {"error": "The server is at its connection limit; try again shortly."},
+                                   close=True, retry_after=1))
+            writer.transport.abort() if self.stopping else writer.close()
+            return
+        conn = _Conn(writer)
+        self._conns.add(conn)
+        try:
+            while not self.stopping:
+                if not await self._one_request(reader, conn):
+                    break
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            self._conns.discard(conn)
+            writer.transport.abort() if self.stopping else writer.close()
+
+    async def _one_request(self, reader: asyncio.StreamReader, conn: _Conn) -> bool:
+        """Read, answer; True to keep the connection for another request."""
+        limits = self.limits
+        start = time.monotonic()
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), limits.header_timeout_s)
+        except asyncio.IncompleteReadError as exc:
+            if exc.partial.strip():
+                await self._reply(conn, 400, {"error": "The request ended before its headers did."}, close=True)
+            return False
+        except asyncio.LimitOverrunError:
+            await self._reply(conn, 431, {"error": f"The request line and headers are over {limits.max_header_bytes} "
+                                                   "bytes."}, close=True)
+            return False
+        except (TimeoutError, asyncio.TimeoutError):
+            if reader._buffer:                          # type: ignore[attr-defined]  (something came: say why)
+                await self._reply(conn, 408, {"error": "The request headers took too long to arrive."}, close=True)
+            return False                                 # an idle keep-alive connection: just close
+        if len(head) > limits.max_header_bytes:
+            await self._reply(conn, 431, {"error": f"The request line and headers are over {limits.max_header_bytes} "
+                                                   "bytes."}, close=True)
+            return False
+        try:
+            req = parse_head(head[:-4])
+            length = body_length(req.headers)
+        except _Reject as rej:
+            await self._reply(conn, rej.status, {"error": rej.message}, close=True)
+            return False
+        head_only = req.method == "HEAD"
+        early = self.app.precheck(req.method, req.target, req.headers)
+        if early is None and req.method == "POST" and not req.headers.get_all("Content-Length"):
+            early = (411, {"error": "A POST needs a Content-Length header."})
+        if early is None and length > limits.max_body:
+            early = (413, {"error": f"The body is {length} bytes; the limit is {limits.max_body}."})
+        if early is not None:
+            # the body (if any) is not read: close, so its bytes can never run as a request
+            await self._reply(conn, *early, head_only=head_only, close=bool(length) or not req.keep_alive)
+            return bool(not length and req.keep_alive)
+        if not self._budget.take(length):
+            await self._reply(conn, 503, {"error": "The server is busy with other large requests; retry shortly."},
+                              close=True, retry_after=1)
+            return False
+        try:
+            if length and (req.headers.get("Expect") or "").lower() == "100-continue":
+                conn.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            left = limits.request_timeout_s - (time.monotonic() - start)
+            try:
+                body = await asyncio.wait_for(reader.readexactly(length), max(0.001, left)) if length else b""
+            except asyncio.IncompleteReadError:
+                await self._reply(conn, 400, {"error": "The body ended before Content-Length bytes."}, close=True)
+                return False
+            except (TimeoutError, asyncio.TimeoutError):
+                await self._reply(conn, 408, {"error": "The request took too long to arrive "
+                                                       f"(the limit is {limits.request_timeout_s:g} s)."}, close=True)
+                return False
+            conn.busy = True
+            try:
+                loop = asyncio.get_running_loop()
+                status, obj = await loop.run_in_executor(self._pool, self._handle, req.method, req.target,
+                                                         req.headers, body)
+                del body
+                await self._reply(conn, status, obj, head_only=head_only, close=not req.keep_alive or self.stopping)
+            finally:
+                conn.busy = False
+        finally:
+            self._budget.give(length)
+        if not self.quiet:
+            print(f"{req.method} {req.target} {status} {time.monotonic() - start:.3f}s", file=sys.stderr, flush=True)
+        return req.keep_alive
+
+    def _handle(self, method: str, target: str, headers: Headers, body: bytes) -> tuple[int, dict[str, Any]]:
+        try:
+            return self.app.handle(method, target, headers, body)
+        except Exception as exc:  # noqa: BLE001 - a bug must still answer in JSON and keep serving
+            if not self.quiet:
+                print(f"internal error: {exc!r}", file=sys.stderr, flush=True)
+            return 500, {"error": f"internal error: {type(exc).__name__}"}
+
+    async def _reply(self, conn: _Conn, status: int, obj: dict[str, Any], *, head_only: bool = False,
+                     close: bool = False, retry_after: int | None = None) -> None:
+        conn.writer.write(_response(status, obj, head_only=head_only, close=close, retry_after=retry_after))
+        try:
+            await asyncio.wait_for(conn.writer.drain(), self.limits.request_timeout_s)
+        except (TimeoutError, asyncio.TimeoutError):      # a client that does not read its answer
+            conn.writer.transport.abort()
+
+
+def _raise_fd_limit(want: int) -> None:
+    """Lift the soft open-files limit towards `want` (up to the hard limit): the connection
+    cap, not the fd limit, must be what turns clients away."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY and soft < want:
+            new = want if hard == resource.RLIM_INFINITY else min(want, hard)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+    except (ValueError, OSError):
+        pass
+
 
 def make_server(predictor: Any, name: str, host: str = "127.0.0.1", port: int = 8080, *,
                 token: str | None = None, version: int | None = None, quiet: bool = True,
-                max_body: int = MAX_BODY, read_timeout: float = READ_TIMEOUT_S) -> Server:
+                max_body: int = MAX_BODY, read_timeout: float = READ_TIMEOUT_S,
+                limits: Limits | None = None) -> Server:
     check_bind(host, token)
-    app = App(MicroBatcher(predictor), name, version=version, token=token, max_body=max_body)
+    limits = limits or Limits(request_timeout_s=read_timeout, header_timeout_s=min(10.0, read_timeout),
+                              max_body=max_body)
+    app = App(MicroBatcher(predictor), name, version=version, token=token, max_body=limits.max_body)
     try:
-        return Server((host, port), app, quiet=quiet, read_timeout=read_timeout)
+        return Server((host, port), app, quiet=quiet, limits=limits)
     except OSError as exc:
         raise InvalidInput(f"Cannot listen on {host}:{port}: {exc.strerror or exc}.",
                            "Pick another --port (0 picks a free one) or stop whatever holds it.") from exc
 
 
 def serve_until_signal(server: Server, on_ready: Callable[[Server], None] | None = None) -> None:
-    """Serve until SIGTERM/SIGINT; then finish requests in flight and close."""
+    """Serve until SIGTERM/SIGINT; then finish predictions in flight (a short grace) and close."""
     stop = threading.Event()
 
     def _stop(signum: int, frame: object) -> None:
         stop.set()
 
     old = {s: signal.signal(s, _stop) for s in (signal.SIGTERM, signal.SIGINT)}
-    t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
+    t = threading.Thread(target=server.serve_forever, daemon=True)
     t.start()
     try:
         if on_ready:
@@ -352,10 +594,10 @@ def serve_until_signal(server: Server, on_ready: Callable[[Server], None] | None
         while not stop.wait(0.5):
             pass
     finally:
-        server.stop()                # joins the request threads (block_on_close)
-        t.join()
+        server.stop()
+        t.join(server.limits.grace_s + 10)
         for s, h in old.items():
             signal.signal(s, h)
 
 
-__all__ = ["App", "Server", "make_server", "serve_until_signal", "check_bind", "is_loopback"]
+__all__ = ["App", "Server", "Limits", "make_server", "serve_until_signal", "check_bind", "is_loopback"]

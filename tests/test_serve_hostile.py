@@ -1,0 +1,261 @@
+"""`genml serve` against hostile and unlucky clients (issue 12, items 1-4), over real
+sockets on 127.0.0.1 with the real tiny model."""
+from __future__ import annotations
+
+import base64
+import http.client
+import io
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from core.predict import load_predictor
+from core.serve import Limits, Server, make_server
+
+pytestmark = pytest.mark.slow     # the tiny model is trained once per run
+E = 8
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_job_dir: Path):  # noqa: ANN201
+    return load_predictor(tiny_job_dir / "model")
+
+
+def _serve(predictor: Any, **kw: Any) -> tuple[Server, threading.Thread]:
+    s = make_server(predictor, "tiny", "127.0.0.1", 0, **kw)
+    t = threading.Thread(target=s.serve_forever, daemon=True)
+    t.start()
+    return s, t
+
+
+@pytest.fixture
+def serve(predictor: Any) -> Iterator[Any]:
+    running: list[tuple[Server, threading.Thread]] = []
+
+    def start(**kw: Any) -> Server:
+        running.append(_serve(predictor, **kw))
+        return running[-1][0]
+
+    yield start
+    for s, t in running:
+        s.stop()
+        t.join(30)
+
+
+def _connect(s: Server, timeout: float = 10) -> socket.socket:
+    return socket.create_connection(s.server_address[:2], timeout=timeout)
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    chunks = []
+    try:
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    except ConnectionResetError:
+        pass
+    return b"".join(chunks)
+
+
+def _predict_body(n: int = 1) -> bytes:
+    return json.dumps({"instances": [{"embeddings": [0.1] * E, "key": str(i)} for i in range(n)]}).encode()
+
+
+def _post(s: Server, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, Any, float]:
+    started = time.monotonic()
+    conn = http.client.HTTPConnection(*s.server_address[:2], timeout=30)
+    try:
+        conn.request("POST", "/v1/models/tiny:predict", body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read()), time.monotonic() - started
+    finally:
+        conn.close()
+
+
+# ---- item 1: slow clients, floods, token first, shutdown -----------------------------------
+
+def test_the_deadline_covers_the_whole_request_not_each_recv(serve: Any) -> None:
+    s = serve(limits=Limits(request_timeout_s=1.0, header_timeout_s=1.0))
+    with _connect(s) as c:
+        started = time.monotonic()
+        c.sendall(b"POST /v1/models/tiny:predict HTTP/1.1\r\n")
+        answer = b""
+        for i in range(40):                          # a header line every 0.1 s: each recv is quick
+            try:
+                c.sendall(f"X-Slow-{i}: x\r\n".encode())
+            except OSError:
+                break
+            c.settimeout(0.1)
+            try:
+                answer += c.recv(65536)
+            except (TimeoutError, socket.timeout):
+                continue
+            except ConnectionResetError:
+                break
+            if answer:
+                break
+        c.settimeout(5)
+        answer += _read_all(c)
+    assert answer.startswith(b"HTTP/1.1 408 ") and b'"error"' in answer
+    assert time.monotonic() - started < 3
+
+
+def test_connections_over_the_cap_are_refused_at_once(serve: Any) -> None:
+    s = serve(limits=Limits(max_connections=20, header_timeout_s=30))
+    idle = [_connect(s) for _ in range(20)]
+    try:
+        for c in idle:                               # each holds a slot with half a request line
+            c.sendall(b"GET /heal")
+        deadline = time.monotonic() + 10
+        while s.connections < 20 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        started = time.monotonic()
+        with _connect(s) as extra:
+            extra.sendall(b"GET /healthz HTTP/1.1\r\n\r\n")
+            got = _read_all(extra)
+        assert got.startswith(b"HTTP/1.1 503 ") and b"Retry-After: 1" in got
+        assert time.monotonic() - started < 1
+        assert s.refused == 1
+    finally:
+        for c in idle:
+            c.close()
+
+
+def test_legit_clients_keep_answering_while_slow_sockets_are_open(serve: Any) -> None:
+    s = serve(limits=Limits(header_timeout_s=30))
+    slow = [_connect(s) for _ in range(200)]
+    try:
+        for c in slow:
+            c.sendall(b"POST /v1/models/tiny:predict HTTP/1.1\r\nX: ")
+        latencies = [_post(s, _predict_body())[2] for _ in range(20)]
+        assert max(latencies) < 1.0, latencies
+    finally:
+        for c in slow:
+            c.close()
+
+
+def test_the_token_is_checked_before_the_body_is_read(serve: Any) -> None:
+    s = serve(token="s3cret", limits=Limits(request_timeout_s=20, header_timeout_s=20))
+    with _connect(s) as c:
+        started = time.monotonic()
+        c.sendall(b"POST /v1/models/tiny:predict HTTP/1.1\r\nContent-Length: 1000000\r\n\r\n{")
+        got = _read_all(c)                           # no body follows: the answer must not wait for it
+    assert got.startswith(b"HTTP/1.1 401 ") and time.monotonic() - started < 2
+
+
+def test_stop_does_not_wait_for_a_client_trickling_its_body(predictor: Any) -> None:
+    s, t = _serve(predictor, limits=Limits(request_timeout_s=60, header_timeout_s=60, grace_s=2))
+    with _connect(s) as c:
+        c.sendall(b"POST /v1/models/tiny:predict HTTP/1.1\r\nContent-Length: 100000\r\n\r\n{\"inst")
+        deadline = time.monotonic() + 10
+        while s.connections < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        started = time.monotonic()
+        s.stop()
+        t.join(30)
+        assert not t.is_alive() and time.monotonic() - started < 4
+
+
+# ---- item 2: a burst of ordinary clients -------------------------------------------------------
+
+def test_a_burst_of_200_clients_is_answered_quickly(serve: Any) -> None:
+    s = serve()
+    barrier = threading.Barrier(200)
+    times: list[float] = []
+    errors: list[BaseException] = []
+
+    def one() -> None:
+        barrier.wait()
+        started = time.monotonic()
+        try:
+            conn = http.client.HTTPConnection(*s.server_address[:2], timeout=30)
+            conn.request("GET", "/healthz")
+            assert conn.getresponse().status == 200
+            conn.close()
+            times.append(time.monotonic() - started)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one) for _ in range(200)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors and len(times) == 200
+    assert max(times) < 0.9, sorted(times)[-5:]     # a dropped SYN would cost a 1 s retry
+
+
+# ---- item 3: bytes in flight, pixels per request ---------------------------------------------
+
+def test_bodies_in_flight_share_a_byte_budget(serve: Any) -> None:
+    s = serve(limits=Limits(max_inflight_bytes=4000, header_timeout_s=20, request_timeout_s=20))
+    with _connect(s) as holder:
+        holder.sendall(b"POST /v1/models/tiny:predict HTTP/1.1\r\nContent-Length: 3000\r\n\r\n{")
+        deadline = time.monotonic() + 10
+        while s.connections < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time_started = time.monotonic()
+        with _connect(s) as second:
+            second.sendall(b"POST /v1/models/tiny:predict HTTP/1.1\r\nContent-Length: 3000\r\n\r\n")
+            got = _read_all(second)
+        assert got.startswith(b"HTTP/1.1 503 ") and time.monotonic() - time_started < 2
+    status, body, _ = _post(s, _predict_body())      # released when the holder went away
+    assert status == 200
+
+
+def _png(side: int) -> str:
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.new("RGB", (side, side), (40, 90, 200)).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def test_one_request_cannot_decode_more_than_its_pixel_budget(serve: Any) -> None:
+    s = serve()
+    big = _png(3000)                                 # 9 MP each, a few KB on the wire
+    body = json.dumps({"instances": [{"image_bytes": {"b64": big}, "key": str(i)} for i in range(8)]
+                      + [{"embeddings": [0.1] * E, "key": "z"}]}).encode()
+    status, obj, took = _post(s, body)
+    assert status == 200
+    preds = obj["predictions"]
+    assert "embeddings" in preds[0] and preds[-1]["key"] == "z" and "image_bytes" in preds[-1]
+    assert all("decoding budget" in p["error"] for p in preds[1:8]), preds[1]
+    assert took < 10
+
+
+# ---- item 4: HTTP framing ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("lengths", [["+61"], ["6_1"], [" 0x3d"], ["61", "62"], ["61, 62"], ["-1"]])
+def test_content_length_is_digits_only_and_never_ambiguous(serve: Any, lengths: list[str]) -> None:
+    s = serve()
+    body = b'{"instances": [{"embeddings": [0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1], "key": "a"}]}'[:61]
+    head = b"POST /v1/models/tiny:predict HTTP/1.1\r\nHost: x\r\n" + b"".join(
+        b"Content-Length: " + v.encode() + b"\r\n" for v in lengths) + b"\r\n"
+    with _connect(s) as c:
+        c.sendall(head + body)
+        got = _read_all(c)
+    assert got.startswith(b"HTTP/1.1 400 ") and got.count(b"HTTP/1.1 ") == 1, got[:200]
+
+
+def test_a_body_on_get_is_consumed_never_run_as_a_second_request(serve: Any) -> None:
+    s = serve(limits=Limits(header_timeout_s=1.0))
+    smuggled = b"GET /v1/models/tiny HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    with _connect(s) as c:
+        c.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: " + str(len(smuggled)).encode()
+                  + b"\r\n\r\n" + smuggled)
+        got = _read_all(c)
+    assert got.count(b"HTTP/1.1 ") == 1 and b'"status": "ok"' in got
+    assert b"model_version_status" not in got
+
+
+def test_transfer_encoding_is_refused(serve: Any) -> None:
+    s = serve()
+    with _connect(s) as c:
+        c.sendall(b"POST /v1/models/tiny:predict HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"
+                  b"Content-Length: 3\r\n\r\n0\r\n\r\n")
+        got = _read_all(c)
+    assert got.startswith(b"HTTP/1.1 411 ") and got.count(b"HTTP/1.1 ") == 1
