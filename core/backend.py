@@ -19,22 +19,10 @@ if TYPE_CHECKING:   # numpy costs ~0.2 s to import: keep it off the TUI's first 
 
 from core.errors import InvalidInput
 from core.jobdir import JobDir
-from core.types import Dataset, Job, ModelVersion
+from core.types import Dataset, Job, ModelVersion, ProgressFn
+from core.types import Progress as Progress  # re-exported: callers import it from here
 from trainer.contract import (DEFAULT_CROP, DEFAULT_IMAGE_SIZE, DEFAULT_PRESET, IMAGE_SIZES, LOSSES, PRESETS,
                               train_image_size)
-
-
-@dataclass
-class Progress:
-    """One progress report: `done` of `total` units (total 0 when unknown)."""
-
-    stage: str
-    done: int
-    total: int = 0
-    message: str = ""
-
-
-ProgressFn = Callable[[Progress], None]
 
 
 @dataclass

@@ -239,10 +239,6 @@ class Registry:
         with self.transaction() as c:
             return c.execute(sql, params).rowcount == 1
 
-    def remove_job(self, job_id: str) -> None:
-        with self.transaction() as c:
-            c.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
-
     # ---- models --------------------------------------------------------------------
     def add_model_version(self, name: str, job_id: str, path: str, backend: str = "local",
                           metrics: dict[str, Any] | None = None, info: dict[str, Any] | None = None,

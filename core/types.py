@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from trainer import contract
 
@@ -59,6 +59,20 @@ class _Record:
             if isinstance(v, enum.Enum):
                 d[k] = v.value
         return d
+
+
+@dataclass
+class Progress:
+    """One progress report: `done` of `total` units (total 0 when unknown). (Re-exported by
+    core/backend.py; here so storage code can report progress without importing the protocol.)"""
+
+    stage: str
+    done: int
+    total: int = 0
+    message: str = ""
+
+
+ProgressFn = Callable[[Progress], None]
 
 
 @dataclass

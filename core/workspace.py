@@ -49,7 +49,7 @@ class Workspace:
         other users whatever the umask says. An existing root keeps its mode (someone may
         have opened it up on purpose); `genml doctor` reports one that others can read.
         """
-        for d in (self.root, self.datasets_dir, self.jobs_dir, self.models_dir, self.tmp_dir):
+        for d in (self.root, self.datasets_dir, self.jobs_dir, self.tmp_dir):
             if not d.is_dir():
                 d.parent.mkdir(parents=True, exist_ok=True)
                 try:
@@ -74,10 +74,6 @@ class Workspace:
     @property
     def jobs_dir(self) -> Path:
         return self.root / "jobs"
-
-    @property
-    def models_dir(self) -> Path:
-        return self.root / "models"
 
     @property
     def tmp_dir(self) -> Path:

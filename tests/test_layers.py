@@ -1,4 +1,5 @@
-"""The layer rules of DESIGN.md, checked on the source (import-linter checks them too, in `make test`)."""
+"""The layer rules of README.md (core/ without UI, trainer/ without core/, no TensorFlow at the
+TUI's import), checked on the source; import-linter checks them too, in `make test`."""
 from __future__ import annotations
 
 import ast
@@ -41,3 +42,13 @@ def test_importing_the_app_and_cli_does_not_load_tensorflow() -> None:
     code = ("import sys, tui.app, tui.cli, core.backends; "
             "assert 'tensorflow' not in sys.modules, 'tensorflow loaded at import'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_no_import_cycles_in_core_or_trainer() -> None:
+    """Every import counts, lazy ones inside functions too (grimp's graph, as import-linter builds it):
+    a cycle means two modules each need the other, so neither has one clear job."""
+    import grimp
+    graph = grimp.build_graph("core", "trainer")
+    cycles = sorted({tuple(sorted((m, n))) for m in graph.modules for n in graph.find_modules_directly_imported_by(m)
+                     if graph.find_shortest_chain(importer=n, imported=m)})
+    assert cycles == []

@@ -11,8 +11,8 @@ Only export uses this; training keeps the Keras decoder. Two exact rewrites:
   machine with oneDNN on (TensorFlow's default on x86), this wins only for the 3-channel
   output layer (about 2x for that layer: the transposed kernel handles few output
   channels badly) and loses for the wide hidden layers (the 3x3 form does 2.25x the
-  multiply-adds), so hidden layers stay transposed convs. With oneDNN off, the sub-pixel
-  form wins everywhere; `subpixel_all=True` builds that variant.
+  multiply-adds), so hidden layers stay transposed convs. (With oneDNN off the sub-pixel
+  form wins everywhere; that variant was measured, see docs/trainer.md, and dropped.)
 """
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ class FastDecoder(tf.Module):
     graph constants). Built from a snapshot: later changes to the Keras decoder are not seen.
     """
 
-    def __init__(self, decoder: keras.Model, subpixel_all: bool = False) -> None:
+    def __init__(self, decoder: keras.Model) -> None:
         super().__init__(name="fast_decoder")
         layers = [l for l in decoder.layers if not isinstance(l, keras.layers.InputLayer)]
         # By base class: the trainer's BatchNorm is a BatchNormalization with a faster training pass.
@@ -109,7 +109,7 @@ class FastDecoder(tf.Module):
                 scale, shift = _bn_affine(stage[1])
                 kernel = kernel * scale[None, None, :, None]
                 bias = bias * scale + shift
-            sub = subpixel_all or i == len(stages) - 1
+            sub = i == len(stages) - 1              # the output layer only (module docstring)
             subpixel.append(sub)
             if sub:
                 kernel, bias = subpixel_kernel(kernel), np.tile(bias, 4)

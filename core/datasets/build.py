@@ -24,7 +24,8 @@ from typing import Any, Iterable, Iterator, Sequence
 from core import atomic
 from core.backend import Progress, ProgressFn
 from core.datasets import contact_sheet, manifest as manifest_mod
-from core.datasets.images import Options, Processed, Task, process_batch
+from core.datasets.images import Options, Processed
+from core.datasets.tasks import Task, process_batch
 from core.datasets.writer import ShardedWriter, example_bytes
 from core.errors import GenmlError
 

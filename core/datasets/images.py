@@ -272,18 +272,3 @@ def process_file(root: str, rel: str, options: Options) -> Processed:
         return Processed(rel=rel, reason="too large to decode in the memory available")
     except Exception as exc:  # a decoder bug must not stop the run; say what happened
         return Processed(rel=rel, reason=f"could not be decoded: {type(exc).__name__}: {exc}")
-
-
-Task = tuple  # ("file", root, rel, bytes) or ("demo", seed, index, render size)
-
-
-def process_batch(options: Options, tasks: list[Task]) -> list[Processed]:
-    """The worker entry point: a small batch per call keeps inter-process overhead low."""
-    out = []
-    for task in tasks:
-        if task[0] == "demo":
-            from core.datasets.demo import process_demo
-            out.append(process_demo(task[1], task[2], task[3], options))
-        else:
-            out.append(process_file(task[1], task[2], options))
-    return out

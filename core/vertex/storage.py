@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from core.backend import Progress, ProgressFn
+from core.types import Progress, ProgressFn
 from core.errors import CloudError, InvalidInput, StorageError
 from trainer.contract import DATASET_MANIFEST, MODEL_INFO
 
