@@ -103,8 +103,9 @@ class Registry:
             self._migrate()
         except sqlite3.DatabaseError as exc:
             raise StorageError(f"The registry {self.path} cannot be opened: {exc}.",
-                               "If the disk is full, free space. If the file is damaged, move it away; "
-                               "datasets and job dirs stay on disk and `genml doctor` can re-register them.") from exc
+                               "If the disk is full, free space. If the file is damaged, run `genml doctor --fix`: "
+                               "it moves the file aside and registers the datasets and jobs again from their "
+                               "folders (model names must be deployed again).") from exc
 
     def close(self) -> None:
         with self._lock:

@@ -213,3 +213,49 @@ def test_genml_train_checks_trainer_options_before_queueing(workspace: Workspace
     code, out, err = run("train", "shapes", "--preset", "tiny", *extra)
     assert code != 0 and why in err, err
     assert reg.list_jobs() == []                                # nothing queued, no process started
+
+
+# ---- item 15: genml doctor -------------------------------------------------------------------
+
+def test_doctor_rebuilds_a_damaged_registry_from_the_folders(workspace: Workspace, reg: Registry) -> None:
+    from core.errors import StorageError
+    catalog.demo(workspace, reg, "shapes", 8, workers=1)
+    job_dir = workspace.job_dir("shapes-20260101-000000")
+    job_dir.mkdir()
+    (job_dir / "config.json").write_text(json.dumps({"trainer": {"preset": "tiny", "max_steps": 12},
+                                                     "dataset": {"name": "shapes"}}))
+    (job_dir / "status.json").write_text(json.dumps({"state": "JOB_STATE_RUNNING", "step": 6, "max_steps": 12}))
+    (workspace.tmp_dir / "trash-old-1234").mkdir()
+    reg.close()
+    for suffix in ("-wal", "-shm"):
+        Path(str(workspace.registry_path) + suffix).unlink(missing_ok=True)
+    workspace.registry_path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StorageError) as err:
+        Registry(workspace.registry_path)
+    assert "genml doctor --fix" in err.value.hint
+
+    code, out, err_text = run("doctor")
+    assert code == 1 and "cannot be opened" in out and "genml doctor --fix" in err_text
+    code, out, _ = run("doctor", "--fix", "--json")
+    assert code == 0, out
+    found = {(f["kind"], f["what"]): f for f in json.loads(out)["findings"]}
+    assert found[("dataset", "shapes")]["fixed"] and found[("job", "shapes-20260101-000000")]["fixed"]
+    assert found[("tmp", "trash-old-1234")]["fixed"]
+    fresh = Registry(workspace.registry_path)
+    assert [d.name for d in fresh.list_datasets()] == ["shapes"]
+    job = fresh.get_job("shapes-20260101-000000")
+    assert job.state is JobState.FAILED and "resume" in job.error and job.dataset == "shapes" and job.step == 6
+    assert any(p.name.startswith("registry.sqlite.damaged-") for p in workspace.root.iterdir())
+    assert run("doctor") == (0, f"workspace {workspace.root}\n  all good: the registry and the folders agree\n", "")
+
+
+def test_doctor_reports_orphans_and_an_open_workspace(workspace: Workspace, reg: Registry) -> None:
+    catalog.demo(workspace, reg, "shapes", 8, workers=1)
+    import shutil
+    shutil.rmtree(workspace.dataset_dir("shapes"))
+    os.chmod(workspace.root, 0o755)
+    code, out, _ = run("doctor")
+    assert code == 1
+    assert "dataset shapes: registered, but" in out and "permissions" in out
+    code, out, _ = run("doctor", "--fix")
+    assert code == 0 and reg.list_datasets() == [] and not workspace.open_to_others()
