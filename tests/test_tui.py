@@ -538,3 +538,100 @@ async def test_a_click_on_an_image_zooms(ws) -> None:  # noqa: ANN001
         await until(pilot, lambda: len(sheet.cells) == 24)
         await pilot.click("#sheet")
         await until(pilot, lambda: isinstance(app.screen, ZoomScreen))
+
+
+# ---- issue 14: nearest in the data, the walk as an animation ----------------------------------------
+
+
+@sync
+async def test_generator_nearest_in_the_data_flags_a_copy(ws, demo_dataset: Path, tmp_path: Path) -> None:  # noqa: ANN001
+    """n: the sample, then its closest training images with distances; a copied training image is flagged."""
+    import shutil
+
+    from core import nearest
+    folder = Path(ws.dataset_dir("cats"))
+    shutil.rmtree(folder)
+    shutil.copytree(demo_dataset, folder)                     # real shards behind the "cats" dataset
+    everything = list(nearest.read_training_images(folder))
+    name, train = everything[3]
+    copy = np.asarray(nearest.centre_crop(train).resize((64, 64)))
+
+    class Copier(tui_workspace.NumpyPredictor):
+        copying = False
+
+        def generate(self, z):  # noqa: ANN001, ANN201
+            out = super().generate(z)
+            if self.copying:
+                out[:] = copy
+            return out
+
+    predictor = Copier()
+    backend = tui_workspace.FixedBackend(ws)
+    backend.predictor = lambda ref: predictor  # type: ignore[method-assign]
+    app = GenmlApp(backend)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot, app)
+        gen = app.panes["generator"]
+        gen.cache_dir = tmp_path / "cache"
+        await pilot.press("3")
+        await until(pilot, lambda: table_keys(app, "models") == ["cats@v1"])
+        await pilot.press("enter")
+        await until(pilot, lambda: len(gen.history) == 1)
+        await pilot.press("n")
+        canvas = gen.query_one("#canvas")
+        await until(pilot, lambda: gen._nearest_for is gen.current, timeout=60)
+        assert len(canvas.cells) == 7 and canvas.labels[0] == "the sample"
+        assert "distance" in canvas.labels[1]
+        info = str(gen.query_one("#gen-info").render())
+        assert "nearest in the data" in info and f"{len(everything)} training images" in info
+        assert list((tmp_path / "cache").glob("nearest-*.npz"))          # cached for the next session
+        predictor.copying = True
+        await pilot.press("r")                                           # nearest follows each new sample
+        await until(pilot, lambda: len(gen.history) == 2 and gen._nearest_for is gen.current)
+        top = gen._nearest[0][0]
+        assert top.name == name and top.near_copy and top.distance < 0.02
+        assert "NEAR-COPY" in canvas.labels[1] and "copy?" in str(gen.query_one("#gen-info").render())
+        await until(pilot, lambda: any("Near-copy of a training image" in n.message for n in app._notifications))
+        predictor.copying = False
+        await pilot.press("g")                                           # a grid: each image beside its nearest
+        await until(pilot, lambda: gen.current.kind == "grid" and gen._nearest_for is gen.current)
+        assert len(canvas.cells) == 32 and canvas.labels[1].startswith("nearest: ")
+        await pilot.press("n")                                           # off again
+        await until(pilot, lambda: len(canvas.cells) == 16)
+
+
+@sync
+async def test_generator_saves_the_walk_as_an_animation(ws, tmp_path: Path) -> None:  # noqa: ANN001
+    from tui.screens.dialogs import AnimationDialog
+    app = make_app(ws)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        gen = app.panes["generator"]
+        gen.save_dir = tmp_path
+        await pilot.press("3")
+        await until(pilot, lambda: table_keys(app, "models") == ["cats@v1"])
+        await pilot.press("enter")
+        await until(pilot, lambda: len(gen.history) == 1)
+        await pilot.press("a")                                            # nothing to walk yet
+        await until(pilot, lambda: any("Pin two samples" in n.message for n in app._notifications))
+        await pilot.press("p", "r")
+        await until(pilot, lambda: len(gen.history) == 2)
+        await pilot.press("p", "a")
+        await until(pilot, lambda: isinstance(app.screen, AnimationDialog))
+        dlg = app.screen
+        await typed(pilot, app, "1", enter=False, clear=True)             # frames: 1 is refused
+        await until(pilot, lambda: "use 2 to 1024" in str(dlg.query_one("#hint-frames").render()))
+        dlg.query_one("#path").value = str(tmp_path / "walk.mp4")
+        await until(pilot, lambda: ".gif" in str(dlg.query_one("#hint-path").render()))
+        await pilot.press("enter")
+        assert isinstance(app.screen, AnimationDialog)
+        dlg.query_one("#frames").value = "6"
+        dlg.query_one("#path").value = str(tmp_path / "walk.gif")
+        await pilot.press("enter")
+        await until(pilot, lambda: (tmp_path / "walk.gif").exists())
+        with Image.open(tmp_path / "walk.gif") as im:
+            assert im.n_frames == 6 + 4 and im.size == (256, 256)       # bounce, scale 4 by default
+        first = Image.open(tmp_path / "walk.gif").convert("RGB").resize((64, 64), Image.Resampling.NEAREST)
+        expected = tui_workspace.NumpyPredictor().generate(gen.pins[-2].z)[0]
+        assert np.abs(np.asarray(first).astype(int) - expected.astype(int)).mean() < 8   # GIF's palette
+        await until(pilot, lambda: any("Saved" in n.message and "walk.gif" in n.message for n in app._notifications))

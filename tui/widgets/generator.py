@@ -470,9 +470,9 @@ class GeneratorPane(Pane):
         from tui.screens.dialogs import AnimationDialog
         frames = len(s.z) if s is not None and s.kind == "interp" else max(self.steps, 24)
         stem = f"{(self.model_ref or 'model').replace('@', '-')}-walk-{time.strftime('%Y%m%d-%H%M%S')}"
-        self.app.push_screen(AnimationDialog(str(self.save_dir / f"{stem}.gif"), frames), self._animate)
+        self.app.push_screen(AnimationDialog(str(self.save_dir / f"{stem}.gif"), frames), self._animation_chosen)
 
-    def _animate(self, request: Any) -> None:
+    def _animation_chosen(self, request: Any) -> None:
         if request is None:
             return
         s = self.current
