@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast install bench clean
+.PHONY: run test test-fast install bench clean cloud-check
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -27,6 +27,13 @@ test: $(STAMP)
 ## The suite without training runs and real processes.
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m 'not slow'
+
+## Opt-in and billable (about $0.10-0.25): one real Vertex AI round trip on a profile
+## (tiny training, deploy, one prediction, then everything deleted). Prints the expected
+## cost first; skipped without credentials; never run by CI. PROFILE=name YES=1 to not ask.
+PROFILE ?= vertex
+cloud-check: $(STAMP)
+	$(BIN)/genml --backend $(PROFILE) vertex smoke $(if $(YES),--yes,)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -138,6 +138,11 @@ class CloudConsole(Protocol):
         """What genml started that may still be billing: {"training", "batch", "endpoints"}."""
         ...
 
+    def smoke_check(self, say: Callable[[str], None], confirm: Callable[[], bool]) -> bool | None:
+        """`genml vertex smoke`: the opt-in, billable live round trip. Says the expected cost
+        first; None when skipped (no credentials) or not confirmed, else whether it passed."""
+        ...
+
 
 @dataclass(frozen=True)
 class Capabilities:

@@ -82,9 +82,9 @@ class GenmlApp(App[None]):
                  image_modes: list[str] | None = None, backend_name: str | None = None) -> None:
         super().__init__()
         start_resource_tracker()
-        if backend is None:
-            from core.backends import open_backend
-            backend = open_backend(backend_name)
+        if backend is None:       # every configured backend in one list (core/multi.py)
+            from core.multi import open_all
+            backend = open_all(backend_name, tui=True)
         backend.set_notice_handler(self._notice)    # billing and permission notes: stderr is hidden here
         self.backend = SerialBackend(backend)
         self.image_mode = image_mode

@@ -66,6 +66,11 @@ class VertexBackend(DatasetMethods, Backend):
         return self.ctx.clients
 
     @property
+    def last_refresh_error(self) -> str:
+        """Why the last list_jobs showed cached rows ("" when it reached Vertex AI)."""
+        return self.ctx.last_refresh_error
+
+    @property
     def on_notice(self) -> Callable[[str], None]:
         """Where billing and permission notes go (stderr by default; the TUI shows them)."""
         return self.ctx.on_notice
@@ -97,6 +102,10 @@ class VertexBackend(DatasetMethods, Backend):
 
     def billable_resources(self) -> dict[str, list[dict[str, Any]]]:
         return preflight.billable_resources(self.ctx)
+
+    def smoke_check(self, say: Callable[[str], None], confirm: Callable[[], bool]) -> bool | None:
+        from core.vertex import smoke
+        return smoke.check(self, say, confirm)
 
     # ---- datasets: DatasetMethods + the cloud copy (core/vertex/datasets.py) --------
     def _before_dataset_build(self) -> None:

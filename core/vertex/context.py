@@ -38,6 +38,7 @@ class Context:
     bucket_checked: bool = False
     refreshed: dict[str, float] = field(default_factory=dict)   # job id -> monotonic time of the last read
     today: Callable[[], dt.date] = dt.date.today                 # for image end-of-availability dates
+    last_refresh_error: str = ""          # why the last list_jobs could not ask Vertex AI ("" if it could)
 
     @property
     def state_dir(self) -> Path:

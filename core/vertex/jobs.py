@@ -14,7 +14,7 @@ from typing import Any
 from core.backend import LogChunk, TrainOptions
 from core.errors import CloudError, GenmlError, InvalidInput, InvalidState, NotFound
 from core.jobdir import JobDir, failure_message
-from core.types import Job, JobState
+from core.types import Job, JobState, ModelVersion
 from core.vertex import datasets, images, preflight
 from core.vertex import logs as cloud_logs
 from core.vertex import storage as gcs
@@ -187,15 +187,31 @@ def _recover_submission(ctx: Context, job: Job) -> Job:
     return job
 
 
+def mine(ctx: Context, item: Job | ModelVersion) -> bool:
+    """A Vertex AI record of this profile: saved with its name, or (records from before
+    profiles were saved) with its project and region."""
+    if item.backend != "vertex":
+        return False
+    remote = item.remote or {}
+    if remote.get("profile"):
+        return remote["profile"] == ctx.settings.name
+    return remote.get("project", ctx.settings.project) == ctx.settings.project and \
+        remote.get("region", ctx.settings.region) == ctx.settings.region
+
+
 def list_jobs(ctx: Context) -> list[Job]:
+    """This profile's jobs, refreshed from Vertex AI; what genml knew when it cannot ask
+    (then `ctx.last_refresh_error` says why, for the all-backends list)."""
     out = []
+    ctx.last_refresh_error = ""
     for j in ctx.registry.list_jobs():
-        if j.backend != "vertex":
+        if not mine(ctx, j):
             continue
         try:
             out.append(refresh(ctx, j))
-        except CloudError:
-            out.append(j)       # offline or throttled: show what we knew
+        except GenmlError as exc:
+            ctx.last_refresh_error = exc.message
+            out.append(j)       # offline, throttled, no credentials: show what we knew
     return out
 
 

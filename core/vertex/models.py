@@ -35,7 +35,7 @@ def vertex_model(ctx: Context, ref: str) -> ModelVersion:
 
 
 def list_models(ctx: Context) -> list[ModelVersion]:
-    return [m for m in ctx.registry.list_models() if m.backend == "vertex"]
+    return [m for m in ctx.registry.list_models() if jobs.mine(ctx, m)]
 
 
 def _save(ctx: Context, mv: ModelVersion, **remote: Any) -> ModelVersion:
@@ -79,7 +79,8 @@ def deploy(ctx: Context, job_id: str, name: str | None = None, progress: Progres
         preflight.billing_notice(ctx)
         mv = ctx.registry.add_model_version(name or job.dataset, job_id, job.job_dir + "/model", backend="vertex",
                                             metrics=dict(info.get("metrics") or {}), info=info,
-                                            remote={"stage": "upload", "project": s.project, "region": s.region})
+                                            remote={"stage": "upload", "project": s.project, "region": s.region,
+                                                    "profile": s.name})
         ctx.registry.update_model(mv.name, mv.version, deployed=False)
     return _continue_deploy(ctx, mv, progress)
 
@@ -128,7 +129,7 @@ def undeploy(ctx: Context, ref: str) -> ModelVersion:
         operations.gone_ok(lambda: _step(ctx, mv, "endpoint_delete_op", lambda: c.call(
             ai.endpoints().delete(name=endpoint), "Deleting the endpoint"),
             f"Deleting the endpoint of {mv.ref}", None))
-    keep = {k: v for k, v in mv.remote.items() if k in ("model", "project", "region", "upload_op")}
+    keep = {k: v for k, v in mv.remote.items() if k in ("model", "project", "region", "profile", "upload_op")}
     mv.remote = dict(keep, stage="undeployed")
     ctx.registry.update_model(mv.name, mv.version, remote=mv.remote, deployed=False)
     return ctx.registry.get_model(mv.name, mv.version)

@@ -128,6 +128,8 @@ class FakeVertex:
         self.project = project
         self.today = dt.date.today()
         self.max_page = 100            # the most items one list call returns
+        self.gate = threading.Event()  # clear it to make every request hang (a cloud that does not answer)
+        self.gate.set()
         self.batch_refuse: Callable[[Any], bool] = lambda instance: False
         self.executor = executor
         self.op_polls = op_polls
@@ -162,6 +164,7 @@ class FakeVertex:
                 pass
 
             def _serve(self) -> None:
+                fake.gate.wait(60)
                 n = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(n) if n else b""
                 code, body = fake.handle(self.command, self.path, raw)
@@ -398,6 +401,16 @@ class FakeVertex:
 
     def _endpoints_list(self, name: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
         return 200, self._filtered(list(self.endpoints.values()), query, "endpoints")
+
+    def _customJobs_delete(self, name: str, query: Any, body: Any) -> tuple[int, Any]:
+        jid = name.rsplit("/", 1)[-1]
+        job = self.custom_jobs.get(jid)
+        if job is None:
+            raise FakeError(404, "NOT_FOUND", f"CustomJob {name} not found.")
+        if job["state"] not in ("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED"):
+            raise FakeError(400, "FAILED_PRECONDITION", f"CustomJob {jid} is still running; cancel it first.")
+        return 200, self._operation(job["name"], {}, "DeleteOperationMetadata".removesuffix("OperationMetadata"),
+                                    on_done=lambda: self.custom_jobs.pop(jid, None))
 
     def _customJobs_cancel(self, name: str, query: Any, body: Any) -> tuple[int, Any]:
         jid = name.split("/")[-1].split(":")[0]

@@ -16,7 +16,12 @@ from core.errors import GenmlError
 
 
 class Context:
-    """Carried on click's context: opens the backend only when a command needs it."""
+    """Carried on click's context: opens the backend only when a command needs it.
+
+    Without --backend (or with --backend all) that is every configured backend at once
+    (core/multi.py): lists show local and cloud rows together, and a command about one
+    job or model goes to the backend that owns it.
+    """
 
     def __init__(self, backend_name: str | None) -> None:
         self.backend_name = backend_name
@@ -25,9 +30,26 @@ class Context:
     @property
     def backend(self):  # -> core.backend.Backend
         if self._backend is None:
-            from core.backends import open_backend
-            self._backend = open_backend(self.backend_name)
+            if self.backend_name in (None, "all"):
+                from core.multi import open_all
+                self._backend = open_all(None)
+            else:
+                from core.backends import open_backend
+                self._backend = open_backend(self.backend_name)
         return self._backend
+
+    def profile_of(self, item: Any) -> str:
+        """The backend column of a job or model row: "local" or the Vertex AI profile's name."""
+        from core import config as config_mod
+        from core.multi import owner_of
+        return owner_of(item, config_mod.load())
+
+    def say_unreachable(self) -> None:
+        """After a list: which configured profiles could not be reached (their rows are as last seen)."""
+        from core.multi import unreachable
+        for st in unreachable(self.backend):
+            click.secho(f"{st.name}: cannot be reached ({st.message}); its rows show what genml last knew "
+                        f"(genml --backend {st.name} vertex check)", err=True, fg="yellow")
 
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -84,7 +106,9 @@ class GenmlGroup(click.Group):
 
 @click.group(cls=GenmlGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--backend", "backend_name", envvar="GENML_BACKEND", default=None,
-              help="Backend or profile from the config file: local (default) or vertex.")
+              help="Backend or profile from the config file (local, vertex, or a profile name). Without it, "
+                   "lists show every configured backend (as with 'all') and a job's or model's commands go "
+                   "to the backend that owns it; new work goes to the config's default backend.")
 @click.version_option(package_name="genml")
 @click.pass_context
 def cli(ctx: click.Context, backend_name: str | None) -> None:

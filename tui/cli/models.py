@@ -42,14 +42,16 @@ def deploy(ctx: Context, job_id: str, name: str | None, as_json: bool) -> None:
 def list_(ctx: Context, as_json: bool, show_all: bool) -> None:
     """Model versions with their job and last evaluation (swd lower is better; psnr, ssim higher)."""
     mvs: list[ModelVersion] = [m for m in ctx.backend.list_models() if show_all or m.deployed]
+    if ctx.backend_name not in (None, "all"):          # a named backend: its own rows only
+        mvs = [m for m in mvs if ctx.profile_of(m) == ctx.backend_name]
     if as_json:
-        echo_json([m.to_dict() for m in mvs])
+        echo_json([dict(m.to_dict(), profile=ctx.profile_of(m)) for m in mvs])
         return
     if not mvs:
         click.echo("No models. Deploy a finished job with: genml models deploy JOB", err=True)
         return
-    header = ["MODEL", "JOB", "DEPLOYED", "SWD", "PSNR", "SSIM", "STEP", "CREATED"]
-    rows = [[m.ref, m.job_id, "yes" if m.deployed else "no", _fmt(m.metrics.get("swd")), _fmt(m.metrics.get("psnr")),
+    header = ["MODEL", "BACKEND", "JOB", "DEPLOYED", "SWD", "PSNR", "SSIM", "STEP", "CREATED"]
+    rows = [[m.ref, ctx.profile_of(m), m.job_id, "yes" if m.deployed else "no", _fmt(m.metrics.get("swd")), _fmt(m.metrics.get("psnr")),
              _fmt(m.metrics.get("ssim")), _fmt(m.metrics.get("step")),
              when(m.created)] for m in mvs]
     echo_table(rows, header)

@@ -13,7 +13,7 @@ from tui.cli import GenmlGroup, echo_json
 
 @click.group("vertex", cls=GenmlGroup)
 def vertex() -> None:
-    """Google Cloud Vertex AI: configure a profile, check credentials, APIs and the bucket."""
+    """Google Cloud Vertex AI: configure a profile, check it, list what bills, run the live smoke check."""
 
 
 @vertex.command("configure")
@@ -66,6 +66,8 @@ def check(ctx: click.Context, as_json: bool) -> None:
     else:
         for label, ok, detail in results:
             mark = click.style("ok  ", fg="green") if ok else click.style("FAIL", fg="red")
+            if ok and detail.startswith("warning: "):
+                mark, detail = click.style("WARN", fg="yellow"), detail.removeprefix("warning: ")
             click.echo(f"{mark} {label}: {detail}")
     if not all(ok for _, ok, _ in results):
         ctx.exit(1)
@@ -95,6 +97,26 @@ def resources(ctx: click.Context, as_json: bool) -> None:
         click.echo(f"endpoint  {e['display_name']}  {e['deployed_models']} deployed model(s)  {e['name']}")
     if found["endpoints"]:
         click.echo("Deployed models bill per node-hour until undeployed: genml models undeploy NAME@vN")
+
+
+@vertex.command("smoke")
+@click.option("--yes", is_flag=True, help="Start without asking (the expected cost is still printed first).")
+@click.pass_context
+def smoke(ctx: click.Context, yes: bool) -> None:
+    """Opt-in, billable: train the tiny preset on the smallest machine, deploy, predict once, delete it all.
+
+    Prints the expected cost first. Skipped (exit 0) when no credentials are found; never
+    run by CI. `make cloud-check PROFILE=NAME` runs it.
+    """
+    console = ctx.find_root().obj.backend.capabilities().cloud
+    if console is None:
+        raise CloudError("The smoke check needs a Vertex AI profile.",
+                         "Run `genml --backend PROFILE vertex smoke` with your Vertex AI profile.")
+    passed = console.smoke_check(click.echo, lambda: yes or click.confirm("Start it?", default=False))
+    if passed is not None:
+        click.secho("smoke check passed" if passed else "smoke check FAILED", fg="green" if passed else "red")
+    if passed is False:
+        ctx.exit(1)
 
 
 COMMANDS: list = [vertex]
