@@ -319,5 +319,5 @@ def open_all(primary: str | None = None, workspace: Workspace | None = None,
     if not vertex_profiles(cfg) and kind != "vertex":
         from core.backends import open_backend
         return open_backend(primary, workspace, cfg)
-    return AllBackends(primary, workspace, cfg,  # type: ignore[return-value]
+    return AllBackends(primary, workspace, cfg,
                        deadline_s=1.0 if tui else LIST_DEADLINE_S)

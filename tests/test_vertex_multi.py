@@ -181,3 +181,10 @@ def test_the_smoke_check_round_trip_leaves_nothing_behind(workspace: Any, fake_v
             if not b.name.startswith("genml/packages/")]            # the trainer package is shared, kept
     assert left == [], left
     assert backend.list_datasets() == [] and backend.list_models() == []
+
+
+def test_all_backends_implements_the_whole_protocol() -> None:
+    from core.backend import Backend
+    from tests.test_backend_protocol import _required
+    missing = [n for n in _required(Backend) if getattr(AllBackends, n) is getattr(Backend, n)]
+    assert not missing, missing
