@@ -188,3 +188,30 @@ def test_all_backends_implements_the_whole_protocol() -> None:
     from tests.test_backend_protocol import _required
     missing = [n for n in _required(Backend) if getattr(AllBackends, n) is getattr(Backend, n)]
     assert not missing, missing
+
+
+def test_the_tui_jobs_pane_mixes_local_and_cloud_rows_and_follows_each_rows_log(
+        workspace: Any, fake_vertex: FakeVertex, gcs_emulator: str, storage_client: Any, tmp_path: Path) -> None:
+    import asyncio
+
+    from tests.test_tui import ready, table_keys, until
+    from tui.app import GenmlApp
+    from tui.widgets.table import FilterTable
+    cfg = _config(fake_vertex, gcs_emulator)
+    _local_job(workspace)
+    both = AllBackends(None, workspace, cfg, deadline_s=1.0)
+    cloud = both.backend("cloud")
+    add_dataset(cloud, tmp_path)
+    vx = cloud.submit_job("faces", TrainOptions(preset="tiny"))
+
+    async def run() -> None:
+        app = GenmlApp(both)
+        async with app.run_test(size=(120, 30)) as pilot:
+            await ready(pilot, app)
+            await pilot.press("2")
+            await until(pilot, lambda: table_keys(app, "jobs") == ["local-1", vx.id])
+            table = app.panes["jobs"].query_one(FilterTable)
+            reads = len(fake_vertex.calls("logging.entries.list"))
+            table.select(vx.id)
+            await until(pilot, lambda: len(fake_vertex.calls("logging.entries.list")) > reads)   # Cloud Logging
+    asyncio.run(run())

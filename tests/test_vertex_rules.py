@@ -283,3 +283,23 @@ def test_billable_resources_reads_every_page(vertex_backend: Any, fake_vertex: F
     assert sorted(j["name"] for j in vertex_backend.billable_resources()["training"]) == sorted(ids)
     finish(vertex_backend, vertex_backend.list_jobs()[0].id)
     assert len(vertex_backend.billable_resources()["training"]) == 4
+
+
+def test_resuming_a_job_saved_on_the_old_prebuilt_image_moves_it_to_the_container(
+        vertex_backend: Any, fake_vertex: FakeVertex, tmp_path: Path) -> None:
+    add_dataset(vertex_backend, tmp_path)
+    job = vertex_backend.submit_job("faces", TrainOptions(preset="tiny"))
+    vertex_backend.cancel_job(job.id)
+    finish(vertex_backend, job.id)
+    saved = vertex_backend.registry.get_job(job.id).remote
+    pool = saved["body"]["jobSpec"]["workerPoolSpecs"][0]
+    args = pool["containerSpec"]["args"][1:]
+    old = {k: v for k, v in pool.items() if k != "containerSpec"}
+    old["pythonPackageSpec"] = {"executorImageUri": OLD_TRAINING, "packageUris": ["gs://x/p.tar.gz"],
+                                "pythonModule": "trainer.task", "args": args}
+    body = dict(saved["body"], jobSpec=dict(saved["body"]["jobSpec"], workerPoolSpecs=[old]))
+    vertex_backend.registry.update_job(job.id, remote=dict(saved, body=body))      # as genml 0.1 saved it
+    vertex_backend.resume_job(job.id)
+    sent = fake_vertex.calls("aiplatform.projects.locations.customJobs.create")[-1]["jobSpec"]["workerPoolSpecs"][0]
+    assert "pythonPackageSpec" not in sent and sent["containerSpec"]["args"][1:] == args
+    assert sent["containerSpec"]["imageUri"] == images.TRAINING_CPU
