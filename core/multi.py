@@ -161,11 +161,10 @@ class AllBackends(Backend):
     def contact_sheet(self, name: str) -> bytes | None:
         return self.primary.contact_sheet(name)
 
-    def add_dataset(self, source: Path, name: str, **kwargs: Any) -> Dataset:  # type: ignore[override]
+    def add_dataset(self, source: Path, name: str, **kwargs: Any) -> Dataset:
         return self.primary.add_dataset(source, name, **kwargs)
 
-    def make_demo_dataset(self, name: str = "demo", count: int = 2000,  # type: ignore[override]
-                          **kwargs: Any) -> Dataset:
+    def make_demo_dataset(self, name: str = "demo", count: int = 2000, **kwargs: Any) -> Dataset:
         return self.primary.make_demo_dataset(name, count, **kwargs)
 
     def remove_dataset(self, name: str, force: bool = False) -> None:
@@ -200,7 +199,7 @@ class AllBackends(Backend):
         def run() -> None:
             try:
                 f.future.set_result(call(self.backend(profile)))
-            except BaseException as exc:       # handed to the caller through the future
+            except BaseException as exc:  # noqa: BLE001 - not swallowed: handed to the caller through the future
                 f.future.set_exception(exc)
         threading.Thread(target=run, name=f"genml-list-{profile}", daemon=True).start()
         return f
@@ -231,14 +230,15 @@ class AllBackends(Backend):
             f.used = True
             self._mark(profile, exc.message)
             return cached()
-        except Exception as exc:     # a cloud profile must never take the local rows down with it
+        except Exception as exc:  # noqa: BLE001 - a cloud profile must never take the local rows down with it
             f.used = True
             self._mark(profile, f"{type(exc).__name__}: {exc}")
             return cached()
         f.used = True
-        error = getattr(self.backend(profile), "last_refresh_error", "") or ""
+        # a Vertex AI backend shows cached rows when it cannot ask; it says why here
+        error = str(getattr(self.backend(profile), "last_refresh_error", "") or "")
         self._mark(profile, error)
-        return rows
+        return list(rows)
 
     def list_jobs(self) -> list[Job]:
         local = [j for j in self.backend("local").list_jobs() if j.backend == "local"]

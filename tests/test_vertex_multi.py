@@ -101,7 +101,7 @@ def test_a_profile_without_credentials_is_reported_not_raised(workspace: Any, fa
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
     monkeypatch.setenv("NO_GCE_CHECK", "True")
-    cfg = _config(fake_vertex, gcs_emulator, real={"backend": "vertex", "project": "p", "bucket": "b12"})
+    _config(fake_vertex, gcs_emulator, real={"backend": "vertex", "project": "p", "bucket": "b12"})
     _local_job(workspace)
     Registry(workspace.registry_path).add_job(Job(
         id="vx-old", dataset="faces", state=JobState.RUNNING, backend="vertex", created=time.time() - 50,

@@ -191,8 +191,8 @@ def test_a_phone_photo_is_downscaled_and_requests_stay_under_the_cap(vertex_back
 
 
 def test_a_too_large_request_is_explained_not_blamed_on_genml() -> None:
-    err = ApiError.parse(400, json.dumps({"error": {"code": 400, "status": "INVALID_ARGUMENT",
-                                                    "message": "Request payload size exceeds the limit: 1572864 bytes."}}))
+    too_big = "Request payload size exceeds the limit: 1572864 bytes."
+    err = ApiError.parse(400, json.dumps({"error": {"code": 400, "status": "INVALID_ARGUMENT", "message": too_big}}))
     exc = to_cloud_error(err, what="Encoding", project="p", region=REGION)
     assert "1.5 MB" in exc.hint and "genml bug" not in exc.hint
     act = ApiError.parse(403, json.dumps({"error": {"code": 403, "status": "PERMISSION_DENIED", "message":

@@ -194,9 +194,9 @@ def mine(ctx: Context, item: Job | ModelVersion) -> bool:
         return False
     remote = item.remote or {}
     if remote.get("profile"):
-        return remote["profile"] == ctx.settings.name
-    return remote.get("project", ctx.settings.project) == ctx.settings.project and \
-        remote.get("region", ctx.settings.region) == ctx.settings.region
+        return bool(remote["profile"] == ctx.settings.name)
+    return bool(remote.get("project", ctx.settings.project) == ctx.settings.project
+                and remote.get("region", ctx.settings.region) == ctx.settings.region)
 
 
 def list_jobs(ctx: Context) -> list[Job]:

@@ -583,7 +583,8 @@ class FakeVertex:
         res = dm.get("dedicatedResources") or dm.get("automaticResources") or {}
         lo, hi = int(res.get("minReplicaCount", 1)), int(res.get("maxReplicaCount", res.get("minReplicaCount", 1)))
         if lo < 1 or hi < lo:
-            raise RuleError(400, "INVALID_ARGUMENT", "min_replica_count must be at least 1 and at most max_replica_count.")
+            raise RuleError(400, "INVALID_ARGUMENT",
+                            "min_replica_count must be at least 1 and at most max_replica_count.")
         self._check_common(dm, "deployed_model")
         split = body.get("trafficSplit") or {}
         known = {d["id"] for d in ep["deployedModels"]} | {"0"}
