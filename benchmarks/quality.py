@@ -1,21 +1,36 @@
-"""Quality of the default VAE-GAN against the seed's loss formulation, at equal images seen.
+"""Sample quality against time: the default recipe, `--loss seed` and a textbook DCGAN.
 
-    .venv/bin/python benchmarks/quality.py [--budget SECONDS | --steps N] [--preset quick]
+    .venv/bin/python benchmarks/quality.py [--minutes 10,20,30] [--seeds 1,2] [--dataset emoji]
 
 Fetches the emoji set (npm package emoji-datasource-google, 3,786 PNGs at 64x64; alpha
 composited on white by the dataset builder) with `npm pack` into a cache dir -- at
-benchmark time only, never in tests -- builds a dataset from it, trains the default
-model and `--loss seed` for the same number of steps and batch size, and prints SWD
-(with its train-vs-held-out floor), PSNR and SSIM of both, plus their sample grids.
+benchmark time only, never in tests -- or builds the demo set (`--dataset demo`), then
+trains, for each seed:
 
---budget splits the wall-clock time between the two runs after a short calibration run;
-the seed preset at 64x64 needs hours on 2 CPU cores, `quick` (32x32) minutes.
+- `default`: `python -m trainer.task --preset quick` as a user gets it;
+- `seed`: the same with `--loss seed` (the 2017 tool's formulation);
+- `dcgan`: benchmarks/dcgan.py, the Radford et al. recipe at its paper's settings;
+
+each for the largest of --minutes, evaluated every --eval-minutes by the same SWD code
+on the same real images (2,000 generated vs 2,000 real, or half the real images each
+when there are fewer; the floor is real half A vs real half B).
+
+Fairness on a noisy shared machine: all runs start together, but only one runs at a
+time; they take turns of --slice seconds (SIGSTOP/SIGCONT), so a burst of load falls on
+all of them alike. Minutes are counted on each run's own clock, `--clock cpu` by default:
+the process's CPU time divided by the cores, so a run is charged for the work it got,
+not for time it spent stopped or starved; samples and evaluations are not charged.
+
+Prints SWD against minutes for every run, the ratios to the floor and to the DCGAN at
+each budget, PSNR/SSIM of the default's held-out reconstructions, and writes sample
+grids and an input/reconstruction picture into --out.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tarfile
@@ -45,75 +60,174 @@ def fetch_emoji(cache: Path) -> Path:
     return images
 
 
-def build_dataset(images: Path, cache: Path, image_size: int) -> Path:
+def build_dataset(name: str, cache: Path, image_size: int, crop: str) -> Path:
     from core.datasets.catalog import build_folder
-    return build_folder(cache / f"emoji-{image_size}", source=images, image_size=image_size,
-                        crop="center", name="emoji")
+    out = cache / f"{name}-{image_size}-{crop}"
+    if name == "demo":
+        return build_folder(out, count=2000, image_size=image_size, crop=crop, name=name)
+    return build_folder(out, source=fetch_emoji(cache), image_size=image_size, crop=crop,
+                        name=name)
 
 
-def train(data: Path, job: Path, preset: str, loss: str, steps: int, extra: list[str]) -> dict:
-    cmd = [sys.executable, "-m", "trainer.task", "--data-dir", str(data), "--job-dir", str(job),
-           "--preset", preset, "--loss", loss, "--max-steps", str(steps), "--seed", "1",
-           "--eval-every", str(max(1, steps // 4)), "--sample-every", str(max(1, steps // 4)),
-           "--checkpoint-every", str(steps), *extra]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(ROOT))
-    t = time.monotonic()
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"{loss} run failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    rows = [json.loads(x) for x in (job / "metrics.jsonl").read_text().splitlines()]
-    evals = [r for r in rows if r["kind"] == "eval"]
-    ips = [r["images_per_sec"] for r in rows if r["kind"] == "train"]
-    return {"seconds": time.monotonic() - t, "evals": evals, "ips": sum(ips) / max(1, len(ips)),
-            "sample": sorted((job / "samples").glob("step-*.png"))[-1]}
+def command(kind: str, data: Path, job: Path, seed: int, args: argparse.Namespace) -> list[str]:
+    common = ["--data-dir", str(data), "--job-dir", str(job), "--seed", str(seed),
+              "--max-minutes", str(max(args.minutes)), "--eval-minutes", str(args.eval_minutes),
+              "--clock", args.clock, "--eval-images", str(args.eval_images)]
+    if kind == "dcgan":
+        return [sys.executable, str(ROOT / "benchmarks" / "dcgan.py"), *common,
+                "--image-size", str(args.image_size)]
+    extra = ["--loss", "seed"] if kind == "seed" else args.variants.get(kind, [])
+    return [sys.executable, "-m", "trainer.task", *common, "--preset", args.preset,
+            "--max-steps", "100000000", "--sample-every", "1000", "--checkpoint-every", "2000",
+            *extra, *args.trainer_args]
+
+
+def take_turns(procs: dict[str, subprocess.Popen], slice_s: float) -> None:
+    """Run one process at a time, each for slice_s seconds, until all have exited."""
+    for p in procs.values():
+        p.send_signal(signal.SIGSTOP)
+    while any(p.poll() is None for p in procs.values()):
+        for name, p in procs.items():
+            if p.poll() is not None:
+                continue
+            p.send_signal(signal.SIGCONT)
+            try:
+                p.wait(timeout=slice_s)
+            except subprocess.TimeoutExpired:
+                p.send_signal(signal.SIGSTOP)
+
+
+def evals(job: Path) -> list[dict]:
+    path = job / "metrics.jsonl"
+    if not path.exists():
+        return []
+    rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    return [r for r in rows if r.get("kind") == "eval"]
+
+
+def at_minute(rows: list[dict], minute: float) -> dict | None:
+    """The evaluation closest to `minute` of training (within half an eval interval)."""
+    best = min(rows, key=lambda r: abs(r["train_minutes"] - minute), default=None)
+    return best
+
+
+def reconstruction_picture(model_dir: Path, data: Path, image_size: int, out: Path) -> None:
+    """Eight held-out images (top) over their decodes through the exported model (bottom)."""
+    import tensorflow as tf
+    from trainer import data as tdata
+    from trainer.jobdir import image_grid
+    from trainer.manifest import read_manifest
+    from PIL import Image
+
+    held = tdata.eval_images(str(data), read_manifest(str(data)), "validation", image_size, 16)
+    model = tf.saved_model.load(str(model_dir))
+    images = tf.cast(tf.round((held + 1.0) * 127.5), tf.uint8)
+    z = model.signatures["encode_raw"](images=images)["mean"]
+    dec = tf.cast(model.signatures["decode_raw"](z=z)["images"], tf.float32) / 127.5 - 1.0
+    grid = image_grid(tf.concat([held[:8], dec[:8], held[8:16], dec[8:16]], 0), 8)
+    Image.fromarray(grid.numpy() if hasattr(grid, "numpy") else grid).resize(
+        (grid.shape[1] * 3, grid.shape[0] * 3), Image.NEAREST).save(out)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--budget", type=float, default=600, help="seconds for both runs together")
-    p.add_argument("--steps", type=int, default=None, help="steps per run (overrides --budget)")
+    p.add_argument("--minutes", default="10,20,30",
+                   help="budgets to report, comma-separated; each run trains for the largest")
+    p.add_argument("--eval-minutes", type=float, default=5.0)
+    p.add_argument("--eval-images", type=int, default=2000)
+    p.add_argument("--seeds", default="1", help="comma-separated seeds, each a set of runs")
+    p.add_argument("--runs", default="default,seed,dcgan")
+    p.add_argument("--dataset", choices=["emoji", "demo"], default="emoji")
+    p.add_argument("--crop", choices=["center", "random"], default="center",
+                   help="the dataset's crop mode for training (evaluation always centre-crops)")
     p.add_argument("--preset", default="quick")
-    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--clock", choices=["cpu", "wall"], default="cpu")
+    p.add_argument("--slice", type=float, default=60.0, help="seconds per turn")
     p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "genml-bench")
-    p.add_argument("--out", type=Path, default=None, help="where the two job dirs go")
+    p.add_argument("--out", type=Path, default=None, help="where the job dirs go")
+    p.add_argument("--variant", action="append", default=[], metavar="NAME=FLAGS",
+                   help='another trainer run: e.g. wide="--width 64 --batch-size 64" '
+                        '(add NAME to --runs)')
+    p.add_argument("trainer_args", nargs="*", help="after --: extra flags for the trainer runs")
     args = p.parse_args()
+    args.minutes = [float(m) for m in args.minutes.split(",")]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    kinds = args.runs.split(",")
+    args.variants = {v.split("=", 1)[0]: v.split("=", 1)[1].split() for v in args.variant}
 
-    from trainer.presets import resolve
-    cfg = resolve(args.preset, {"batch_size": args.batch_size})
-    extra = ["--batch-size", str(cfg.batch_size)]
-    images = fetch_emoji(args.cache)
-    n_images = len(list(images.glob("*.png")))
-    data = build_dataset(images, args.cache, cfg.image_size)
+    data = build_dataset(args.dataset, args.cache, args.image_size, args.crop)
     manifest = json.loads((data / "manifest.json").read_text())
-    out = args.out or Path(args.cache) / f"quality-{int(time.time())}"
-    print(f"emoji: {n_images} PNGs -> dataset {data} "
-          f"(train {manifest['counts']['train']}, validation {manifest['counts']['validation']})")
+    out = args.out or args.cache / f"quality-{int(time.time())}"
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"{args.dataset}: dataset {data} (train {manifest['counts']['train']}, validation "
+          f"{manifest['counts']['validation']}, crop {args.crop}); runs in {out}", flush=True)
 
-    steps = args.steps
-    if steps is None:
-        cal = train(data, out / "calibration", args.preset, "vaegan", 20, extra)
-        # The default step is the slower one (it also decodes prior samples): size by it.
-        steps = max(20, int(args.budget / 2 * cal["ips"] / cfg.batch_size * 0.85))
-        print(f"calibration: {cal['ips']:.1f} img/s -> {steps} steps per run")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(ROOT))
+    procs, logs = {}, []
+    t0 = time.monotonic()
+    for seed in seeds:
+        for kind in kinds:
+            job = out / f"{kind}-s{seed}"
+            log = open(out / f"{kind}-s{seed}.log", "w")
+            logs.append(log)
+            procs[f"{kind}-s{seed}"] = subprocess.Popen(
+                command(kind, data, job, seed, args), cwd=ROOT, env=env, stdout=log,
+                stderr=subprocess.STDOUT)
+    try:
+        take_turns(procs, args.slice)
+    finally:
+        for pr in procs.values():
+            if pr.poll() is None:
+                pr.send_signal(signal.SIGCONT)
+                pr.terminate()
+    wall = time.monotonic() - t0
+    failed = [n for n, pr in procs.items() if pr.returncode != 0]
+    if failed:
+        print(f"failed runs (see their .log in {out}): {', '.join(failed)}")
 
-    results = {}
-    for loss in ("vaegan", "seed"):
-        results[loss] = train(data, out / loss, args.preset, loss, steps, extra)
+    rows = {name: evals(out / name) for name in procs}
+    floor = next((r[0]["swd_floor"] for r in rows.values() if r), float("nan"))
+    print(f"\nSWD x1e3 ({args.clock} clock, minutes of training; floor {floor:.1f} = real vs real)")
+    print(f"{'minutes':>8} " + " ".join(f"{n:>12}" for n in rows))
+    marks = sorted({round(r['train_minutes'], 1) for rs in rows.values() for r in rs})
+    for m in marks:
+        cells = []
+        for rs in rows.values():
+            r = at_minute(rs, m)
+            cells.append(f"{r['swd']:12.1f}" if r and abs(r["train_minutes"] - m) < 0.5
+                         else f"{'':>12}")
+        print(f"{m:8.1f} " + " ".join(cells))
 
-    print(f"\npreset {args.preset}, {steps} steps x batch {cfg.batch_size} = "
-          f"{steps * cfg.batch_size} images seen per run")
-    print(f"{'loss':<8} {'step':>6} {'SWD':>8} {'floor':>8} {'PSNR':>7} {'SSIM':>6}")
-    for loss, r in results.items():
-        for e in r["evals"]:
-            print(f"{loss:<8} {e['step']:>6} {e['swd']:8.1f} {e['swd_floor']:8.1f} "
-                  f"{e['psnr']:7.2f} {e['ssim']:6.3f}")
-    last = {k: r["evals"][-1] for k, r in results.items()}
-    print(f"\nfinal SWD: default {last['vaegan']['swd']:.1f}, seed formulation "
-          f"{last['seed']['swd']:.1f}, floor {last['vaegan']['swd_floor']:.1f}; "
-          f"seed/default = {last['seed']['swd'] / last['vaegan']['swd']:.2f} (> 1: default is better)")
-    print(f"final PSNR: default {last['vaegan']['psnr']:.2f} dB, seed {last['seed']['psnr']:.2f} dB")
-    for loss, r in results.items():
-        print(f"{loss} samples: {r['sample']}  ({r['seconds']:.0f} s, {r['ips']:.0f} img/s)")
+    print(f"\nat each budget, mean over seeds {seeds}:")
+    print(f"{'minutes':>8} " + " ".join(f"{k:>10}" for k in kinds)
+          + f" {'default/floor':>14} {'default/dcgan':>14}")
+    for m in args.minutes:
+        means = {}
+        for k in kinds:
+            vals = [r["swd"] for s in seeds if (r := at_minute(rows[f"{k}-s{s}"], m))]
+            means[k] = sum(vals) / len(vals) if vals else float("nan")
+        line = f"{m:8.1f} " + " ".join(f"{means[k]:10.1f}" for k in kinds)
+        if "default" in means:
+            line += f" {means['default'] / floor:14.2f}"
+            if "dcgan" in means:
+                line += f" {means['default'] / means['dcgan']:14.2f}"
+        print(line)
+    for name, rs in rows.items():
+        if rs and "psnr" in rs[-1]:
+            last = rs[-1]
+            print(f"{name}: held-out PSNR {last['psnr']:.2f} dB, SSIM {last['ssim']:.3f}; best SWD "
+                  f"{last.get('best_swd', float('nan')):.1f} at step {last.get('best_step')}")
+    for name in procs:
+        model = out / name / "model"
+        if (model / "saved_model.pb").exists():
+            pic = out / f"{name}-reconstructions.png"
+            reconstruction_picture(model, data, args.image_size, pic)
+            print(f"{name}: input (rows 1, 3) / reconstruction (rows 2, 4): {pic}")
+        samples = sorted((out / name / "samples").glob("step-*.png"))
+        if samples:
+            print(f"{name}: last samples {samples[-1]}")
+    print(f"\nwall time {wall / 60:.1f} min for {len(procs)} runs")
 
 
 if __name__ == "__main__":

@@ -98,12 +98,23 @@ def train_dataset(data_dir: str, manifest: dict[str, Any], image_size: int, batc
 
 
 def eval_images(data_dir: str, manifest: dict[str, Any], split: str, image_size: int,
-                limit: int) -> tf.Tensor:
-    """Up to `limit` centre-cropped images of a split, float32 in [-1, 1] (empty if none)."""
+                limit: int, shuffle_seed: int | None = None) -> tf.Tensor:
+    """Up to `limit` centre-cropped images of a split, float32 in [-1, 1] (empty if none).
+
+    With `shuffle_seed` the shards are interleaved and the images drawn at random (the
+    same ones for the same seed): shards follow the source folder's order, so the first
+    `limit` images alone can be one corner of the data (all the flags of an emoji set).
+    """
     files = shard_paths(data_dir, manifest, split)
     if not files:
         return tf.zeros([0, image_size, image_size, 3])
-    ds = tf.data.TFRecordDataset(files).map(decode).take(limit)
+    if shuffle_seed is None:
+        ds = tf.data.TFRecordDataset(files)
+    else:
+        ds = tf.data.Dataset.from_tensor_slices(files).interleave(
+            tf.data.TFRecordDataset, cycle_length=len(files), block_length=1, deterministic=True)
+        ds = ds.shuffle(16384, seed=shuffle_seed, reshuffle_each_iteration=False)
+    ds = ds.take(limit).map(decode)
     ds = ds.map(lambda im: to_model_range(center_crop_resize(im, image_size))).batch(max(1, limit))
     batches = list(ds)
     return batches[0] if batches else tf.zeros([0, image_size, image_size, 3])

@@ -7,6 +7,7 @@ distribution strategy (the default one on a single machine).
 """
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -43,7 +44,7 @@ class Trainer:
         self.strategy = make_strategy(cluster)
         self.last_eval: dict[str, Any] = {}
         self._floor: float | None = None
-        self._eval_sets: tuple[tf.Tensor, tf.Tensor] | None = None
+        self._eval_sets: tuple[tf.Tensor, tf.Tensor, tf.Tensor] | None = None
         keras.utils.set_random_seed(cfg.seed)
         with self.strategy.scope():
             self.model = VaeGan(cfg)
@@ -54,16 +55,29 @@ class Trainer:
             self.opt_g.build(self.model.decoder.trainable_variables)
             self.opt_d.build(self.model.discriminator.trainable_variables)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        # Kept in the checkpoint so a resume continues the budget and the best-so-far.
+        self.trained_s = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="trained_s")
+        self.best_swd = tf.Variable(np.inf, dtype=tf.float64, trainable=False, name="best_swd")
+        self.best_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="best_step")
+        self.since_best = tf.Variable(0, dtype=tf.int64, trainable=False, name="since_best")
         self.ckpt = tf.train.Checkpoint(
             step=self.step, encoder=self.model.encoder, decoder=self.model.decoder,
             discriminator=self.model.discriminator, ema_decoder=self.model.ema_decoder,
-            opt_e=self.opt_e, opt_g=self.opt_g, opt_d=self.opt_d)
+            opt_e=self.opt_e, opt_g=self.opt_g, opt_d=self.opt_d, trained_s=self.trained_s,
+            best_swd=self.best_swd, best_step=self.best_step, since_best=self.since_best)
+        # What the export needs from the best evaluation, apart from the training state.
+        self.best_ckpt = tf.train.Checkpoint(encoder=self.model.encoder,
+                                             ema_decoder=self.model.ema_decoder)
         ckpt_dir = dirs["checkpoints"] if cluster.is_chief else tempfile.mkdtemp(prefix="genml-ckpt-")
         self._throwaway = None if cluster.is_chief else ckpt_dir
         self.manager = tf.train.CheckpointManager(self.ckpt, ckpt_dir,
                                                   max_to_keep=cfg.keep_checkpoints)
+        self.best_manager = tf.train.CheckpointManager(
+            self.best_ckpt, os.path.join(ckpt_dir, "best"), max_to_keep=1, checkpoint_name="best")
         self.writer = (tf.summary.create_file_writer(dirs["logs"]) if cluster.is_chief
                        else tf.summary.create_noop_writer())
+        self.npix = float(cfg.image_size * cfg.image_size * 3)
+        self.policy = augment_policy(cfg.augment)
         self.fixed_z = tf.random.stateless_normal([cfg.sample_grid ** 2, cfg.embedding_size],
                                                   seed=[cfg.seed, 20170601])
         self._train_fn = self._make_train_fn()
@@ -101,58 +115,25 @@ class Trainer:
 
     def _make_train_fn(self) -> Callable[..., dict[str, tf.Tensor]]:
         cfg, m = self.cfg, self.model
-        npix = float(cfg.image_size * cfg.image_size * 3)
         strategy = self.strategy
         scale = 1.0 / strategy.num_replicas_in_sync
-        policy = augment_policy(cfg.augment)
+        losses_of = {"gan": self._gan_losses, "vaegan": self._vaegan_losses,
+                     "seed": self._seed_losses}[cfg.loss]
 
         def step_fn(x: tf.Tensor, step: tf.Tensor) -> dict[str, tf.Tensor]:
             ctx = tf.distribute.get_replica_context()
             rid = tf.cast(ctx.replica_id_in_sync_group, tf.int64)
             s = tf.stack([tf.cast(cfg.seed, tf.int64), step * 1024 + rid])
-            n = tf.shape(x)[0]
-            eps = tf.random.stateless_normal([n, cfg.embedding_size], seed=s)
-            zp = tf.random.stateless_normal([n, cfg.embedding_size], seed=s + [0, 512])
+            nets = (("loss_e", m.encoder, self.opt_e), ("loss_g", m.decoder, self.opt_g),
+                    ("loss_d", m.discriminator, self.opt_d))
             with tf.GradientTape(persistent=True) as tape:
-                mean, logvar = m.encoder(x, training=True)
-                z = mean + tf.exp(0.5 * logvar) * eps
-                if cfg.loss == "seed":
-                    xr = m.decoder(z, training=True)
-                else:
-                    # One decoder call on posterior AND prior samples: batch norm then sees
-                    # (and its moving averages record) the mix generation will meet.
-                    xr, xp = tf.split(m.decoder(tf.concat([z, zp], 0), training=True), 2)
-                kl = losses.kl_divergence(mean, logvar)
-                rec_pix = losses.per_sample_mse(x, xr)
-                if cfg.loss == "seed":
-                    logits, _ = m.discriminator(tf.concat([x, xr], 0), training=True)
-                    l_real, l_rec = tf.split(logits, 2)
-                    recon = losses.seed_recon(x, xr) / (cfg.image_size ** 2)
-                    loss_e = losses.seed_kl(mean, logvar) / (cfg.image_size ** 2) + recon
-                    loss_g = recon + losses.seed_g_loss(l_rec)
-                    loss_d = losses.seed_d_loss(l_real, l_rec)
-                    rec_feat = tf.constant(0.0)
-                else:
-                    d_in = augment.discriminator_input(x, xr, xp, policy, s)
-                    (l_real, f_real), (l_rec, f_rec), (l_p, _) = m.discriminate(*tf.split(d_in, 3))
-                    rec_feat = losses.per_sample_mse(tf.stop_gradient(f_real), f_rec)
-                    if cfg.feature_weight:
-                        recon = cfg.pixel_weight * rec_pix + cfg.feature_weight * rec_feat
-                    else:
-                        # Still logged, but 0 * rec_feat would make the encoder's backward
-                        # sweep run through D's lower layers for nothing.
-                        recon = cfg.pixel_weight * rec_pix
-                    loss_e = recon + cfg.kl_weight * kl / npix
-                    loss_g = cfg.gamma * recon + losses.g_loss([l_rec, l_p])
-                    loss_d = losses.d_loss(l_real, [l_rec, l_p], cfg.label_smoothing)
-                scaled = [loss_e * scale, loss_g * scale, loss_d * scale]
-            for loss, net, opt in zip(scaled, (m.encoder, m.decoder, m.discriminator),
-                                      (self.opt_e, self.opt_g, self.opt_d)):
-                grads = tape.gradient(loss, net.trainable_variables)
+                out = losses_of(x, s)
+                scaled = {name: out[name] * scale for name, _, _ in nets}
+            for name, net, opt in nets:
+                grads = tape.gradient(scaled[name], net.trainable_variables)
                 opt.apply_gradients(zip(grads, net.trainable_variables))
             del tape
-            return {"loss_kl": kl, "loss_recon": rec_pix, "loss_feature": rec_feat,
-                    "loss_e": loss_e, "loss_g": loss_g, "loss_d": loss_d}
+            return out
 
         # autograph=False: the step has no data-dependent Python control flow, and converting
         # Keras' code costs seconds of tracing per process.
@@ -170,6 +151,81 @@ class Trainer:
 
         return train_fn
 
+    # --- the three formulations: each returns the three nets' losses and what it logs ---
+
+    def _noise(self, x: tf.Tensor, s: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """The posterior's eps and the prior's z for one step, from the step seed."""
+        n, k = tf.shape(x)[0], self.cfg.embedding_size
+        return (tf.random.stateless_normal([n, k], seed=s),
+                tf.random.stateless_normal([n, k], seed=s + [0, 512]))
+
+    def _gan_losses(self, x: tf.Tensor, s: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The default: a DCGAN-trained decoder and an encoder that learns to invert it.
+
+        The decoder's loss is the GAN's alone (plus gamma x reconstruction when gamma > 0),
+        so the samples get what a textbook DCGAN gets and nothing pulls them towards the
+        blurry average a pixel loss prefers. The encoder reconstructs real images through
+        the decoder (its gradient stops at the encoder), keeps a KL towards the prior, and
+        recovers z from decodes of prior samples (the Gaussian likelihood of z under its
+        own mean and variance): images -> embeddings lands where the decoder was trained.
+        """
+        cfg, m = self.cfg, self.model
+        eps, zp = self._noise(x, s)
+        mean, logvar = m.encoder(x, training=True)
+        xp = m.decoder(zp, training=True)
+        xr = m.decoder(mean + tf.exp(0.5 * logvar) * eps, training=True)
+        xp_mean, xp_logvar = m.encoder(tf.stop_gradient(xp), training=True)
+        kl = losses.kl_divergence(mean, logvar)
+        rec_pix = losses.per_sample_mse(x, xr)
+        latent = losses.gaussian_nll(zp, xp_mean, xp_logvar)
+        d_in = augment.augment(tf.concat([x, xp], 0), self.policy, s)
+        (l_real, _), (l_p, _) = m.discriminate(*tf.split(d_in, 2))
+        loss_e = rec_pix + cfg.kl_weight * kl / self.npix + cfg.latent_weight * latent
+        loss_g = losses.g_loss([l_p]) + (cfg.gamma * rec_pix if cfg.gamma else 0.0)
+        loss_d = losses.d_loss(l_real, [l_p], cfg.label_smoothing)
+        return {"loss_kl": kl, "loss_recon": rec_pix, "loss_latent": latent,
+                "loss_e": loss_e, "loss_g": loss_g, "loss_d": loss_d}
+
+    def _vaegan_losses(self, x: tf.Tensor, s: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Larsen et al.'s joint VAE-GAN: the decoder also minimises gamma x reconstruction."""
+        cfg, m = self.cfg, self.model
+        eps, zp = self._noise(x, s)
+        mean, logvar = m.encoder(x, training=True)
+        z = mean + tf.exp(0.5 * logvar) * eps
+        # One decoder call on posterior AND prior samples: batch norm then sees (and its
+        # moving averages record) the mix generation will meet.
+        xr, xp = tf.split(m.decoder(tf.concat([z, zp], 0), training=True), 2)
+        kl = losses.kl_divergence(mean, logvar)
+        rec_pix = losses.per_sample_mse(x, xr)
+        d_in = augment.discriminator_input(x, xr, xp, self.policy, s)
+        (l_real, f_real), (l_rec, f_rec), (l_p, _) = m.discriminate(*tf.split(d_in, 3))
+        rec_feat = losses.per_sample_mse(tf.stop_gradient(f_real), f_rec)
+        if cfg.feature_weight:
+            recon = cfg.pixel_weight * rec_pix + cfg.feature_weight * rec_feat
+        else:
+            # Still logged, but 0 * rec_feat would make the encoder's backward sweep run
+            # through D's lower layers for nothing.
+            recon = cfg.pixel_weight * rec_pix
+        return {"loss_kl": kl, "loss_recon": rec_pix, "loss_feature": rec_feat,
+                "loss_e": recon + cfg.kl_weight * kl / self.npix,
+                "loss_g": cfg.gamma * recon + losses.g_loss([l_rec, l_p]),
+                "loss_d": losses.d_loss(l_real, [l_rec, l_p], cfg.label_smoothing)}
+
+    def _seed_losses(self, x: tf.Tensor, s: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The 2017 seed's formulation (a baseline): its KL, batch-summed recon and clipped logs."""
+        cfg, m = self.cfg, self.model
+        eps, _ = self._noise(x, s)
+        mean, logvar = m.encoder(x, training=True)
+        xr = m.decoder(mean + tf.exp(0.5 * logvar) * eps, training=True)
+        logits, _ = m.discriminator(tf.concat([x, xr], 0), training=True)
+        l_real, l_rec = tf.split(logits, 2)
+        recon = losses.seed_recon(x, xr) / (cfg.image_size ** 2)
+        return {"loss_kl": losses.kl_divergence(mean, logvar),
+                "loss_recon": losses.per_sample_mse(x, xr),
+                "loss_e": losses.seed_kl(mean, logvar) / (cfg.image_size ** 2) + recon,
+                "loss_g": recon + losses.seed_g_loss(l_rec),
+                "loss_d": losses.seed_d_loss(l_real, l_rec)}
+
     def _dataset(self, start: int) -> Any:
         cfg = self.cfg
 
@@ -182,7 +238,21 @@ class Trainer:
 
     # --- the loop ---------------------------------------------------------------------
 
-    def train(self, start: int, cancelled: Callable[[], bool]) -> None:
+    def clock(self) -> float:
+        """Seconds on the run's clock: wall time, or CPU time divided by the cores (benchmarks).
+
+        The CPU clock lets runs that share a busy machine be compared by the work each got.
+        """
+        if self.cfg.clock == "cpu":
+            return time.process_time() / max(1, len(os.sched_getaffinity(0)))
+        return time.perf_counter()
+
+    def train(self, start: int, cancelled: Callable[[], bool]) -> int:
+        """Train until max_steps, the time budget, a stall (if asked) or a cancel; returns the step.
+
+        Minutes count training only (not samples, evaluations or checkpoints) and carry over
+        a resume, so `--max-minutes 30` means thirty minutes of learning however it was split.
+        """
         cfg = self.cfg
         it = iter(self._dataset(start))
         step = start
@@ -190,19 +260,28 @@ class Trainer:
         t0 = time.time()
         busy = 0.0               # seconds spent on samples/evals/checkpoints since t_mark
         ips = 0.0
+        budget = cfg.max_minutes * 60.0
+        every = cfg.eval_minutes * 60.0
+        next_eval = (int(self.trained_s.numpy() // every) + 1) * every if every else 0.0
         if step == 0 and self.cluster.is_chief:
             self.write_sample(0)
             log("first sample written")
         while step < cfg.max_steps:
             if cancelled():
                 self.save()
-                return
+                return step
+            c0 = self.clock()
             out = self._train_fn(it)
             step += 1
+            if step > start + 1:           # the first step is mostly tracing
+                self.trained_s.assign_add(self.clock() - c0)
+            trained = float(self.trained_s.numpy())
             if step == start + 1:
                 log(f"first step done (step {step})")
                 t_mark, n_mark = time.perf_counter(), step     # the rate leaves out tracing
-            if step % cfg.log_every == 0 or step == cfg.max_steps:
+            out_of_time = bool(budget) and trained >= budget
+            last = step == cfg.max_steps or out_of_time
+            if step % cfg.log_every == 0 or last:
                 row = {k: float(v) for k, v in out.items()}
                 now = time.perf_counter()
                 if step > n_mark:
@@ -211,25 +290,39 @@ class Trainer:
                 if not all(np.isfinite(v) for v in row.values()):
                     raise FloatingPointError(f"loss is not finite at step {step}: {row}")
                 self.jd.append_metrics({"kind": "train", "step": step, "wall_time": time.time(),
-                                        "elapsed": time.time() - t0, "images_per_sec": ips, **row})
+                                        "elapsed": time.time() - t0, "train_minutes": trained / 60,
+                                        "images_per_sec": ips, **row})
                 with self.writer.as_default(step=step):
                     for k, v in row.items():
                         summaries.scalar(f"train/{k}", v, step)
                     summaries.scalar("train/images_per_sec", ips, step)
-                self.jd.status(state=RUNNING, step=step, images_per_sec=round(ips, 2))
+                self.jd.status(state=RUNNING, step=step, images_per_sec=round(ips, 2),
+                               train_minutes=round(trained / 60, 2))
                 print(f"step {step}/{cfg.max_steps} {ips:.1f} img/s "
                       + " ".join(f"{k}={v:.4f}" for k, v in row.items()), flush=True)
             t_busy = time.perf_counter()
-            if self.cluster.is_chief and (step % cfg.sample_every == 0 or step == cfg.max_steps):
+            if self.cluster.is_chief and (step % cfg.sample_every == 0 or last):
                 self.write_sample(step)
-            if self.cluster.is_chief and (step % cfg.eval_every == 0 or step == cfg.max_steps):
-                self.evaluate(step)
-            if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
+            due = trained >= next_eval if every else step % cfg.eval_every == 0
+            if due or last:
+                if every:
+                    next_eval = (trained // every + 1) * every
+                if self.cluster.is_chief:
+                    self.evaluate(step)
+                    if self.stalled and cfg.stop_when_stalled:
+                        log(f"stopping: stalled (--stop-when-stalled)")
+                        last = True
+            if step % cfg.checkpoint_every == 0 or last:
                 self.save()
             busy += time.perf_counter() - t_busy
+            if last:
+                if out_of_time:
+                    log(f"time budget of {cfg.max_minutes:g} minutes reached at step {step}")
+                break
         self.writer.flush()
         if self._throwaway:
             shutil.rmtree(self._throwaway, ignore_errors=True)
+        return step
 
     def write_sample(self, step: int) -> None:
         """A grid decoded by the EMA generator (standing statistics) from the same fixed embeddings."""
@@ -239,43 +332,95 @@ class Trainer:
         with self.writer.as_default(step=step):
             summaries.image("samples", grid, step)
 
+    @property
+    def stalled(self) -> bool:
+        return int(self.since_best.numpy()) >= self.cfg.patience
+
     def evaluate(self, step: int) -> dict[str, Any]:
+        """SWD of n prior decodes against real images (with its floor), PSNR/SSIM of reconstructions.
+
+        Keeps the best SWD so far: a new best saves the `best` checkpoint the export uses,
+        and `patience` evaluations without one mark the run as stalled.
+        """
         cfg = self.cfg
-        if self._eval_sets is None:          # read once: the same images at every evaluation
-            held = data.eval_images(self.data_dir, self.manifest, "validation", cfg.image_size,
-                                    cfg.eval_images)
-            train = data.eval_images(self.data_dir, self.manifest, "train", cfg.image_size,
-                                     cfg.eval_images)
-            if int(held.shape[0]) == 0:
-                print("warning: no validation images; evaluating on training images",
-                      file=sys.stderr)
-                held = train
-            self._eval_sets = (held, train)
-        held, train = self._eval_sets
-        n = int(held.shape[0])
-        mean, _ = self.model.encoder(held, training=False)
+        t = time.perf_counter()
+        if self._eval_sets is None:
+            self._eval_sets = eval_sets(self.data_dir, self.manifest, cfg.image_size,
+                                        cfg.eval_images)
+        held, real_a, real_b = self._eval_sets
+        n = int(real_b.shape[0])
         decoder = self.model.sampler(step)
-        recon = decoder(mean, training=False)
+        recon = tf.concat([decoder(self.model.encoder(b, training=False)[0], training=False)
+                           for b in tf.split(held, _chunks(int(held.shape[0])))], 0)
         z = tf.random.stateless_normal([n, cfg.embedding_size], seed=[cfg.seed, 99])
-        fake = decoder(z, training=False)
+        fake = tf.concat([decoder(b, training=False) for b in tf.split(z, _chunks(n))], 0)
         kw = dict(patches=cfg.swd_patches, projections=cfg.swd_projections, seed=cfg.seed)
         if self._floor is None:
-            self._floor = metrics.swd(train, held, **kw)
+            self._floor = metrics.swd(real_a, real_b, **kw)
+        score = metrics.swd(fake, real_b, **kw)
+        if score < float(self.best_swd.numpy()):
+            self.best_swd.assign(score)
+            self.best_step.assign(step)
+            self.since_best.assign(0)
+            self.best_manager.save(checkpoint_number=step)
+        else:
+            self.since_best.assign_add(1)
+        best, best_step = float(self.best_swd.numpy()), int(self.best_step.numpy())
         row = {"kind": "eval", "step": step, "wall_time": time.time(),
+               "train_minutes": float(self.trained_s.numpy()) / 60,
                "psnr": metrics.psnr(held, recon), "ssim": metrics.ssim(held, recon),
-               "swd": metrics.swd(fake, held, **kw), "swd_floor": self._floor}
+               "swd": score, "swd_floor": self._floor, "images": n,
+               "best_step": best_step, "best_swd": best,
+               "evals_since_best": int(self.since_best.numpy()), "patience": cfg.patience,
+               "seconds": time.perf_counter() - t}
         self.jd.append_metrics(row)
+        self.jd.status(best_step=best_step, best_swd=round(best, 3), stalled=self.stalled)
         with self.writer.as_default(step=step):
-            for k in ("psnr", "ssim", "swd", "swd_floor"):
+            for k in ("psnr", "ssim", "swd", "swd_floor", "best_swd"):
                 summaries.scalar(f"eval/{k}", row[k], step)
-            cols = min(8, n)
+            cols = min(8, int(held.shape[0]))
             summaries.image("reconstructions",
                             image_grid(tf.concat([held[:cols], recon[:cols]], 0), cols), step)
-        log(f"evaluated")
-        print(f"eval step {step}: psnr={row['psnr']:.2f} ssim={row['ssim']:.3f} "
-              f"swd={row['swd']:.1f} (floor {row['swd_floor']:.1f})", flush=True)
+        print(f"eval step {step}: swd={score:.1f} (floor {self._floor:.1f}, {n} images) "
+              f"psnr={row['psnr']:.2f} ssim={row['ssim']:.3f} best={best:.1f} at step {best_step} "
+              f"[{row['seconds']:.0f} s]", flush=True)
+        if self.stalled:
+            log(f"stalled: no better SWD in {row['evals_since_best']} evaluations (best "
+                f"{best:.1f} at step {best_step}); more training is unlikely to help; the "
+                f"export uses step {best_step}")
         self.last_eval = row
         return row
 
+    def restore_best(self) -> int:
+        """Load the best evaluation's encoder and EMA decoder (for the export); returns its step."""
+        best = self.best_manager.latest_checkpoint
+        if best:
+            self.best_ckpt.restore(best).expect_partial()
+        return int(self.best_step.numpy())
 
-__all__ = ["Trainer", "make_strategy"]
+
+def eval_sets(data_dir: str, manifest: dict[str, Any], image_size: int,
+              eval_images: int) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """(held-out images, real set A, real set B), centre-cropped as serving crops.
+
+    SWD compares n generated images with the n real images of B; the floor compares A
+    with B, the same sizes, so a model at the floor is as close to B as other real
+    images are. n = eval_images, or half the training images when there are fewer.
+    """
+    n_train = int(manifest.get("counts", {}).get("train", 0) or 0)
+    n = max(1, min(eval_images, n_train // 2))
+    real = data.eval_images(data_dir, manifest, "train", image_size, 2 * n, shuffle_seed=0)
+    held = data.eval_images(data_dir, manifest, "validation", image_size, min(eval_images, 500))
+    if int(held.shape[0]) == 0:
+        print("warning: no validation images; PSNR/SSIM use training images", file=sys.stderr)
+        held = real[:min(eval_images, 500)]
+    n = int(real.shape[0]) // 2
+    return held, real[:n], real[n:2 * n]
+
+
+def _chunks(n: int, size: int = 256) -> list[int]:
+    """Split sizes of n into batches of at most `size` (the decoder's memory stays flat)."""
+    return [size] * (n // size) + ([n % size] if n % size else [])
+
+
+__all__ = ["Trainer", "make_strategy", "eval_sets"]

@@ -19,6 +19,15 @@ def per_sample_mse(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(tf.square(tf.cast(a, tf.float32) - tf.cast(b, tf.float32)))
 
 
+def gaussian_nll(z: tf.Tensor, mean: tf.Tensor, logvar: tf.Tensor) -> tf.Tensor:
+    """-log N(z; mean, exp(logvar)) per dimension (without the constant), averaged.
+
+    Trains both encoder heads on (z, decoder(z)) pairs: the mean to recover z, the
+    variance to say how sure it is.
+    """
+    return 0.5 * tf.reduce_mean(logvar + tf.square(z - mean) * tf.exp(-logvar))
+
+
 def d_loss(real_logit: tf.Tensor, fake_logits: list[tf.Tensor],
            label_smoothing: float = 0.0) -> tf.Tensor:
     """Discriminator: real -> 1, each kind of fake -> 0 (fakes share one half of the weight).

@@ -171,6 +171,8 @@ def build_discriminator(cfg: Config) -> keras.Model:
         x = _d_conv(cfg, filters, 4, 2)(x)
         if i == feature_level(cfg):
             feat = x
+        if cfg.d_batch_norm and i > 0:
+            x = BatchNorm(momentum=0.9, epsilon=1e-5)(x)
         x = LeakyReLU(0.2)(x)
         for _ in range(cfg.d_depth):
             x = _d_conv(cfg, filters, 3, 1)(x)
@@ -205,6 +207,8 @@ class VaeGan:
         so spectral norm's power-iteration vector is read once by all three calls and then
         updated once: every group is scored by the same normalised D.
         """
+        if self.cfg.d_batch_norm:     # each group normalised by its own batch, as DCGAN does
+            return [self.discriminator(x, training=True) for x in (real, *fakes)]
         out = [self.discriminator(f, training=False) for f in fakes]
         return [self.discriminator(real, training=True)] + out
 

@@ -10,7 +10,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from trainer.contract import DEFAULT_IMAGE_SIZE, DEFAULT_LOSS, DEFAULT_PRESET, IMAGE_SIZES, LOSSES, PRESET_IMAGE_SIZES
+from trainer.contract import (CLOCKS, DEFAULT_IMAGE_SIZE, DEFAULT_LOSS, DEFAULT_PRESET, IMAGE_SIZES,
+                              LOSSES, PRESET_IMAGE_SIZES)
 
 
 @dataclass
@@ -26,7 +27,8 @@ class Config:
     batch_size: int = 64
     max_steps: int = 20000
     seed: int = 0
-    loss: str = DEFAULT_LOSS        # "vaegan" (the fixed VAE-GAN) or "seed" (baseline)
+    loss: str = DEFAULT_LOSS        # contract.LOSS_SUMMARIES says what each one is
+    latent_weight: float = 1.0      # "gan": the encoder recovers z from decodes of prior samples
     lr_e: float = 2e-4
     lr_g: float = 2e-4
     lr_d: float = 4e-4
@@ -34,11 +36,18 @@ class Config:
     kl_weight: float = 1.0          # weight of the per-sample KL against the per-sample recon sum
     feature_weight: float = 0.0     # learned-similarity term (D features); off: no gain measured
     pixel_weight: float = 1.0       # pixel L2 term of the reconstruction
-    gamma: float = 20.0             # weight of reconstruction in the generator's loss vs. GAN
+    gamma: float | None = None      # reconstruction's weight in the decoder's loss; None: 20 for
+                                    # "vaegan", 0 for "gan" (its decoder learns from the GAN alone)
     spectral_norm: bool = True
+    d_batch_norm: bool = False      # batch norm in D after its first layer (DCGAN's D)
     ema_decay: float = 0.999
     eval_every: int = 1000
-    eval_images: int = 256          # held-out images for PSNR/SSIM/SWD
+    eval_minutes: float = 0.0       # evaluate every N minutes of training instead (0: by steps)
+    max_minutes: float = 0.0        # stop after N minutes of training (0: by steps only)
+    clock: str = "wall"             # "wall", or "cpu": process CPU time / cores (benchmarks)
+    eval_images: int = 2000         # per set: generated vs real, and the real-vs-real floor
+    patience: int = 4               # evaluations without a new best SWD before "stalled"
+    stop_when_stalled: bool = False # end the run (and export the best) once stalled
     sample_every: int = 500
     sample_grid: int = 8            # samples/ grids are sample_grid x sample_grid images
     checkpoint_every: int = 500
@@ -84,7 +93,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # Minutes on 2 CPU cores: 32x32 and narrow. The goal was recognisable demo-set samples
     # in 10 minutes; measured, they are colour fields with blobs (docs/trainer.md, Benchmarks).
     "quick": dict(image_size=PRESET_IMAGE_SIZES["quick"], embedding_size=64, width=32, batch_size=32,
-                  max_steps=3000, eval_every=500, eval_images=128, sample_every=250,
+                  max_steps=3000, eval_every=500, sample_every=250,
                   checkpoint_every=250, log_every=25, ema_decay=0.995),
     # The seed's sizes: 64x64, 100-d embedding, 64-128-256-512 stacks.
     "seed": dict(),
@@ -102,18 +111,26 @@ def resolve(preset: str, overrides: dict[str, Any]) -> Config:
         sizes = ", ".join(map(str, IMAGE_SIZES[:-1])) + f" or {IMAGE_SIZES[-1]}"
         raise ValueError(f"image size {cfg.image_size} is not supported; use {sizes}")
     if cfg.loss not in LOSSES:
-        raise ValueError(f"unknown loss {cfg.loss!r}; use {' or '.join(LOSSES)}")
+        raise ValueError(f"unknown loss {cfg.loss!r}; use {', '.join(LOSSES)}")
+    if cfg.gamma is None:
+        cfg.gamma = 20.0 if cfg.loss == "vaegan" else 0.0
+    if cfg.clock not in CLOCKS:
+        raise ValueError(f"unknown clock {cfg.clock!r}; use {' or '.join(CLOCKS)}")
+    for name in ("max_minutes", "eval_minutes"):
+        if getattr(cfg, name) < 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be 0 (off) or more")
     cfg.augment = ",".join(augment_policy(cfg.augment))
     for name in ("max_steps", "batch_size", "embedding_size", "width", "eval_every", "eval_images",
-                 "sample_every", "sample_grid", "checkpoint_every", "keep_checkpoints", "log_every"):
+                 "sample_every", "sample_grid", "checkpoint_every", "keep_checkpoints", "log_every",
+                 "patience"):
         if getattr(cfg, name) < 1:      # every/ks of 0 would divide by zero mid-run
             raise ValueError(f"--{name.replace('_', '-')} {getattr(cfg, name)} must be at least 1")
     for name in ("d_width", "d_depth"):
         if getattr(cfg, name) < 0:
             raise ValueError(f"--{name.replace('_', '-')} {getattr(cfg, name)} must be 0 or more")
     for name in ("lr_e", "lr_g", "lr_d"):
-        if not 0.0 < getattr(cfg, name) < float("inf"):
-            raise ValueError(f"--{name.replace('_', '-')} {getattr(cfg, name)} must be a positive number")
+        if not 0.0 <= getattr(cfg, name) < float("inf"):       # 0 freezes that network
+            raise ValueError(f"--{name.replace('_', '-')} {getattr(cfg, name)} must be 0 or more")
     if not 0.0 <= cfg.ema_decay < 1.0:
         raise ValueError(f"--ema-decay {cfg.ema_decay} is out of range; use 0 up to below 1 (0.999 is usual)")
     if not 0.0 <= cfg.label_smoothing < 0.5:

@@ -14,8 +14,9 @@ import sys
 import traceback
 from typing import Any, Sequence
 
-from trainer.contract import (CHECKPOINTS, CONFIG, CROP_FRACTION, DEFAULT_PRESET, EXIT_FAILED, EXIT_INPUT, EXIT_OK, EXIT_TERM, LOSSES,
-                              MODEL, PRESETS, TENSORBOARD, train_image_size)
+from trainer.contract import (CHECKPOINTS, CLOCKS, CONFIG, CROP_FRACTION, DEFAULT_PRESET, EXIT_FAILED,
+                              EXIT_INPUT, EXIT_OK, EXIT_TERM, LOSS_SUMMARIES, LOSSES, MODEL, PRESETS,
+                              TENSORBOARD, train_image_size)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -34,15 +35,27 @@ def build_parser() -> argparse.ArgumentParser:
                        ("eval-every", int), ("sample-every", int), ("checkpoint-every", int),
                        ("keep-checkpoints", int), ("log-every", int), ("eval-images", int),
                        ("lr-e", float), ("lr-g", float), ("lr-d", float), ("gamma", float),
-                       ("kl-weight", float), ("feature-weight", float), ("ema-decay", float)]:
+                       ("kl-weight", float), ("feature-weight", float), ("ema-decay", float),
+                       ("latent-weight", float), ("patience", int)]:
         p.add_argument(f"--{name}", type=kind, default=None)
-    p.add_argument("--loss", choices=LOSSES, default=None)
+    p.add_argument("--loss", choices=LOSSES, default=None,
+                   help="; ".join(f"{k}: {v}" for k, v in LOSS_SUMMARIES.items()))
+    p.add_argument("--max-minutes", type=float, default=None, metavar="M",
+                   help="stop after M minutes of training (samples and evaluations excluded)")
+    p.add_argument("--eval-minutes", type=float, default=None, metavar="M",
+                   help="evaluate every M minutes of training instead of every --eval-every steps")
+    p.add_argument("--clock", choices=list(CLOCKS), default=None,
+                   help="what the minutes count: wall time, or CPU time / cores (benchmarks)")
+    p.add_argument("--stop-when-stalled", action="store_true", default=None,
+                   help="end the run once SWD has not improved for --patience evaluations")
     p.add_argument("--augment", default=None, metavar="POLICY",
                    help='DiffAugment for the discriminator: a comma-separated subset of '
                         'color,translation,cutout ("" = off)')
     p.add_argument("--label-smoothing", type=float, default=None, metavar="X",
                    help="one-sided label smoothing: D's target for real images is 1 - X")
     p.add_argument("--no-spectral-norm", dest="spectral_norm", action="store_false", default=None)
+    p.add_argument("--d-batch-norm", dest="d_batch_norm", action="store_true", default=None,
+                   help="batch norm in the discriminator after its first layer (DCGAN's D)")
     return p
 
 
@@ -192,7 +205,8 @@ def run(args: argparse.Namespace, job_dir: str, data_dir: str, cluster: Any, jd:
         raise InputError(f"image size {cfg.image_size} is larger than the dataset's stored images "
                          f"allow ({limit}); rebuild the dataset with --image-size {cfg.image_size} "
                          f"or train with --image-size {limit} or less")
-    for key in ("embedding_size", "image_size", "width", "d_width", "d_depth", "loss", "spectral_norm"):
+    for key in ("embedding_size", "image_size", "width", "d_width", "d_depth", "loss", "spectral_norm",
+                "d_batch_norm"):
         old = recorded.get(key)
         if old is not None and old != getattr(cfg, key):
             flag = "--" + key.replace("_", "-")
@@ -221,24 +235,30 @@ def run(args: argparse.Namespace, job_dir: str, data_dir: str, cluster: Any, jd:
         jd.truncate_metrics(start)
         print(f"resumed from step {start}", flush=True)
     jd.status(state=RUNNING, step=start, max_steps=cfg.max_steps)
-    trainer.train(start, lambda: cancel["flag"])
+    step = trainer.train(start, lambda: cancel["flag"])
     if cancel["flag"]:
         raise Cancelled()
     log("training done")
     if cluster.is_chief and not trainer.last_eval:     # resumed at the end: no eval ran
-        trainer.evaluate(cfg.max_steps)
-    metrics = trainer.last_eval
+        trainer.evaluate(step)
     if cluster.is_chief:
         from trainer.export import export
-        export(dirs["model"], trainer.model.encoder, trainer.model.sampler(cfg.max_steps), {
+        best = trainer.restore_best()
+        last = trainer.last_eval
+        if best and best != step:
+            log(f"exporting the best evaluation (step {best}, SWD {last['best_swd']:.1f}), "
+                f"not the last (step {step}, SWD {last['swd']:.1f})")
+        export_step = best or step
+        export(dirs["model"], trainer.model.encoder, trainer.model.sampler(export_step), {
                    "image_size": cfg.image_size, "embedding_size": cfg.embedding_size,
-                   "preset": cfg.preset, "step": cfg.max_steps,
+                   "preset": cfg.preset, "step": export_step, "last_step": step,
                    "dataset": manifest.get("name", ""), "crop_fraction": CROP_FRACTION,
                    "loss": cfg.loss,
-                   "metrics": {k: metrics.get(k) for k in ("swd", "swd_floor", "psnr", "ssim")},
+                   "metrics": {"swd": last["best_swd"] if best else last["swd"],
+                               **{k: last.get(k) for k in ("swd_floor", "psnr", "ssim")}},
                })
     log(f"exported to {dirs['model']}")
-    jd.status(state=SUCCEEDED, step=cfg.max_steps)
+    jd.status(state=SUCCEEDED, step=step)
 
 
 def import_tensorflow() -> Any:
