@@ -25,6 +25,9 @@ from trainer.model import VaeGan
 from trainer.presets import Config, augment_policy
 
 
+MIN_GAIN = 0.01     # an evaluation is a new best only if it beats the best by 1% (noise is not progress)
+
+
 def make_strategy(cluster: Any) -> tf.distribute.Strategy:
     if cluster.distributed:
         return tf.distribute.MultiWorkerMirroredStrategy()
@@ -358,7 +361,7 @@ class Trainer:
         if self._floor is None:
             self._floor = metrics.swd(real_a, real_b, **kw)
         score = metrics.swd(fake, real_b, **kw)
-        if score < float(self.best_swd.numpy()):
+        if score < float(self.best_swd.numpy()) * (1.0 - MIN_GAIN):
             self.best_swd.assign(score)
             self.best_step.assign(step)
             self.since_best.assign(0)
