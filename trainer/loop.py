@@ -397,8 +397,9 @@ class Trainer:
     def restore_best(self) -> int:
         """Load the best evaluation's encoder and EMA decoder (for the export); returns its step."""
         best = self.best_manager.latest_checkpoint
-        if best:
-            self.best_ckpt.restore(best).expect_partial()
+        if not best:            # e.g. removed by hand: the export is then the last step's
+            return 0
+        self.best_ckpt.restore(best).expect_partial()
         return int(self.best_step.numpy())
 
 
