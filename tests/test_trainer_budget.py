@@ -34,7 +34,7 @@ def test_max_minutes_ends_the_run_by_training_time(tmp_path: Path, tiny_dataset_
     assert train[-1]["train_minutes"] >= 0.01 > train[-2]["train_minutes"]
     evals = rows(job, "eval")
     assert len(evals) >= 2 and evals[-1]["step"] == status["step"]
-    assert "time budget of 0.01 minutes reached" in proc.stderr
+    assert "time budget of 0.01 minutes reached" in proc.stdout
     info = json.loads((job / "model" / "genml.json").read_text())
     assert info["last_step"] == status["step"]
 
@@ -54,7 +54,7 @@ def test_stalled_run_stops_and_exports_its_best_evaluation(tmp_path: Path,
     status = json.loads((job / "status.json").read_text())
     assert status["state"] == "JOB_STATE_SUCCEEDED" and status["step"] == 18
     assert status["stalled"] is True and status["best_step"] == 6
-    assert "stalled: no better SWD in 2 evaluations" in proc.stderr
+    assert "stalled: no better SWD in 2 evaluations" in proc.stdout
     info = json.loads((job / "model" / "genml.json").read_text())
     assert info["step"] == 6 and info["last_step"] == 18
     assert info["metrics"]["swd"] == pytest.approx(evals[0]["swd"])

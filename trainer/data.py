@@ -112,7 +112,7 @@ def eval_images(data_dir: str, manifest: dict[str, Any], split: str, image_size:
         ds = tf.data.TFRecordDataset(files)
     else:
         ds = tf.data.Dataset.from_tensor_slices(files).interleave(
-            tf.data.TFRecordDataset, cycle_length=len(files), block_length=1, deterministic=True)
+            tf.data.TFRecordDataset, cycle_length=len(files), block_length=1)
         ds = ds.shuffle(16384, seed=shuffle_seed, reshuffle_each_iteration=False)
     ds = ds.take(limit).map(decode)
     ds = ds.map(lambda im: to_model_range(center_crop_resize(im, image_size))).batch(max(1, limit))
