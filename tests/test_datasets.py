@@ -303,6 +303,31 @@ def test_demo_is_deterministic(tmp_path: Path) -> None:
         assert [r["image/sha256"] for r in _records(a, split)] == [r["image/sha256"] for r in _records(b, split)]
 
 
+def test_demo_pictures_are_one_shape_inside_the_training_crop() -> None:
+    """What makes the demo learnable in a first run: a plain background and one shape that
+    the centre 75% crop (what training and serving cut) holds whole; and variety across
+    pictures (every shape colour and background occurs)."""
+    from core.datasets import demo
+    from trainer.contract import CROP_FRACTION
+
+    size = 64
+    lo, hi = size * (1 - CROP_FRACTION) / 2, size * (1 + CROP_FRACTION) / 2
+    fills, backgrounds = set(), set()
+    for i in range(120):
+        im = demo.render(0, i, size).convert("RGB")
+        colours = im.getcolors(maxcolors=size * size)
+        background = max(colours)[1]               # the most common colour
+        assert background in demo.BACKGROUNDS
+        backgrounds.add(background)
+        diff = [(x, y) for y in range(size) for x in range(size)
+                if im.getpixel((x, y)) != background]
+        assert diff, f"picture {i} has no shape"
+        xs, ys = [p[0] for p in diff], [p[1] for p in diff]
+        assert lo <= min(xs) and max(xs) < hi and lo <= min(ys) and max(ys) < hi, i
+        fills |= {c for _, c in colours if c in demo.COLOURS}
+    assert fills == set(demo.COLOURS) and backgrounds == set(demo.BACKGROUNDS)
+
+
 @pytest.mark.slow
 def test_demo_fixture_reads_back_with_tensorflow(demo_dataset: Path) -> None:
     """The trainer's side of the contract: parse the shards with real tf.data."""

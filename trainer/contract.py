@@ -33,10 +33,13 @@ DEFAULT_IMAGE_SIZE = 64                      # a new dataset's size unless one i
 # ---- datasets and the crop rule ---------------------------------------------------------
 CROP_CENTER, CROP_RANDOM = "center", "random"  # random: training only; evaluation is centred
 CROPS = (CROP_CENTER, CROP_RANDOM)
-DEFAULT_CROP = CROP_RANDOM
+# Centre by default: random crops are an augmentation the generator learns to reproduce
+# (off-centre, cut-off subjects in its samples) while evaluation and serving see the
+# centre; horizontal flips stay on in training either way.
+DEFAULT_CROP = CROP_CENTER
 CROP_SUMMARIES: dict[str, str] = {            # what the TUI says about each, default first
-    CROP_RANDOM: "a random square each step (more variety)",
-    CROP_CENTER: "always the centre square",
+    CROP_CENTER: "always the centre square (samples framed like your images)",
+    CROP_RANDOM: "a random square each step (more variety, off-centre samples)",
 }
 # The crop box is a square of floor(CROP_FRACTION * short side): training, evaluation,
 # serving and the TUI's reconstruction view all cut the same box.

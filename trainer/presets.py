@@ -29,6 +29,7 @@ class Config:
     seed: int = 0
     loss: str = DEFAULT_LOSS        # contract.LOSS_SUMMARIES says what each one is
     latent_weight: float = 1.0      # "gan": the encoder recovers z from decodes of prior samples
+    recon_fraction: float = 1.0     # "gan": the share of each batch the encoder reconstructs
     lr_e: float = 2e-4
     lr_g: float = 2e-4
     lr_d: float = 4e-4
@@ -116,6 +117,9 @@ def resolve(preset: str, overrides: dict[str, Any]) -> Config:
         cfg.gamma = 20.0 if cfg.loss == "vaegan" else 0.0
     if cfg.clock not in CLOCKS:
         raise ValueError(f"unknown clock {cfg.clock!r}; use {' or '.join(CLOCKS)}")
+    if not 0.0 < cfg.recon_fraction <= 1.0:
+        raise ValueError(f"--recon-fraction {cfg.recon_fraction} is out of range; use more than 0 "
+                         f"up to 1 (the whole batch)")
     for name in ("max_minutes", "eval_minutes"):
         if getattr(cfg, name) < 0:
             raise ValueError(f"--{name.replace('_', '-')} must be 0 (off) or more")

@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
                        ("keep-checkpoints", int), ("log-every", int), ("eval-images", int),
                        ("lr-e", float), ("lr-g", float), ("lr-d", float), ("gamma", float),
                        ("kl-weight", float), ("feature-weight", float), ("ema-decay", float),
-                       ("latent-weight", float), ("patience", int)]:
+                       ("latent-weight", float), ("recon-fraction", float), ("patience", int)]:
         p.add_argument(f"--{name}", type=kind, default=None)
     p.add_argument("--loss", choices=LOSSES, default=None,
                    help="; ".join(f"{k}: {v}" for k, v in LOSS_SUMMARIES.items()))
