@@ -149,6 +149,8 @@ def main() -> None:
     p.add_argument("--variant", action="append", default=[], metavar="NAME=FLAGS",
                    help='another trainer run: e.g. wide="--width 64 --batch-size 64" '
                         '(add NAME to --runs)')
+    p.add_argument("--report-only", action="store_true",
+                   help="print the tables for the runs already in --out (e.g. after stopping early)")
     p.add_argument("trainer_args", nargs="*", help="after --: extra flags for the trainer runs")
     args = p.parse_args()
     args.minutes = [float(m) for m in args.minutes.split(",")]
@@ -163,28 +165,30 @@ def main() -> None:
     print(f"{args.dataset}: dataset {data} (train {manifest['counts']['train']}, validation "
           f"{manifest['counts']['validation']}, crop {args.crop}); runs in {out}", flush=True)
 
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(ROOT))
-    procs, logs = {}, []
+    names = [f"{kind}-s{seed}" for seed in seeds for kind in kinds]
     t0 = time.monotonic()
-    for seed in seeds:
-        for kind in kinds:
-            job = out / f"{kind}-s{seed}"
-            log = open(out / f"{kind}-s{seed}.log", "w")
-            logs.append(log)
-            procs[f"{kind}-s{seed}"] = subprocess.Popen(
-                command(kind, data, job, seed, args), cwd=ROOT, env=env, stdout=log,
-                stderr=subprocess.STDOUT)
-    try:
-        take_turns(procs, args.slice)
-    finally:
-        for pr in procs.values():
-            if pr.poll() is None:
-                pr.send_signal(signal.SIGCONT)
-                pr.terminate()
+    if not args.report_only:
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(ROOT))
+        procs, logs = {}, []
+        for seed in seeds:
+            for kind in kinds:
+                log = open(out / f"{kind}-s{seed}.log", "w")
+                logs.append(log)
+                procs[f"{kind}-s{seed}"] = subprocess.Popen(
+                    command(kind, data, out / f"{kind}-s{seed}", seed, args), cwd=ROOT, env=env,
+                    stdout=log, stderr=subprocess.STDOUT)
+        try:
+            take_turns(procs, args.slice)
+        finally:
+            for pr in procs.values():
+                if pr.poll() is None:
+                    pr.send_signal(signal.SIGCONT)
+                    pr.terminate()
+        failed = [n for n, pr in procs.items() if pr.returncode != 0]
+        if failed:
+            print(f"failed runs (see their .log in {out}): {', '.join(failed)}")
     wall = time.monotonic() - t0
-    failed = [n for n, pr in procs.items() if pr.returncode != 0]
-    if failed:
-        print(f"failed runs (see their .log in {out}): {', '.join(failed)}")
+    procs = {n: None for n in names}
 
     rows = {name: evals(out / name) for name in procs}
     floor = next((r[0]["swd_floor"] for r in rows.values() if r), float("nan"))
@@ -205,7 +209,8 @@ def main() -> None:
     for m in args.minutes:
         means = {}
         for k in kinds:
-            vals = [r["swd"] for s in seeds if (r := at_minute(rows[f"{k}-s{s}"], m))]
+            vals = [r["swd"] for s in seeds if (r := at_minute(rows[f"{k}-s{s}"], m))
+                    and abs(r["train_minutes"] - m) < 0.5]
             means[k] = sum(vals) / len(vals) if vals else float("nan")
         line = f"{m:8.1f} " + " ".join(f"{means[k]:10.1f}" for k in kinds)
         if "default" in means:

@@ -53,9 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
                         'color,translation,cutout ("" = off)')
     p.add_argument("--label-smoothing", type=float, default=None, metavar="X",
                    help="one-sided label smoothing: D's target for real images is 1 - X")
+    p.add_argument("--spectral-norm", dest="spectral_norm", action="store_true", default=None,
+                   help="spectral norm in the discriminator's convolutions (off by default)")
     p.add_argument("--no-spectral-norm", dest="spectral_norm", action="store_false", default=None)
     p.add_argument("--d-batch-norm", dest="d_batch_norm", action="store_true", default=None,
-                   help="batch norm in the discriminator after its first layer (DCGAN's D)")
+                   help="batch norm in the discriminator after its first layer (DCGAN's D; "
+                        "the default)")
+    p.add_argument("--no-d-batch-norm", dest="d_batch_norm", action="store_false", default=None)
     return p
 
 
