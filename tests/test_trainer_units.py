@@ -150,7 +150,9 @@ def test_discriminator_width_is_separate_from_the_generators() -> None:
 def test_discriminator_depth_adds_3x3_stride_1_layers_at_every_level() -> None:
     from trainer.model import build_discriminator
     disc = build_discriminator(presets.resolve("quick", {"d_depth": 1}))
-    convs = [(l.filters, l.kernel_size, l.strides) for l in disc.layers if hasattr(l, "filters")]
+    first = lambda v: v if isinstance(v, int) else v[0]      # Conv2D keeps tuples, SpectralConv2D ints
+    convs = [(l.filters, first(l.kernel_size), first(l.strides))
+             for l in disc.layers if hasattr(l, "filters")]
     assert convs == [(32, 4, 2), (32, 3, 1), (64, 4, 2), (64, 3, 1), (128, 4, 2), (128, 3, 1)]
     logit, feat = disc.outputs
     assert tuple(feat.shape) == (None, 8, 8, 64) and tuple(logit.shape) == (None, 1)
