@@ -269,7 +269,8 @@ class Trainer:
         ips = 0.0
         budget = cfg.max_minutes * 60.0
         every = cfg.eval_minutes * 60.0
-        next_eval = (int(self.trained_s.numpy() // every) + 1) * every if every else 0.0
+        trained0 = float(self.trained_s.numpy())
+        next_eval = (int(trained0 // every) + 1) * every if every else 0.0
         if step == 0 and self.cluster.is_chief:
             self.write_sample(0)
             log("first sample written")
@@ -304,7 +305,8 @@ class Trainer:
                         summaries.scalar(f"train/{k}", v, step)
                     summaries.scalar("train/images_per_sec", ips, step)
                 self.jd.status(state=RUNNING, step=step, images_per_sec=round(ips, 2),
-                               train_minutes=round(trained / 60, 2))
+                               train_minutes=round(trained / 60, 2),
+                               max_steps=self._planned_steps(step, trained, start, trained0))
                 print(f"step {step}/{cfg.max_steps} {ips:.1f} img/s "
                       + " ".join(f"{k}={v:.4f}" for k, v in row.items()), flush=True)
             t_busy = time.perf_counter()
@@ -338,6 +340,16 @@ class Trainer:
         self.jd.write_sample(step, png(grid))
         with self.writer.as_default(step=step):
             summaries.image("samples", grid, step)
+
+    def _planned_steps(self, step: int, trained: float, start: int, trained0: float) -> int:
+        """The step the run will end at: max_steps, or under a time budget the step the
+        current rate reaches it at (what progress bars and ETAs read from status.json)."""
+        cfg = self.cfg
+        if not cfg.max_minutes or step <= start + 1 or trained <= trained0:
+            return cfg.max_steps if not cfg.max_minutes else 0
+        rate = (step - start - 1) / (trained - trained0)              # steps per second
+        left = max(0.0, cfg.max_minutes * 60.0 - trained)
+        return min(cfg.max_steps, step + int(left * rate))
 
     @property
     def stalled(self) -> bool:

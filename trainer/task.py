@@ -204,7 +204,7 @@ def run(args: argparse.Namespace, job_dir: str, data_dir: str, cluster: Any, jd:
         cfg = resolve(preset, overrides)
     except ValueError as exc:
         raise InputError(str(exc)) from exc
-    jd.status(state=RUNNING, step=0, max_steps=cfg.max_steps, error="")
+    jd.status(state=RUNNING, step=0, max_steps=planned_steps(cfg), error="")
     if cfg.image_size > limit:
         raise InputError(f"image size {cfg.image_size} is larger than the dataset's stored images "
                          f"allow ({limit}); rebuild the dataset with --image-size {cfg.image_size} "
@@ -238,7 +238,8 @@ def run(args: argparse.Namespace, job_dir: str, data_dir: str, cluster: Any, jd:
     if start:
         jd.truncate_metrics(start)
         print(f"resumed from step {start}", flush=True)
-    jd.status(state=RUNNING, step=start, max_steps=cfg.max_steps)
+    jd.status(state=RUNNING, step=start, max_steps=planned_steps(cfg),
+              max_minutes=cfg.max_minutes)
     step = trainer.train(start, lambda: cancel["flag"])
     if cancel["flag"]:
         raise Cancelled()
@@ -262,7 +263,13 @@ def run(args: argparse.Namespace, job_dir: str, data_dir: str, cluster: Any, jd:
                                **{k: last.get(k) for k in ("swd_floor", "psnr", "ssim")}},
                })
     log(f"exported to {dirs['model']}")
-    jd.status(state=SUCCEEDED, step=step)
+    jd.status(state=SUCCEEDED, step=step, max_steps=step)
+
+
+def planned_steps(cfg: Any) -> int:
+    """status.json's max_steps before training: unknown (0) under a time budget, until the
+    loop can estimate it from its rate."""
+    return 0 if cfg.max_minutes else cfg.max_steps
 
 
 def import_tensorflow() -> Any:
