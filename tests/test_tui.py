@@ -635,3 +635,13 @@ async def test_generator_saves_the_walk_as_an_animation(ws, tmp_path: Path) -> N
         expected = tui_workspace.NumpyPredictor().generate(gen.pins[-2].z)[0]
         assert np.abs(np.asarray(first).astype(int) - expected.astype(int)).mean() < 8   # GIF's palette
         await until(pilot, lambda: any("Saved" in n.message and "walk.gif" in n.message for n in app._notifications))
+
+
+def test_tensorflow_log_lines_are_drawn_dim() -> None:
+    """The few C++ lines TensorFlow still writes while training (after the start-up ones, which the
+    trainer keeps out) are dimmed in the log view; genml's own lines are not."""
+    from tui.widgets.logview import TF_LOG_LINE
+    assert TF_LOG_LINE.match("E0000 00:00:1796227022.212863   14226 util.cc:131] oneDNN supports DT_UINT8 only")
+    assert TF_LOG_LINE.match("W0000 00:00:1796227022.2 7 cpu_feature_guard.cc:227] This TensorFlow binary")
+    for ours in ("[  12.4s] TensorFlow 2.21.0 loaded", "step 2/8 277.1 img/s", "E: out of memory"):
+        assert not TF_LOG_LINE.match(ours)
