@@ -69,7 +69,8 @@ def seed_on(screen: str) -> str | None:
 
 def test_first_run_in_tmux(tmp_path: Path) -> None:
     env = {"GENML_HOME": str(tmp_path / "home"), "GENML_CONFIG": str(tmp_path / "config.toml"),
-           "GENML_SAVE_DIR": str(tmp_path / "saved"), "GENML_DEMO_COUNT": "200", "TERM": "xterm-256color", "COLORTERM": "truecolor",
+           "GENML_SAVE_DIR": str(tmp_path / "saved"), "GENML_DEMO_COUNT": "200", "TERM": "xterm-256color",
+           "COLORTERM": "truecolor",
            "PATH": os.environ.get("PATH", "")}
     tm = Tmux(f"genml-tui-test-{os.getpid()}", env)
     tm.start(f"{TUI}; echo EXITED; sleep 30")
@@ -116,7 +117,8 @@ def test_first_run_in_tmux(tmp_path: Path) -> None:
         tm.keys("3")
         tm.wait(lambda s: "No models yet" in s and "Deploy job" in s, 30)
         tm.keys("D")
-        screen = tm.wait(lambda s: any(t in s for t in ("Deploy a finished job", "rror", "to deploy yet")), 60, "the deploy dialog")
+        screen = tm.wait(lambda s: any(t in s for t in ("Deploy a finished job", "rror", "to deploy yet")), 60,
+                         "the deploy dialog")
         assert "Deploy a finished job" in screen, screen
         tm.keys("Enter")
         tm.wait(lambda s: re.search(r"demo\s+v1", s) is not None, 60, "the deployed model")

@@ -271,7 +271,7 @@ class Trainer:
             cols = min(8, n)
             summaries.image("reconstructions",
                             image_grid(tf.concat([held[:cols], recon[:cols]], 0), cols), step)
-        log(f"evaluated")
+        log("evaluated")
         print(f"eval step {step}: psnr={row['psnr']:.2f} ssim={row['ssim']:.3f} "
               f"swd={row['swd']:.1f} (floor {row['swd_floor']:.1f})", flush=True)
         self.last_eval = row

@@ -14,8 +14,8 @@ import sys
 import traceback
 from typing import Any, Sequence
 
-from trainer.contract import (CHECKPOINTS, CONFIG, CROP_FRACTION, DEFAULT_PRESET, EXIT_FAILED, EXIT_INPUT, EXIT_OK, EXIT_TERM, LOSSES,
-                              MODEL, PRESETS, TENSORBOARD, train_image_size)
+from trainer.contract import (CHECKPOINTS, CONFIG, CROP_FRACTION, DEFAULT_PRESET, EXIT_FAILED, EXIT_INPUT, EXIT_OK,
+                              EXIT_TERM, LOSSES, MODEL, PRESETS, TENSORBOARD, train_image_size)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -119,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     cancel = {"flag": False, "signal": signal.SIGTERM}
 
-    def on_term(signum, frame) -> None:  # noqa: ARG001 - checked between steps
+    def on_term(signum, frame) -> None:  # checked between steps
         cancel.update(flag=True, signal=signum)
 
     signal.signal(signal.SIGTERM, on_term)

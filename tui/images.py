@@ -62,7 +62,7 @@ def detect(requested: str | None) -> tuple[str, list[str]]:
     if mode in (TGP, SIXEL) or (mode == "auto" and sys.__stdout__ is not None and sys.__stdout__.isatty()
                                 and _looks_graphical()):
         try:
-            from textual_image import renderable as ti_renderable  # noqa: F401  (runs the terminal query)
+            from textual_image import renderable as ti_renderable  # runs the terminal query
             from textual_image.renderable.sixel import Image as SixelR
             from textual_image.renderable.tgp import Image as TGPR
             import textual_image.widget  # noqa: F401  (fills the cell-size cache while we still can)

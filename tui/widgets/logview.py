@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable
 
-from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual import on
