@@ -2,6 +2,7 @@
 private workspaces, datasets in use, token files, endless instance files."""
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess

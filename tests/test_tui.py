@@ -545,7 +545,7 @@ async def test_a_click_on_an_image_zooms(ws) -> None:
 
 
 @sync
-async def test_generator_nearest_in_the_data_flags_a_copy(ws, demo_dataset: Path, tmp_path: Path) -> None:  # noqa: ANN001
+async def test_generator_nearest_in_the_data_flags_a_copy(ws, demo_dataset: Path, tmp_path: Path) -> None:
     """n: the sample, then its closest training images with distances; a copied training image is flagged."""
     import shutil
 
@@ -560,7 +560,7 @@ async def test_generator_nearest_in_the_data_flags_a_copy(ws, demo_dataset: Path
     class Copier(tui_workspace.NumpyPredictor):
         copying = False
 
-        def generate(self, z):  # noqa: ANN001, ANN201
+        def generate(self, z):
             out = super().generate(z)
             if self.copying:
                 out[:] = copy
@@ -602,7 +602,7 @@ async def test_generator_nearest_in_the_data_flags_a_copy(ws, demo_dataset: Path
 
 
 @sync
-async def test_generator_saves_the_walk_as_an_animation(ws, tmp_path: Path) -> None:  # noqa: ANN001
+async def test_generator_saves_the_walk_as_an_animation(ws, tmp_path: Path) -> None:
     from tui.screens.dialogs import AnimationDialog
     app = make_app(ws)
     async with app.run_test(size=(80, 24)) as pilot:
