@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast install bench clean cloud-check
+.PHONY: run test test-fast check install bench clean cloud-check
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,7 +22,15 @@ run: $(STAMP)
 test: $(STAMP)
 	command -v tmux >/dev/null || (apt-get update -qq && apt-get install -y -qq tmux) || true
 	$(BIN)/lint-imports
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
+
+## The static checks alone (what `make test` runs before pytest): layers, lint, types.
+check: $(STAMP)
+	$(BIN)/lint-imports
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 ## The suite without training runs and real processes.
 test-fast: $(STAMP)

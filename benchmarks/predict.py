@@ -51,7 +51,7 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))]
 
 
-def timeit(fn, n: int, warmup: int = 10) -> list[float]:  # noqa: ANN001
+def timeit(fn, n: int, warmup: int = 10) -> list[float]:
     for _ in range(warmup):
         fn()
     out = []
@@ -93,7 +93,7 @@ def main() -> None:
     print(f"model: {model_dir} ({p.image_size}x{p.image_size}, embedding {E}); cores: {os.cpu_count()}; "
           f"tf {tf.__version__}; load average {os.getloadavg()[0]:.1f} (other work on the machine slows every figure)")
 
-    sig = p._generate   # noqa: SLF001 - the baseline is the bare signature
+    sig = p._generate  # the baseline is the bare signature
     base = timeit(lambda: sig(embeddings=tf.constant(z1), key=tf.constant(["0"])), n)
     raw = timeit(lambda: p.generate(z1), n)
     full = timeit(lambda: p.predict(inst1), n)
@@ -109,7 +109,8 @@ def main() -> None:
     tp64 = timeit(lambda: p.predict(inst64), reps, warmup=3)
     ips_raw = 64_000 / statistics.median(t64)
     ips_png = 64_000 / statistics.median(tp64)
-    print(f"batch 64  Predictor.generate: {ips_raw:7.0f} images/s   Predictor.predict (PNG b64): {ips_png:7.0f} images/s"
+    print(f"batch 64  Predictor.generate: {ips_raw:7.0f} images/s"
+          f"   Predictor.predict (PNG b64): {ips_png:7.0f} images/s"
           f"   target >= 500: {ips_png / 500:.2f}x")
     print(f"          (this process got {share:.2f} of {os.cpu_count()} cores during the batch-64 runs; "
           f"decoder ~104 M multiply-adds/image -> {ips_raw * 0.208:.0f} GFLOP/s)")
@@ -135,7 +136,8 @@ def main() -> None:
 
         rest = timeit(one, n)
         print(f"REST      round trip, batch 1, keep-alive: p50 {pct(rest, 50):6.2f} ms  p99 {pct(rest, 99):6.2f} ms"
-              f"   target <= 25 ms: {pct(rest, 50) / 25:.2f}x of budget; {pct(rest, 50) / pct(full, 50):.2f}x in-process")
+              f"   target <= 25 ms: {pct(rest, 50) / 25:.2f}x of budget;"
+              f" {pct(rest, 50) / pct(full, 50):.2f}x in-process")
 
         per = max(20, n // 4)
         done = []

@@ -9,7 +9,8 @@ TensorFlow one at a time, re-encode PNGs as JPEG quality 100, store the full-siz
 a TFRecord. It prints images/s end to end (interpreter start to exit; the baseline's rate
 without its TensorFlow import is shown too) and the peak RSS summed over each process tree
 (sampled every 50 ms from /proc; RSS counts pages shared by forked workers once per
-process, an upper bound; PSS, also shown, splits them). Targets: >= 3x the baseline on the 12 MP photos, >= 1.5x on small files,
+process, an upper bound; PSS, also shown, splits them). Targets: >= 3x the baseline on the 12 MP photos,
+>= 1.5x on small files,
 peak RSS < 500 MB. Then it reads the stored small-file dataset back through the trainer's
 own tf.data pipeline (trainer/data.py, no cache, batch 64, random crops to 64 px) and
 compares images/s with what a training step consumes (~108 img/s, notes/ml.md): >= 5x.
@@ -223,9 +224,11 @@ def main() -> None:
     print(f"{'set':<14}{'images':>7}  {'genml img/s':>11} {'RSS/PSS MB':>11}  {'seed img/s':>10} {'(no import)':>11}"
           f" {'RSS/PSS MB':>11}  {'speedup':>7} {'target':>6}")
     for r, target in zip(rows, (1.5, 3.0)):
-        line = f"{r['set']:<14}{r['images']:>7}  {r['ours_img_s']:>11.1f} {r['ours_rss_mb']:>5.0f}/{r['ours_pss_mb']:<5.0f}"
+        line = (f"{r['set']:<14}{r['images']:>7}  {r['ours_img_s']:>11.1f}"
+                f" {r['ours_rss_mb']:>5.0f}/{r['ours_pss_mb']:<5.0f}")
         if "base_img_s" in r:
-            line += (f"  {r['base_img_s']:>10.1f} {r['base_img_s_no_import']:>11.1f} {r['base_rss_mb']:>5.0f}/{r['base_pss_mb']:<5.0f}"
+            line += (f"  {r['base_img_s']:>10.1f} {r['base_img_s_no_import']:>11.1f}"
+                     f" {r['base_rss_mb']:>5.0f}/{r['base_pss_mb']:<5.0f}"
                      f"  {r['ours_img_s'] / r['base_img_s']:>6.1f}x {target:>5.1f}x"
                      f"   (vs no-import rate: {r['ours_img_s'] / r['base_img_s_no_import']:.1f}x)")
         print(line)

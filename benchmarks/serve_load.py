@@ -71,7 +71,8 @@ class Client:
     def __init__(self, port: int, body: bytes) -> None:
         self.port, self.body = port, body
 
-    def one(self, conn: http.client.HTTPConnection | None = None) -> tuple[float | None, http.client.HTTPConnection | None]:
+    def one(self, conn: http.client.HTTPConnection | None = None
+            ) -> tuple[float | None, http.client.HTTPConnection | None]:
         """(seconds, connection to reuse) for one request; (None, None) if refused."""
         started = time.perf_counter()
         c = conn or http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)

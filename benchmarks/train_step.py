@@ -60,7 +60,7 @@ def matmul_peak(seconds: float = 3.0) -> float:
     return best
 
 
-def layer_flops(model) -> float:  # noqa: ANN001 - a keras.Model
+def layer_flops(model) -> float:  # a keras.Model
     """Forward FLOPs per image (2 x multiply-accumulates) of convs, transposed convs, dense."""
     total = 0.0
     for layer in model.layers:
@@ -101,7 +101,7 @@ def main() -> None:
     data_dir = build_folder(tmp / "data", count=512, image_size=cfg.image_size, workers=1)
     manifest = read_manifest(str(data_dir))
 
-    def make(c):  # noqa: ANN001, ANN202 - a Config -> (Trainer, FLOPs per step)
+    def make(c):  # a Config -> (Trainer, FLOPs per step)
         job = tmp / f"job-{c.loss}"
         dirs = {k: str(job / k) for k in ("checkpoints", "logs", "model")}
         tr = Trainer(c, manifest, str(data_dir), dirs, Cluster(1, "chief", 0), JobDir(str(job)))

@@ -81,7 +81,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def idle_cpu(session: str, command: str, env: dict[str, str], ready_text: str, seconds: float,
-             keys: list[str] = (), during=None) -> float:  # noqa: ANN001
+             keys: list[str] = (), during=None) -> float:
     """Percent of one core used over `seconds` once `ready_text` shows (after pressing `keys`)."""
     launch(session, command, env)
     deadline = time.time() + 30
@@ -189,7 +189,7 @@ def bench_resample(root: Path, presses: int) -> tuple[float, float, float]:
             state = {"want": None}
             original = app._display
 
-            def display(screen, renderable):  # noqa: ANN001, ANN202
+            def display(screen, renderable):
                 original(screen, renderable)
                 want = state["want"]
                 if want is not None and gen.current is not None and gen.current is not want:
@@ -197,7 +197,7 @@ def bench_resample(root: Path, presses: int) -> tuple[float, float, float]:
                     if canvas and canvas.first()._image is gen.current.image:
                         painted.set()
 
-            app._display = display  # type: ignore[method-assign]
+            app._display = display  # type: ignore[method-assign]  # timing hook on the paint call
             for i in range(5 + presses):
                 await pilot.pause(0.05)
                 painted.clear()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.vertex import storage as gcs  # noqa: E402
+from core.vertex import storage as gcs
 
 
 def main() -> None:

@@ -70,7 +70,8 @@ def storage_error(exc: OSError, path: str | os.PathLike[str]) -> StorageError:
     """Turn an OSError into a message that names the file and the way out."""
     if exc.errno == errno.ENOSPC:
         return StorageError(f"The disk is full while writing {path}.",
-                            "Free some space (or point GENML_HOME at a bigger disk) and run the command again; nothing was half-written.")
+                            "Free some space (or point GENML_HOME at a bigger disk) and run the command again; "
+                            "nothing was half-written.")
     if exc.errno in (errno.EACCES, errno.EPERM):
         return StorageError(f"Permission denied writing {path}.",
                             "Check the folder's permissions or set GENML_HOME to a folder you own.")

@@ -19,8 +19,9 @@ if TYPE_CHECKING:   # numpy costs ~0.2 s to import: keep it off the TUI's first 
 
 from core.errors import InvalidInput
 from core.jobdir import JobDir
-from core.types import Dataset, Job, ModelVersion, ProgressFn
-from core.types import Progress as Progress  # re-exported: callers import it from here
+from core.types import Dataset, Job, ModelVersion
+from core.types import Progress as Progress  # re-exported: callers import both from here
+from core.types import ProgressFn as ProgressFn
 from trainer.contract import (DEFAULT_CROP, DEFAULT_IMAGE_SIZE, DEFAULT_PRESET, IMAGE_SIZES, LOSSES, PRESETS,
                               train_image_size)
 

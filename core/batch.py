@@ -163,7 +163,8 @@ def run(predictor: Predictor, input_path: Path, output_dir: Path, *, model_ref: 
         except ValueError:
             old = {}
         if {k: old.get(k) for k in ident} != ident:
-            raise InvalidState(f"{output_dir} holds the output of another batch run (different input, model or shard size).",
+            raise InvalidState(f"{output_dir} holds the output of another batch run "
+                               "(different input, model or shard size).",
                                "Use a new --output folder, or delete that one to start over.")
         total = int(old["lines"])
     else:

@@ -68,12 +68,14 @@ def load(path: Path | None = None) -> Config:
     if "max_concurrent_jobs" in local:
         n = local["max_concurrent_jobs"]
         if not isinstance(n, int) or n < 1:
-            raise InvalidInput(f"[local] max_concurrent_jobs in {path} must be a whole number of at least 1, not {n!r}.",
+            raise InvalidInput(f"[local] max_concurrent_jobs in {path} must be a whole number of at least 1, "
+                               f"not {n!r}.",
                                "Set it to 1 on a small machine.")
         cfg.max_concurrent_jobs = n
     profiles = data.get("profiles", {})
     if not isinstance(profiles, dict):
-        raise InvalidInput(f"'profiles' in {path} must be a table of tables.", "See the README's configuration section.")
+        raise InvalidInput(f"'profiles' in {path} must be a table of tables.",
+                           "See the README's configuration section.")
     cfg.profiles = {str(k): dict(v) for k, v in profiles.items()}
     return cfg
 

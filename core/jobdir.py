@@ -35,17 +35,19 @@ class JobDir:
         self._metrics = Metrics()
         self._partial = b""
 
-    def status(self) -> dict[str, Any]:
+    def _json(self, name: str) -> dict[str, Any]:
+        """A JSON object of the dir; {} while it is missing, half-written or not an object."""
         try:
-            return json.loads(self.store.read_bytes(STATUS))
+            data = json.loads(self.store.read_bytes(name))
         except (FileNotFoundError, json.JSONDecodeError, ValueError):
             return {}
+        return data if isinstance(data, dict) else {}
+
+    def status(self) -> dict[str, Any]:
+        return self._json(STATUS)
 
     def config(self) -> dict[str, Any]:
-        try:
-            return json.loads(self.store.read_bytes(CONFIG))
-        except (FileNotFoundError, json.JSONDecodeError, ValueError):
-            return {}
+        return self._json(CONFIG)
 
     def metrics(self) -> Metrics:
         """Incremental: only the bytes appended since the last call are read and parsed."""
@@ -71,7 +73,7 @@ class JobDir:
     def progress(self) -> dict[str, Any]:
         """step, max_steps and images_per_sec from status.json, typed, and only those it
         holds: the one reader of a job's progress (local supervisor, local and Vertex refresh)."""
-        status, out = self.status(), {}
+        status, out = self.status(), dict[str, Any]()
         try:
             if status.get("step") is not None:
                 out["step"] = int(status["step"] or 0)
@@ -94,10 +96,7 @@ class JobDir:
         return self.store.exists(f"{MODEL}/{SAVED_MODEL}")
 
     def model_info(self) -> dict[str, Any]:
-        try:
-            return json.loads(self.store.read_bytes(f"{MODEL}/{MODEL_INFO}"))
-        except (FileNotFoundError, json.JSONDecodeError, ValueError):
-            return {}
+        return self._json(f"{MODEL}/{MODEL_INFO}")
 
 
 def failure_message(headline: str, trainer_error: str = "", log_tail: str = "",

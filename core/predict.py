@@ -152,7 +152,8 @@ def parse_instance(obj: Any, index: int, embedding_size: int, check_images: bool
             return BadInstance(index, key, f"{where}: 'embeddings' must be a list of {embedding_size} numbers, "
                                            f"got {_kind(z)}")
         if len(z) != embedding_size:
-            return BadInstance(index, key, f"{where}: 'embeddings' has {len(z)} values, the model takes {embedding_size}")
+            return BadInstance(index, key,
+                               f"{where}: 'embeddings' has {len(z)} values, the model takes {embedding_size}")
         for i, v in enumerate(z):
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 return BadInstance(index, key, f"{where}: 'embeddings'[{i}] is {_kind(v)}, not a number")
@@ -166,7 +167,8 @@ def parse_instance(obj: Any, index: int, embedding_size: int, check_images: bool
         return BadInstance(index, key, f"{where}: 'image_bytes' must be {{\"b64\": \"<base64 JPEG or PNG>\"}}")
     b64 = img["b64"]
     if len(b64) > MAX_IMAGE_B64_CHARS:
-        return BadInstance(index, key, f"{where}: 'image_bytes' is over {MAX_IMAGE_B64_CHARS // (1024 * 1024)} MB of base64")
+        return BadInstance(index, key,
+                           f"{where}: 'image_bytes' is over {MAX_IMAGE_B64_CHARS // (1024 * 1024)} MB of base64")
     try:
         data = base64.b64decode(b64, validate=True)
     except (binascii.Error, ValueError):
@@ -238,7 +240,7 @@ class SavedModelPredictor:
         self._tf = tf
         try:
             self._model = tf.saved_model.load(str(self.model_dir))
-        except Exception as exc:  # noqa: BLE001 - any load failure means a damaged export
+        except Exception as exc:  # any load failure means a damaged export
             raise StorageError(f"The model in {self.model_dir} cannot be loaded: {exc}.",
                                "Re-export it by resuming or retraining the job.") from exc
         sigs = self._model.signatures
@@ -278,7 +280,8 @@ class SavedModelPredictor:
         outs = []
         for i in range(0, len(images), CHUNK):
             part = images[i:i + CHUNK]
-            res = self._encode(image_bytes=self._tf.constant(part), key=self._tf.constant([str(j) for j in range(len(part))]))
+            res = self._encode(image_bytes=self._tf.constant(part),
+                               key=self._tf.constant([str(j) for j in range(len(part))]))
             outs.append(res["embeddings"].numpy())
         return np.concatenate(outs) if outs else np.zeros((0, self.embedding_size), np.float32)
 
@@ -311,7 +314,8 @@ class SavedModelPredictor:
                         out[i] = {"embeddings": [float(x) for x in v], "key": p.key}
                     except self._tf.errors.OpError as exc:
                         msg = _op_error_reason(exc.message or str(exc))
-                        out[i] = {"error": f"instance {p.index}: 'image_bytes' could not be decoded by the model: {msg}",
+                        out[i] = {"error": f"instance {p.index}: 'image_bytes' could not be decoded by the "
+                                           f"model: {msg}",
                                   "key": p.key}
         return [o if o is not None else {"error": "internal: no prediction", "key": None} for o in out]
 

@@ -130,11 +130,13 @@ class Registry:
 
     def _one(self, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> sqlite3.Row | None:
         with self._lock:
-            return self._conn.execute(sql, args).fetchone()
+            row: sqlite3.Row | None = self._conn.execute(sql, args).fetchone()
+            return row
 
     @property
     def schema_version(self) -> int:
-        return int(self._one("PRAGMA user_version")[0])
+        row = self._one("PRAGMA user_version")
+        return int(row[0]) if row is not None else 0
 
     def _migrate(self) -> None:
         with self.transaction() as c:
@@ -193,7 +195,8 @@ class Registry:
     def get_dataset(self, name: str) -> Dataset:
         row = self._one("SELECT * FROM datasets WHERE name = ?", (name,))
         if row is None:
-            raise NotFound(f"No dataset named {name!r}.", "See `genml dataset list`, or add one with `genml dataset add PATH --name NAME`.")
+            raise NotFound(f"No dataset named {name!r}.",
+                           "See `genml dataset list`, or add one with `genml dataset add PATH --name NAME`.")
         return Dataset(**self._row(row))
 
     def list_datasets(self) -> list[Dataset]:
@@ -248,7 +251,8 @@ class Registry:
         with self.transaction() as c:
             v = c.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM models WHERE name = ?", (name,)).fetchone()[0]
             mv = ModelVersion(name=name, version=int(v), job_id=job_id, path=path, created=time.time(),
-                              deployed=True, backend=backend, metrics=metrics or {}, info=info or {}, remote=remote or {})
+                              deployed=True, backend=backend, metrics=metrics or {}, info=info or {},
+                              remote=remote or {})
             self._insert_row(c, "models", mv.to_dict())
         return mv
 
@@ -259,7 +263,8 @@ class Registry:
             row = self._one("SELECT * FROM models WHERE name = ? AND version = ?", (name, version))
         if row is None:
             which = name if version is None else f"{name}@v{version}"
-            raise NotFound(f"No model named {which!r}.", "See `genml models list`, or deploy one with `genml models deploy JOB`.")
+            raise NotFound(f"No model named {which!r}.",
+                           "See `genml models list`, or deploy one with `genml models deploy JOB`.")
         d = self._row(row)
         d["deployed"] = bool(d["deployed"])
         return ModelVersion(**d)

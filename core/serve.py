@@ -98,7 +98,8 @@ def is_loopback(host: str) -> bool:
 
 def check_bind(host: str, token: str | None) -> None:
     if not is_loopback(host) and not token:
-        raise InvalidInput(f"Refusing to serve on {host!r} without a token: anyone who can reach it could use the model.",
+        raise InvalidInput(f"Refusing to serve on {host!r} without a token: anyone who can reach it could use "
+                           "the model.",
                            "Serve on 127.0.0.1 (the default), or set a token: GENML_SERVE_TOKEN=SECRET or "
                            "--token-file FILE (clients then send 'Authorization: Bearer SECRET').")
 
@@ -182,7 +183,8 @@ class App:
         except InvalidInput as exc:
             return 400, {"error": exc.message}
         if all("error" in p for p in preds):
-            return 400, {"error": preds[0]["error"] if len(preds) == 1 else "Every instance was rejected; see predictions.",
+            return 400, {"error": preds[0]["error"] if len(preds) == 1
+                         else "Every instance was rejected; see predictions.",
                          "predictions": preds}
         return 200, {"predictions": preds}
 

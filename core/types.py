@@ -54,7 +54,7 @@ class JobState(str, enum.Enum):
 
 class _Record:
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)  # type: ignore[call-overload]
+        d: dict[str, Any] = dataclasses.asdict(self)  # type: ignore[call-overload]  # every subclass is a dataclass
         for k, v in d.items():
             if isinstance(v, enum.Enum):
                 d[k] = v.value

@@ -31,7 +31,7 @@ def _required(proto: type) -> list[str]:
     for name, fn in vars(proto).items():
         if not inspect.isfunction(fn) or name.startswith("_"):
             continue
-        body = ast.parse(inspect.getsource(fn).strip()).body[0].body  # type: ignore[attr-defined]
+        body = ast.parse(inspect.getsource(fn).strip()).body[0].body  # type: ignore[attr-defined]  # a def
         if all(isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) for n in body):
             names.append(name)
     return names

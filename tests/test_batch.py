@@ -20,7 +20,7 @@ E = 8
 
 
 @pytest.fixture(scope="module")
-def predictor(tiny_job_dir: Path):  # noqa: ANN201
+def predictor(tiny_job_dir: Path):
     return load_predictor(tiny_job_dir / "model")
 
 

@@ -108,7 +108,8 @@ def build_corpus(src: Path) -> dict[str, str]:
     # modes
     exif = Image.Exif()
     exif[0x0112] = 6                                             # rotate 90 degrees clockwise to display
-    _save(src / "modes" / "exif-rotated.jpg", _halves((200, 100), (255, 0, 0), (0, 0, 255)), exif=exif.tobytes(), quality=95)
+    _save(src / "modes" / "exif-rotated.jpg", _halves((200, 100), (255, 0, 0), (0, 0, 255)), exif=exif.tobytes(),
+          quality=95)
     expect["modes/exif-rotated.jpg"] = "ok"
     _save(src / "modes" / "cmyk.jpg", Image.new("CMYK", (100, 100), (0, 255, 255, 0)), quality=95)
     expect["modes/cmyk.jpg"] = "ok"
@@ -369,11 +370,12 @@ def test_one_build_per_name_at_a_time(workspace: Workspace, reg: Registry) -> No
     try:
         from core.errors import InvalidState
         with pytest.raises(InvalidState):
-            catalog.demo(workspace, Registry(workspace.registry_path), "busy", 10, progress=None, cancel=None, workers=1)
+            catalog.demo(workspace, Registry(workspace.registry_path), "busy", 10, progress=None, cancel=None,
+                         workers=1)
     finally:
         release.set()
         t.join(30)
-    assert results and results[0].name == "busy"  # type: ignore[attr-defined]
+    assert results and results[0].name == "busy"  # type: ignore[attr-defined]  # the thread put a Dataset
 
 
 def test_a_worker_that_dies_costs_one_file_not_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

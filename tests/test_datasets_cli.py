@@ -94,7 +94,8 @@ def test_progress_bar_shows_count_rate_and_eta() -> None:
 @pytest.mark.slow
 def test_killed_build_leaves_no_dataset_and_a_rerun_redoes_it(workspace: Workspace) -> None:
     env = dict(os.environ, GENML_HOME=str(workspace.root))
-    cmd = [sys.executable, "-c", "from tui.cli import main; main()", "dataset", "demo", "--name", "k", "--count", "20000"]
+    cmd = [sys.executable, "-c", "from tui.cli import main; main()",
+           "dataset", "demo", "--name", "k", "--count", "20000"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             cwd=Path(__file__).resolve().parents[1], start_new_session=True)
     building = workspace.tmp_dir / "dataset-k.building"

@@ -101,8 +101,8 @@ def test_dataset_show_escapes_control_characters_and_undecodable_names(tmp_path:
     assert run("dataset", "add", str(src), "--name", "d", "--image-size", "32")[0] == 0
     # a real process on a UTF-8 "terminal": the way a person would see it
     env = dict(os.environ, PYTHONIOENCODING="utf-8", GENML_HOME=str(workspace.root))
-    out = subprocess.run([sys.executable, "-c", "from tui.cli import main; main()", "dataset", "show", "d"], cwd=ROOT, env=env,
-                         capture_output=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", "from tui.cli import main; main()", "dataset", "show", "d"],
+                         cwd=ROOT, env=env, capture_output=True, timeout=120)
     assert out.returncode == 0, out.stderr.decode(errors="replace")
     text = out.stdout.decode("utf-8")
     assert "evil\\nforged: line.png: not an image" in text

@@ -25,7 +25,7 @@ from tests.local_support import register_tiny_dataset, wait_for
 def _row(ws: Workspace, job_id: str, state: JobState = JobState.RUNNING, **kw: object) -> Job:
     d = ws.job_dir(job_id)
     d.mkdir(parents=True, exist_ok=True)
-    job = Job(id=job_id, dataset="x", state=state, created=time.time() - 3600, job_dir=str(d), **kw)  # type: ignore[arg-type]
+    job = Job(id=job_id, dataset="x", state=state, created=time.time() - 3600, job_dir=str(d), **kw)  # type: ignore[arg-type]  # Job fields
     Registry(ws.registry_path).add_job(job)
     return job
 
@@ -185,8 +185,8 @@ def test_jobs_queue_for_a_slot_start_when_it_frees_and_cancel_in_either_state(wo
     finally:
         holder.close()                                      # the slot frees: the first job starts
 
-    running = wait_for(lambda: (j := b.get_job(first.id)).state is JobState.RUNNING and j.remote.get("trainer_pid") and j,
-                       30, what="the first job to start")
+    running = wait_for(lambda: (j := b.get_job(first.id)).state is JobState.RUNNING
+                       and j.remote.get("trainer_pid") and j, 30, what="the first job to start")
     tpid = running.remote["trainer_pid"]
     assert procs.is_ours(tpid, first.id, running.remote["trainer_start"])
     assert b.cancel_job(first.id).state in (JobState.CANCELLING, JobState.CANCELLED)

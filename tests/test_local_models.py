@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow   # the tiny_job_dir fixture trains a model
 
 
 @pytest.fixture
-def job(workspace: Workspace, tiny_job_dir: Path):  # noqa: ANN201
+def job(workspace: Workspace, tiny_job_dir: Path):
     return add_finished_job(workspace, tiny_job_dir)
 
 
@@ -30,7 +30,8 @@ def job(workspace: Workspace, tiny_job_dir: Path):  # noqa: ANN201
     (JobState.RUNNING, "still RUNNING"), (JobState.QUEUED, "still QUEUED"),
     (JobState.FAILED, "FAILED"), (JobState.CANCELLED, "CANCELLED"),
 ])
-def test_deploy_refuses_unfinished_jobs(workspace: Workspace, tiny_job_dir: Path, state: JobState, message: str) -> None:
+def test_deploy_refuses_unfinished_jobs(workspace: Workspace, tiny_job_dir: Path, state: JobState,
+                                        message: str) -> None:
     add_finished_job(workspace, tiny_job_dir, job_id="j-1", state=state)
     b = LocalBackend(workspace)
     if state in (JobState.RUNNING, JobState.QUEUED):      # keep reconcile from settling it: mark it just spawned
@@ -49,7 +50,7 @@ def test_deploy_refuses_a_job_without_model(workspace: Workspace, tiny_job_dir: 
         LocalBackend(workspace).deploy(job.id)
 
 
-def test_deploy_versions_metrics_undeploy_rm(workspace: Workspace, job) -> None:  # noqa: ANN001
+def test_deploy_versions_metrics_undeploy_rm(workspace: Workspace, job) -> None:
     b = LocalBackend(workspace)
     v1 = b.deploy(job.id)
     v2 = b.deploy(job.id, "faces")
@@ -67,7 +68,7 @@ def test_deploy_versions_metrics_undeploy_rm(workspace: Workspace, job) -> None:
         b.deploy(job.id, "bad name!")
 
 
-def test_models_cli_with_json(workspace: Workspace, job) -> None:  # noqa: ANN001
+def test_models_cli_with_json(workspace: Workspace, job) -> None:
     r = CliRunner()
     out = r.invoke(cli, ["models", "deploy", job.id, "--name", "shapes"])
     assert out.exit_code == 0, out.output
@@ -85,7 +86,7 @@ def test_models_cli_with_json(workspace: Workspace, job) -> None:  # noqa: ANN00
     assert "SUCCEEDED" in r.invoke(cli, ["jobs", "show", job.id]).stdout
 
 
-def test_two_processes_deploying_and_listing_keep_the_registry_consistent(workspace: Workspace, job) -> None:  # noqa: ANN001
+def test_two_processes_deploying_and_listing_keep_the_registry_consistent(workspace: Workspace, job) -> None:
     script = textwrap.dedent(f"""
         from core.local.backend import LocalBackend
         from core.workspace import Workspace

@@ -28,7 +28,8 @@ def _png(size: int = 20, color: tuple[int, int, int] = (200, 30, 30), fmt: str =
 
 PNG_B64 = base64.b64encode(_png()).decode()
 
-json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=8)
+json_scalars = (st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True, allow_infinity=True)
+                | st.text(max_size=8))
 json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=5)
                            | st.dictionaries(st.text(max_size=8), inner, max_size=5), max_leaves=20)
 keys = st.one_of(st.text(max_size=10), st.integers())
@@ -37,8 +38,9 @@ near_instances = st.fixed_dictionaries(
     {},
     optional={"key": keys | json_values,
               "embeddings": st.lists(floats | json_scalars, min_size=0, max_size=2 * E) | json_values,
-              "image_bytes": st.fixed_dictionaries({"b64": st.sampled_from([PNG_B64, "", "!!", "aGVsbG8=", PNG_B64[:40]])
-                                                    | st.text(max_size=12)}) | json_values,
+              "image_bytes": st.fixed_dictionaries(
+                  {"b64": st.sampled_from([PNG_B64, "", "!!", "aGVsbG8=", PNG_B64[:40]]) | st.text(max_size=12)})
+              | json_values,
               "extra": json_values})
 
 
@@ -100,7 +102,7 @@ def test_too_small_to_crop_is_refused() -> None:
 def test_gif_is_refused_and_jpeg_accepted() -> None:
     gif = base64.b64encode(_png(fmt="GIF")).decode()
     jpg = base64.b64encode(_png(fmt="JPEG")).decode()
-    assert "GIF" in parse_instance({"image_bytes": {"b64": gif}, "key": "g"}, 0, E).error  # type: ignore[union-attr]
+    assert "GIF" in parse_instance({"image_bytes": {"b64": gif}, "key": "g"}, 0, E).error  # type: ignore[union-attr]  # a BadInstance
     assert isinstance(parse_instance({"image_bytes": {"b64": jpg}, "key": "j"}, 0, E), ImageInstance)
 
 
@@ -112,7 +114,7 @@ def test_instances_must_be_a_list() -> None:
 # ---- the real model ------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def predictor(tiny_job_dir: Path):  # noqa: ANN201
+def predictor(tiny_job_dir: Path):
     return load_predictor(tiny_job_dir / "model")
 
 

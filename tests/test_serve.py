@@ -29,7 +29,7 @@ def _start(server: Server) -> threading.Thread:
 
 
 @pytest.fixture(scope="module")
-def predictor(tiny_job_dir: Path):  # noqa: ANN201
+def predictor(tiny_job_dir: Path):
     return load_predictor(tiny_job_dir / "model")
 
 
@@ -72,7 +72,8 @@ def test_predict_in_the_vertex_shape(server: Server, predictor: Any) -> None:
     assert status == 200
     assert [p["key"] for p in body["predictions"]] == ["a", "b"]
     assert body["predictions"][0]["image_bytes"] == predictor.predict([{"embeddings": Z, "key": "a"}])[0]["image_bytes"]
-    status, body = post(server, {"instances": [{"embeddings": Z, "key": "v"}]}, path="/v1/models/tiny/versions/1:predict")
+    status, body = post(server, {"instances": [{"embeddings": Z, "key": "v"}]},
+                        path="/v1/models/tiny/versions/1:predict")
     assert status == 200
 
 
@@ -81,7 +82,8 @@ def test_bad_instances_inline_and_all_bad_is_400(server: Server) -> None:
     status, body = post(server, {"instances": [{"embeddings": Z, "key": "ok"}, {"embeddings": Z[:3], "key": "short"}]})
     assert status == 200
     assert "image_bytes" in body["predictions"][0]
-    assert body["predictions"][1] == {"error": "instance 1: 'embeddings' has 3 values, the model takes 8", "key": "short"}
+    assert body["predictions"][1] == {"error": "instance 1: 'embeddings' has 3 values, the model takes 8",
+                                      "key": "short"}
     status, body = post(server, {"instances": [{"image_bytes": {"b64": "%%%"}, "key": "x"}]})
     assert status == 400 and "not valid base64" in body["error"]
 
@@ -117,7 +119,8 @@ def _raw(server: Server, data: bytes) -> bytes:
 def test_missing_length_slow_clients_and_garbage_do_not_hang(server: Server) -> None:
     assert b" 411 " in _raw(server, b"POST /v1/models/tiny:predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     # promises 100 bytes, sends 5, then waits: the read timeout (1 s here) answers instead of hanging
-    assert _raw(server, b"POST /v1/models/tiny:predict HTTP/1.1\r\nContent-Length: 100\r\n\r\n{\"in").startswith(b"HTTP/1.1 4")
+    cut = b"POST /v1/models/tiny:predict HTTP/1.1\r\nContent-Length: 100\r\n\r\n{\"in"
+    assert _raw(server, cut).startswith(b"HTTP/1.1 4")
     assert b'"error"' in _raw(server, b"\x16\x03\x01 not http at all\r\n\r\n")
 
 
@@ -164,11 +167,14 @@ paths = st.sampled_from(["/v1/models/tiny:predict", "/v1/models/tiny", "/healthz
                          "/v1/models/tiny/versions/x:predict", "/v1/models/:predict", "/v1/models/tiny:predict?x=1"]) \
     | st.text(alphabet="/abcv1:?%.-_ ", max_size=30).map(lambda p: "/" + p.replace(" ", "%20"))
 json_leaf = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=6)
-json_any = st.recursive(json_leaf, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+json_any = st.recursive(json_leaf,
+                        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner,
+                                                                                    max_size=4),
                         max_leaves=15)
 instance = st.fixed_dictionaries({}, optional={"embeddings": st.lists(st.floats(width=32), max_size=9) | json_any,
                                                "key": st.text(max_size=4) | json_any,
-                                               "image_bytes": st.fixed_dictionaries({"b64": st.text(max_size=8)}) | json_any})
+                                               "image_bytes": st.fixed_dictionaries({"b64": st.text(max_size=8)})
+                                               | json_any})
 bodies = (st.binary(max_size=200)
           | json_any.map(lambda o: json.dumps(o).encode())
           | st.lists(instance | json_any, max_size=4).map(lambda xs: json.dumps({"instances": xs}).encode()))
@@ -176,7 +182,8 @@ bodies = (st.binary(max_size=200)
 
 @pytest.mark.slow
 @given(methods, paths, bodies)
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 def test_no_request_gets_a_500_or_a_non_json_answer(server: Server, method: str, path: str, body: bytes) -> None:
     status, obj = call(server, method, path, body if method not in ("GET", "HEAD") else None)
     assert status in (200, 400, 401, 404, 405, 411, 413), (status, obj)

@@ -6,7 +6,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from trainer import augment, losses, presets  # noqa: E402
+from trainer import augment, losses, presets  # noqa: E402 - after importorskip
 
 ALL = ("color", "translation", "cutout")
 SEED = tf.constant([7, 11], tf.int64)
@@ -115,7 +115,7 @@ def test_label_smoothing_moves_the_real_target_only() -> None:
     np.testing.assert_array_equal(losses.d_loss(real, fake, 0.0).numpy(),
                                   losses.d_loss(real, fake).numpy())
     # Against target t the real term is t*softplus(-l) + (1-t)*softplus(l).
-    sp = lambda v: np.log1p(np.exp(v))  # noqa: E731
+    sp = lambda v: np.log1p(np.exp(v))  # noqa: E731 - softplus, as the formula reads
     r = real.numpy()
     fake_term = (sp(np.array([-2.0, 0.0])).mean() + sp(np.array([1.0])).mean()) / 2
     want = (0.9 * sp(-r) + 0.1 * sp(r)).mean() + fake_term

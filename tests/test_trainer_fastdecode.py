@@ -24,7 +24,7 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
     return np.clip(np.round((x + 1.0) * 127.5), 0, 255).astype(np.int32)
 
 
-def randomise(decoder, seed: int) -> None:  # noqa: ANN001
+def randomise(decoder, seed: int) -> None:
     """Batch-norm statistics and biases away from their (trivial) initial values."""
     rng = np.random.default_rng(seed)
     for v in decoder.weights:

@@ -25,7 +25,7 @@ def start(data: Path, job: Path) -> subprocess.Popen:
                             stderr=subprocess.STDOUT, text=True)
 
 
-def wait_for(cond, proc: subprocess.Popen, what: str, timeout: float = 120) -> None:  # noqa: ANN001
+def wait_for(cond, proc: subprocess.Popen, what: str, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
         if proc.poll() is not None:

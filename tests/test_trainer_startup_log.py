@@ -16,7 +16,8 @@ CHATTER = ("oneDNN", "InitializeLog", "I0000")
 
 
 def run(code: str, **env: str) -> subprocess.CompletedProcess[str]:
-    full = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=os.pathsep.join([*env.pop("extra", "").split(), str(ROOT)]))
+    full = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
+                PYTHONPATH=os.pathsep.join([*env.pop("extra", "").split(), str(ROOT)]))
     full.pop("TF_ENABLE_ONEDNN_OPTS", None)
     full.update(env)
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=full, capture_output=True, text=True,

@@ -10,9 +10,9 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from trainer import cluster, data, losses, metrics, presets  # noqa: E402
-from trainer.errors import InputError  # noqa: E402
-from trainer.manifest import max_image_size, read_manifest  # noqa: E402
+from trainer import cluster, data, losses, metrics, presets  # noqa: E402 - after importorskip
+from trainer.errors import InputError  # noqa: E402 - after importorskip
+from trainer.manifest import max_image_size, read_manifest  # noqa: E402 - after importorskip
 
 
 def test_crop_box_is_three_quarters_of_the_short_side() -> None:

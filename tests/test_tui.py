@@ -26,10 +26,10 @@ from tui.widgets.table import FilterTable
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def sync(fn):  # noqa: ANN001, ANN201
+def sync(fn):
     """Run an async test with asyncio.run (no async pytest plugin is a dependency)."""
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def wrapper(*args, **kwargs):
         return asyncio.run(fn(*args, **kwargs))
     return wrapper
 
@@ -41,15 +41,15 @@ def utc(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def ws(workspace):  # noqa: ANN001, ANN201
+def ws(workspace):
     return tui_workspace.build(workspace)
 
 
-def make_app(ws, **kw) -> GenmlApp:  # noqa: ANN001
+def make_app(ws, **kw) -> GenmlApp:
     return GenmlApp(tui_workspace.FixedBackend(ws), **kw)
 
 
-async def until(pilot, cond, timeout: float = 30.0) -> None:  # noqa: ANN001
+async def until(pilot, cond, timeout: float = 30.0) -> None:
     """Poll a condition with a deadline (no sleeps as synchronisation)."""
     deadline = time.monotonic() + timeout
     while not cond():
@@ -58,12 +58,12 @@ async def until(pilot, cond, timeout: float = 30.0) -> None:  # noqa: ANN001
         await pilot.pause(0.02)
 
 
-async def ready(pilot, app: GenmlApp) -> None:  # noqa: ANN001
+async def ready(pilot, app: GenmlApp) -> None:
     """Keys pressed before the panes have mounted are lost: wait for them and the first focus."""
     await until(pilot, lambda: app.focused is not None and all(p.is_mounted for p in app.panes.values()))
 
 
-async def typed(pilot, app, text: str, enter: bool = True, clear: bool = False) -> None:  # noqa: ANN001
+async def typed(pilot, app, text: str, enter: bool = True, clear: bool = False) -> None:
     """Type into the input that has (or is about to get) focus: focus moves on the next tick."""
     from textual.widgets import Input
     await until(pilot, lambda: isinstance(app.focused, Input))
@@ -78,7 +78,7 @@ def table_keys(app: GenmlApp, pane: str) -> list[str]:
 
 
 @sync
-async def test_empty_workspace_greets_with_next_step(workspace) -> None:  # noqa: ANN001
+async def test_empty_workspace_greets_with_next_step(workspace) -> None:
     app = make_app(workspace)
     async with app.run_test(size=(80, 24)) as pilot:
         await ready(pilot, app)
@@ -92,7 +92,7 @@ async def test_empty_workspace_greets_with_next_step(workspace) -> None:  # noqa
 
 
 @sync
-async def test_datasets_list_filter_detail_delete(ws) -> None:  # noqa: ANN001
+async def test_datasets_list_filter_detail_delete(ws) -> None:
     app = make_app(ws)
     async with app.run_test(size=(100, 30)) as pilot:
         await ready(pilot, app)
@@ -114,7 +114,7 @@ async def test_datasets_list_filter_detail_delete(ws) -> None:  # noqa: ANN001
 
 
 @sync
-async def test_jobs_live_list_log_search_and_finish_notification(ws) -> None:  # noqa: ANN001
+async def test_jobs_live_list_log_search_and_finish_notification(ws) -> None:
     app = make_app(ws)
     async with app.run_test(size=(100, 30)) as pilot:
         await ready(pilot, app)
@@ -150,7 +150,7 @@ async def test_jobs_live_list_log_search_and_finish_notification(ws) -> None:  #
 
 
 @sync
-async def test_jobs_cancel_refuses_finished_job(ws) -> None:  # noqa: ANN001
+async def test_jobs_cancel_refuses_finished_job(ws) -> None:
     app = make_app(ws)
     async with app.run_test(size=(80, 24)) as pilot:
         await ready(pilot, app)
@@ -162,7 +162,7 @@ async def test_jobs_cancel_refuses_finished_job(ws) -> None:  # noqa: ANN001
 
 
 @sync
-async def test_models_list_undeploy_delete(ws) -> None:  # noqa: ANN001
+async def test_models_list_undeploy_delete(ws) -> None:
     app = make_app(ws)
     async with app.run_test(size=(80, 24)) as pilot:
         await ready(pilot, app)
@@ -175,7 +175,7 @@ async def test_models_list_undeploy_delete(ws) -> None:  # noqa: ANN001
 
 
 @sync
-async def test_generator_resample_history_pin_interpolate_save(ws, tmp_path: Path) -> None:  # noqa: ANN001
+async def test_generator_resample_history_pin_interpolate_save(ws, tmp_path: Path) -> None:
     app = make_app(ws)
     async with app.run_test(size=(80, 24)) as pilot:
         await ready(pilot, app)
@@ -229,7 +229,7 @@ def test_slerp_ends_and_norm() -> None:
 
 
 @sync
-async def test_help_lists_pane_bindings_and_palette_has_actions(ws) -> None:  # noqa: ANN001
+async def test_help_lists_pane_bindings_and_palette_has_actions(ws) -> None:
     from textual.command import CommandPalette
 
     from tui.screens.help import HelpScreen
@@ -264,7 +264,7 @@ def test_first_paint_does_not_import_tensorflow(tmp_path: Path) -> None:
 
 
 @sync
-async def test_add_folder_with_completion_and_progress(workspace, tmp_path: Path) -> None:  # noqa: ANN001
+async def test_add_folder_with_completion_and_progress(workspace, tmp_path: Path) -> None:
     from PIL import Image
 
     from tui.screens.dialogs import AddDatasetDialog, PathSuggester
@@ -288,7 +288,7 @@ async def test_add_folder_with_completion_and_progress(workspace, tmp_path: Path
 
 
 @sync
-async def test_image_mode_key_with_half_blocks_only(ws) -> None:  # noqa: ANN001
+async def test_image_mode_key_with_half_blocks_only(ws) -> None:
     app = make_app(ws)
     async with app.run_test(size=(80, 24)) as pilot:
         await ready(pilot, app)
@@ -309,7 +309,7 @@ def test_image_mode_names() -> None:
 
 
 @sync
-async def test_backend_notices_become_notifications(workspace) -> None:  # noqa: ANN001
+async def test_backend_notices_become_notifications(workspace) -> None:
     """The Vertex AI backend's billing note goes to stderr by default, which the TUI hides."""
     import threading
 
@@ -336,7 +336,7 @@ async def test_backend_notices_become_notifications(workspace) -> None:  # noqa:
 
 
 @sync
-async def test_keys_palette_and_help_come_from_one_registry(ws) -> None:  # noqa: ANN001
+async def test_keys_palette_and_help_come_from_one_registry(ws) -> None:
     """Every action a pane declares is bound to its keys, listed on `?` and (with a description) in ctrl+p."""
     from tui.commands import GenmlCommands
     from tui.screens.help import HelpScreen
@@ -361,7 +361,7 @@ async def test_keys_palette_and_help_come_from_one_registry(ws) -> None:  # noqa
 
 
 @sync
-async def test_a_worker_that_raises_is_shown_once_by_the_app(ws) -> None:  # noqa: ANN001
+async def test_a_worker_that_raises_is_shown_once_by_the_app(ws) -> None:
     from core.errors import InvalidInput
     app = make_app(ws)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -389,7 +389,7 @@ def test_more_options_are_checked_against_the_trainer() -> None:
 
 
 @sync
-async def test_new_job_dialog_hints_validates_and_submits_the_options(ws, monkeypatch) -> None:  # noqa: ANN001
+async def test_new_job_dialog_hints_validates_and_submits_the_options(ws, monkeypatch) -> None:
     from textual.widgets import Label, Select
 
     from tui.screens.dialogs import NewJobDialog
@@ -417,7 +417,8 @@ async def test_new_job_dialog_hints_validates_and_submits_the_options(ws, monkey
         await until(pilot, lambda: "unrecognized arguments" in hint("more"))
         await pilot.press("enter")                             # refused: two errors
         assert isinstance(app.screen, NewJobDialog) and not submitted
-        assert "48 is not a size" in hint("size"), [(k, dlg.query_one("#" + k).value) for k in ("steps", "seed", "batch", "size", "more")]
+        assert "48 is not a size" in hint("size"), [(k, dlg.query_one("#" + k).value)
+                                                    for k in ("steps", "seed", "batch", "size", "more")]
         assert app.focused is dlg.query_one("#size")           # the first bad field gets the focus
         await pilot.press("backspace", "backspace", "3", "2")
         dlg.query_one("#more").value = "--eval-every 5"
@@ -433,7 +434,7 @@ async def test_new_job_dialog_hints_validates_and_submits_the_options(ws, monkey
 
 
 @sync
-async def test_jobs_pane_shows_quality_at_a_glance(ws) -> None:  # noqa: ANN001
+async def test_jobs_pane_shows_quality_at_a_glance(ws) -> None:
     """SWD with a trend arrow in the list; best step and improving/stalled in the detail, live."""
     from tui.widgets.curves import Curves
     app = make_app(ws)
@@ -480,7 +481,7 @@ def test_grids_adapt_to_the_space() -> None:
 
 
 @sync
-async def test_zoom_steps_through_each_grid_and_closes(ws) -> None:  # noqa: ANN001
+async def test_zoom_steps_through_each_grid_and_closes(ws) -> None:
     """z on the contact sheet, the job's samples and the generator's grid: one cell at a time, full screen."""
     from tui.screens.zoom import ZoomScreen
     app = make_app(ws)
@@ -529,7 +530,7 @@ async def test_zoom_steps_through_each_grid_and_closes(ws) -> None:  # noqa: ANN
 
 
 @sync
-async def test_a_click_on_an_image_zooms(ws) -> None:  # noqa: ANN001
+async def test_a_click_on_an_image_zooms(ws) -> None:
     from tui.screens.zoom import ZoomScreen
     app = make_app(ws)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -544,7 +545,7 @@ async def test_a_click_on_an_image_zooms(ws) -> None:  # noqa: ANN001
 
 
 @sync
-async def test_generator_nearest_in_the_data_flags_a_copy(ws, demo_dataset: Path, tmp_path: Path) -> None:  # noqa: ANN001
+async def test_generator_nearest_in_the_data_flags_a_copy(ws, demo_dataset: Path, tmp_path: Path) -> None:
     """n: the sample, then its closest training images with distances; a copied training image is flagged."""
     import shutil
 
@@ -559,7 +560,7 @@ async def test_generator_nearest_in_the_data_flags_a_copy(ws, demo_dataset: Path
     class Copier(tui_workspace.NumpyPredictor):
         copying = False
 
-        def generate(self, z):  # noqa: ANN001, ANN201
+        def generate(self, z):
             out = super().generate(z)
             if self.copying:
                 out[:] = copy
@@ -601,7 +602,7 @@ async def test_generator_nearest_in_the_data_flags_a_copy(ws, demo_dataset: Path
 
 
 @sync
-async def test_generator_saves_the_walk_as_an_animation(ws, tmp_path: Path) -> None:  # noqa: ANN001
+async def test_generator_saves_the_walk_as_an_animation(ws, tmp_path: Path) -> None:
     from tui.screens.dialogs import AnimationDialog
     app = make_app(ws)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -635,3 +636,13 @@ async def test_generator_saves_the_walk_as_an_animation(ws, tmp_path: Path) -> N
         expected = tui_workspace.NumpyPredictor().generate(gen.pins[-2].z)[0]
         assert np.abs(np.asarray(first).astype(int) - expected.astype(int)).mean() < 8   # GIF's palette
         await until(pilot, lambda: any("Saved" in n.message and "walk.gif" in n.message for n in app._notifications))
+
+
+def test_tensorflow_log_lines_are_drawn_dim() -> None:
+    """The few C++ lines TensorFlow still writes while training (after the start-up ones, which the
+    trainer keeps out) are dimmed in the log view; genml's own lines are not."""
+    from tui.widgets.logview import TF_LOG_LINE
+    assert TF_LOG_LINE.match("E0000 00:00:1796227022.212863   14226 util.cc:131] oneDNN supports DT_UINT8 only")
+    assert TF_LOG_LINE.match("W0000 00:00:1796227022.2 7 cpu_feature_guard.cc:227] This TensorFlow binary")
+    for ours in ("[  12.4s] TensorFlow 2.21.0 loaded", "step 2/8 277.1 img/s", "E: out of memory"):
+        assert not TF_LOG_LINE.match(ours)

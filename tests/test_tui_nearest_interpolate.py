@@ -51,7 +51,7 @@ def test_the_index_is_cached_and_a_query_is_fast(demo_dataset: Path, tmp_path: P
     assert again.names == first.names and np.array_equal(again.features, first.features)
     assert loaded < built
     # another space (or another model in embedding space) is another file
-    enc = lambda pngs: np.stack([np.full(4, i, np.float32) for i, _ in enumerate(pngs)])  # noqa: E731
+    enc = lambda pngs: np.stack([np.full(4, i, np.float32) for i, _ in enumerate(pngs)])  # noqa: E731 - a stand-in
     nearest.load_or_build(tmp_path, demo_dataset, nearest.EMBEDDING, model_ref="m@v1", encode=enc)
     assert len(list(tmp_path.glob("nearest-*.npz"))) == 2
     # a few thousand images: one matrix product per query
@@ -106,7 +106,7 @@ def test_walk_ends_are_seeds_embedding_files_or_images(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_genml_generate_interpolate_writes_the_walk(workspace, tiny_job_dir: Path, tmp_path: Path) -> None:  # noqa: ANN001
+def test_genml_generate_interpolate_writes_the_walk(workspace, tiny_job_dir: Path, tmp_path: Path) -> None:
     """The real model: frame 0 of the APNG is `genml generate --seed 1`, and an image end is encoded first."""
     from core.local.backend import LocalBackend
     from tests.local_support import add_finished_job

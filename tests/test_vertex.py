@@ -177,7 +177,8 @@ def test_submit_poll_logs_and_succeed(vertex_backend: Any, fake_vertex: FakeVert
 def test_replicas_add_a_worker_pool_and_accelerators_pick_the_gpu_image(
         workspace: Any, fake_vertex: FakeVertex, gcs_emulator: str, tmp_path: Path) -> None:
     backend = make_backend(workspace, vertex_profile(fake_vertex, gcs_emulator, accelerator_type="NVIDIA_TESLA_T4",
-                                                     accelerator_count=1, service_account="sa@p.iam.gserviceaccount.com"))
+                                                     accelerator_count=1,
+                                                     service_account="sa@p.iam.gserviceaccount.com"))
     add_dataset(backend, tmp_path)
     backend.submit_job("faces", TrainOptions(preset="tiny", replicas=3))
     body = fake_vertex.calls("aiplatform.projects.locations.customJobs.create")[0]
@@ -321,7 +322,8 @@ def test_deploy_predict_undeploy_remove(vertex_backend: Any, fake_vertex: FakeVe
     odd = pred.predict([{"embeddings": [0.1] * 8}, {"embeddings": [0.1] * 8, "key": True},
                         {"embeddings": [0.1] * 8, "image_bytes": {"b64": "AAAA"}, "key": "both"},
                         {"embeddings": [0.1] * 8, "key": "u", "extra": 1}])
-    assert [o["error"].split(": ", 1)[1][:12] for o in odd] == ["missing 'key", "'key' must b", "needs exactl", "unknown fiel"]
+    assert [o["error"].split(": ", 1)[1][:12] for o in odd] == ["missing 'key", "'key' must b", "needs exactl",
+                                                                "unknown fiel"]
     assert len(fake_vertex.calls("aiplatform.projects.locations.endpoints.predict")) == sent_before
     assert pred.generate(__import__("numpy").zeros((2, 8), "float32")).shape == (2, 8, 8, 3)
     assert pred.encode([_png()]).shape == (1, 8)
@@ -373,7 +375,8 @@ def test_batch_prediction_uploads_input_and_downloads_output(vertex_backend: Any
     src = tmp_path / "in.jsonl"
     src.write_text("\n".join(json.dumps(x) for x in [
         {"embeddings": [0.0] * 8, "key": "0"}, {"embeddings": [1.0] * 8, "key": "1"},
-        {"embeddings": [1.0] * 3, "key": "2"}, {"image_bytes": {"b64": base64.b64encode(_png()).decode()}, "key": "3"}]))
+        {"embeddings": [1.0] * 3, "key": "2"},
+        {"image_bytes": {"b64": base64.b64encode(_png()).decode()}, "key": "3"}]))
     res = vertex_backend.batch_predict("faces", src, tmp_path / "out")
     assert (res.predictions, res.errors) == (2, 2)
     rows = [json.loads(x) for x in Path(res.files[0]).read_text().splitlines()]
@@ -393,7 +396,7 @@ def test_trainer_sdist_holds_only_the_trainer_and_is_reproducible() -> None:
     assert name == "genml_trainer-0.1.0.tar.gz" and build_sdist()[0] == digest
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         names = tar.getnames()
-        setup = tar.extractfile("genml_trainer-0.1.0/setup.py").read().decode()  # type: ignore[union-attr]
+        setup = tar.extractfile("genml_trainer-0.1.0/setup.py").read().decode()  # type: ignore[union-attr]  # a file
     assert "genml_trainer-0.1.0/trainer/task.py" in names and "genml_trainer-0.1.0/PKG-INFO" in names
     assert all(n.startswith(("genml_trainer-0.1.0/trainer/", "genml_trainer-0.1.0/setup.py",
                              "genml_trainer-0.1.0/PKG-INFO")) for n in names)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -138,6 +137,6 @@ class NumpyPredictor:
 class FixedBackend(LocalBackend):
     """The real local backend over the test workspace; only `predictor` is the numpy stand-in."""
 
-    def predictor(self, ref: str) -> NumpyPredictor:  # type: ignore[override]
+    def predictor(self, ref: str) -> NumpyPredictor:  # type: ignore[override]  # a stand-in
         self.get_model(ref)
         return NumpyPredictor()

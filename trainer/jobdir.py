@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from typing import Any, TYPE_CHECKING
 
@@ -30,7 +29,7 @@ def log(msg: str) -> None:
     print(f"[{time.monotonic() - _T0:6.1f}s] {msg}", flush=True)
 
 
-def _gfile():  # noqa: ANN202 - TensorFlow loads only for gs:// job dirs
+def _gfile():  # TensorFlow loads only for gs:// job dirs
     import tensorflow as tf
     return tf.io.gfile
 

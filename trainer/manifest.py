@@ -34,7 +34,7 @@ class _Files:
     def read_text(self, p: str) -> str:
         if self.url:
             with self.gfile.GFile(p, "r") as f:
-                return f.read()
+                return str(f.read())
         with open(p, encoding="utf-8") as f:
             return f.read()
 

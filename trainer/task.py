@@ -136,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     cancel = {"flag": False, "signal": signal.SIGTERM}
 
-    def on_term(signum, frame) -> None:  # noqa: ARG001 - checked between steps
+    def on_term(signum, frame) -> None:  # checked between steps
         cancel.update(flag=True, signal=signum)
 
     signal.signal(signal.SIGTERM, on_term)

@@ -225,7 +225,7 @@ def guard_terminal(log_path: str) -> None:
     term = os.fdopen(os.dup(2), "w", encoding="utf-8", errors="replace")
     os.dup2(log_fd, 2)
     os.close(log_fd)
-    sys.__stderr__ = sys.stderr = term  # type: ignore[misc]
+    sys.__stderr__ = sys.stderr = term  # type: ignore[misc]  # deliberate: fd 2 is the log
 
 
 def start_resource_tracker() -> None:

@@ -62,7 +62,7 @@ def detect(requested: str | None) -> tuple[str, list[str]]:
     if mode in (TGP, SIXEL) or (mode == "auto" and sys.__stdout__ is not None and sys.__stdout__.isatty()
                                 and _looks_graphical()):
         try:
-            from textual_image import renderable as ti_renderable  # noqa: F401  (runs the terminal query)
+            from textual_image import renderable as ti_renderable  # runs the terminal query
             from textual_image.renderable.sixel import Image as SixelR
             from textual_image.renderable.tgp import Image as TGPR
             import textual_image.widget  # noqa: F401  (fills the cell-size cache while we still can)
@@ -91,13 +91,16 @@ def to_pil(data: bytes | PILImage.Image | Any) -> PILImage.Image:
     return PILImage.fromarray(data).convert("RGB")
 
 
-def fit(size: tuple[int, int], cols: int, rows: int) -> tuple[int, int]:
-    """The largest pixel size, aspect kept, that fits cols x rows half-block cells."""
+def fit(size: tuple[int, int], cols: int, rows: int, whole: bool = True) -> tuple[int, int]:
+    """The largest pixel size, aspect kept, that fits cols x rows half-block cells.
+
+    `whole`: enlarge by whole multiples only (every pixel the same size); the zoom turns it
+    off above 2x, where the largest size matters more than equal pixels."""
     w, h = size
     if cols <= 0 or rows <= 0 or w <= 0 or h <= 0:
         return 0, 0
     scale = min(cols / w, (rows * 2) / h)
-    if scale >= 1:               # whole multiples keep pixels crisp and square
+    if scale >= 1 and (whole or scale < 2):     # whole multiples keep pixels crisp and square
         scale = int(scale)
     tw, th = max(1, int(w * scale)), max(2, int(h * scale))
     return tw, th - (th % 2)
@@ -108,9 +111,10 @@ class HalfBlocks(Widget):
 
     DEFAULT_CSS = "HalfBlocks { width: 1fr; height: 1fr; }"
 
-    def __init__(self, image: PILImage.Image | None = None, **kw: Any) -> None:
+    def __init__(self, image: PILImage.Image | None = None, whole: bool = True, **kw: Any) -> None:
         super().__init__(**kw)
         self._image = image
+        self._whole = whole
         self._cache: tuple[tuple[int, int, int], RenderableType] | None = None
 
     def set_image(self, image: PILImage.Image | None) -> None:
@@ -127,7 +131,7 @@ class HalfBlocks(Widget):
         key = (id(self._image), cols, rows)
         if self._cache and self._cache[0] == key:
             return self._cache[1]
-        tw, th = fit(self._image.size, cols, rows)
+        tw, th = fit(self._image.size, cols, rows, self._whole)
         if not tw:
             return Text("")
         out = Align.center(Pixels.from_image(self._image, resize=(tw, th)))
@@ -258,7 +262,7 @@ class ImageView(Widget):
         if self._image is None:
             yield Static(self._placeholder, classes="placeholder")
         elif self.mode == HALFBLOCK:
-            yield HalfBlocks(self._image)
+            yield HalfBlocks(self._image, whole=self.adaptive)
         else:
             yield _pixel_widget(self.mode, self._image)
 

@@ -19,7 +19,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Generator, Iterable, Iterator, Sequence
 
 from core import atomic
 from core.backend import Progress, ProgressFn
@@ -96,7 +96,7 @@ def _check(cancel: threading.Event | None) -> None:
 
 
 def run_tasks(tasks: Iterable[Task], options: Options, workers: int | None = None,
-              cancel: threading.Event | None = None) -> Iterator[Processed]:
+              cancel: threading.Event | None = None) -> Generator[Processed, None, None]:
     """Process tasks in order; workers=1 processes them in this process (no pool).
 
     If a worker dies (a decoder crash, the kernel's OOM killer), the batches in flight are
@@ -112,17 +112,17 @@ def run_tasks(tasks: Iterable[Task], options: Options, workers: int | None = Non
     pool = _executor(workers)
     ok = False
     try:
-        pending: deque[tuple[list[Task], Future]] = deque()
+        pending: deque[tuple[list[Task], Future[list[Processed]]]] = deque()
         it = _batches(tasks, BATCH)
         window = workers * WINDOW_PER_WORKER
         exhausted = False
         while True:
             while not exhausted and len(pending) < window:
-                batch = next(it, None)
-                if batch is None:
+                nxt = next(it, None)
+                if nxt is None:
                     exhausted = True
                 else:
-                    pending.append((batch, pool.submit(process_batch, options, batch)))
+                    pending.append((nxt, pool.submit(process_batch, options, nxt)))
             if not pending:
                 break
             batch, future = pending.popleft()

@@ -162,7 +162,8 @@ def add(ws: Workspace, reg: Registry, source: Path, name: str, *, crop: str = DE
     if not source.exists():
         raise NotFound(f"{source} does not exist.", "Give the path of a folder of images.")
     if not source.is_dir():
-        raise InvalidInput(f"{source} is not a folder.", "Give the path of a folder of images (it is searched recursively).")
+        raise InvalidInput(f"{source} is not a folder.",
+                           "Give the path of a folder of images (it is searched recursively).")
     source = source.resolve()
     if not replace:
         _refuse_existing(reg, name)

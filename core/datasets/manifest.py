@@ -44,18 +44,21 @@ class Stats:
         self.count += 1
         for i in range(3):
             self.mean_sum[i] += p.mean_rgb[i]
-        size = tuple(p.source_size)
-        key = lambda s: (s[0] * s[1], s)  # noqa: E731
+        size = (int(p.source_size[0]), int(p.source_size[1]))
+
+        def key(s: tuple[int, int]) -> tuple[int, tuple[int, int]]:
+            return s[0] * s[1], s
+
         if self.smallest is None or key(size) < key(self.smallest):
-            self.smallest = size  # type: ignore[assignment]
+            self.smallest = size
         if self.largest is None or key(size) > key(self.largest):
-            self.largest = size  # type: ignore[assignment]
+            self.largest = size
         if len(self.sample) < self.limit:
-            self.sample.append(size)  # type: ignore[arg-type]
+            self.sample.append(size)
         else:
             j = self._rng.randrange(self.count)
             if j < self.limit:
-                self.sample[j] = size  # type: ignore[assignment]
+                self.sample[j] = size
         self.upsampled += int(p.upsampled)
 
     def to_dict(self) -> dict[str, Any]:
@@ -94,4 +97,4 @@ def read(folder: Path) -> dict[str, Any]:
     data = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     if data.get("format") != FORMAT:
         raise ValueError(f"unknown dataset format {data.get('format')!r}")
-    return data
+    return dict(data)

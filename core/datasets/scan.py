@@ -12,7 +12,7 @@ import errno
 import os
 import stat
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator
 
 from PIL import Image
 
@@ -36,7 +36,7 @@ class ScanResult:
     ignored: int = 0
 
 
-def scan(root: str | os.PathLike[str], progress: "callable | None" = None) -> ScanResult:  # type: ignore[valid-type]
+def scan(root: str | os.PathLike[str], progress: Callable[[int], None] | None = None) -> ScanResult:
     result = ScanResult()
     for rel, reason, size in walk(os.fspath(root)):
         if reason is None:

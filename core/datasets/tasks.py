@@ -5,10 +5,12 @@ images.py), so neither imports the other back. Workers import only Pillow throug
 """
 from __future__ import annotations
 
+from typing import Any
+
 from core.datasets import demo, images
 from core.datasets.images import Options, Processed
 
-Task = tuple  # ("file", root, rel, bytes) or ("demo", seed, index, render size)
+Task = tuple[Any, ...]  # ("file", root, rel, bytes) or ("demo", seed, index, render size)
 
 
 def process_batch(options: Options, tasks: list[Task]) -> list[Processed]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
-from typing import BinaryIO, Iterator, Union
+from typing import Any, BinaryIO, Iterator, Union
 
 import google_crc32c
 
@@ -22,7 +22,7 @@ _MASK_DELTA = 0xA282EAD8
 
 
 def masked_crc(data: bytes) -> int:
-    crc = google_crc32c.value(data)
+    crc: int = google_crc32c.value(data)
     return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
 
 
@@ -79,18 +79,14 @@ def _field(number: int, payload: bytes) -> bytes:
 
 
 def _feature(value: FeatureValue) -> bytes:
-    if isinstance(value, (bytes, str)):
-        value = [value]  # type: ignore[list-item]
-    elif isinstance(value, (int, float)):
-        value = [value]  # type: ignore[list-item]
-    assert isinstance(value, list)
-    if not value or isinstance(value[0], (bytes, str)):
-        items = b"".join(_field(1, v.encode("utf-8") if isinstance(v, str) else v) for v in value)  # type: ignore[union-attr]
+    values: list[Any] = list(value) if isinstance(value, list) else [value]
+    if not values or isinstance(values[0], (bytes, str)):
+        items = b"".join(_field(1, v.encode("utf-8") if isinstance(v, str) else v) for v in values)
         return _field(1, items)                                   # Feature.bytes_list
-    if isinstance(value[0], float):
-        packed = struct.pack(f"<{len(value)}f", *value)
+    if isinstance(values[0], float):
+        packed = struct.pack(f"<{len(values)}f", *values)
         return _field(2, _field(1, packed))                       # Feature.float_list (packed)
-    packed = b"".join(_varint(int(v)) for v in value)
+    packed = b"".join(_varint(int(v)) for v in values)
     return _field(3, _field(1, packed))                           # Feature.int64_list (packed)
 
 
@@ -136,29 +132,37 @@ def _fields(buf: bytes) -> Iterator[tuple[int, int, bytes | int]]:
             raise ValueError(f"unsupported protobuf wire type {wire}")
 
 
+def _payload(value: bytes | int) -> bytes:
+    """The bytes of a length-delimited field; a varint where one is expected is a corrupt record."""
+    if not isinstance(value, bytes):
+        raise ValueError("corrupt Example: a varint where a length-delimited field belongs")
+    return value
+
+
 def decode_example(data: bytes) -> dict[str, list[bytes] | list[int] | list[float]]:
     """Parse what `encode_example` (or TensorFlow) wrote: bytes, int64 and float lists."""
-    out: dict[str, list] = {}
+    out: dict[str, list[Any]] = {}
     for _, _, features in _fields(data):
-        for _, _, entry in _fields(features):  # type: ignore[arg-type]
+        for _, _, entry in _fields(_payload(features)):
             key, value = "", b""
-            for num, _, v in _fields(entry):  # type: ignore[arg-type]
+            for num, _, v in _fields(_payload(entry)):
                 if num == 1:
-                    key = v.decode("utf-8")  # type: ignore[union-attr]
+                    key = _payload(v).decode("utf-8")
                 elif num == 2:
-                    value = v  # type: ignore[assignment]
+                    value = _payload(v)
             for kind, _, lst in _fields(value):
-                vals: list = []
-                for _, wire, item in _fields(lst):  # type: ignore[arg-type]
+                vals: list[Any] = []
+                for _, wire, item in _fields(_payload(lst)):
                     if kind == 1:
                         vals.append(item)
                     elif kind == 2:
-                        vals += list(struct.unpack(f"<{len(item) // 4}f", item)) if wire == 2 else [struct.unpack("<f", item)[0]]  # type: ignore[arg-type]
+                        raw = _payload(item) if wire == 2 or isinstance(item, bytes) else b""
+                        vals += list(struct.unpack(f"<{len(raw) // 4}f", raw))
                     elif kind == 3:
                         if wire == 2:
-                            p = 0
-                            while p < len(item):  # type: ignore[arg-type]
-                                n, p = _read_varint(item, p)  # type: ignore[arg-type]
+                            packed, p = _payload(item), 0
+                            while p < len(packed):
+                                n, p = _read_varint(packed, p)
                                 vals.append(n - (1 << 64) if n >= 1 << 63 else n)
                         else:
                             vals.append(item)

@@ -182,7 +182,8 @@ def resume(ws: Workspace, registry: Registry, job_id: str) -> Job:
     if not job.state.terminal:
         raise InvalidState(f"Job {job_id} is still {job.state.short}.", "Wait for it to end, or cancel it first.")
     if job.backend != "local":
-        raise InvalidState(f"Job {job_id} ran on {job.backend}, not on this machine.", "Resume it with --backend vertex.")
+        raise InvalidState(f"Job {job_id} ran on {job.backend}, not on this machine.",
+                           "Resume it with --backend vertex.")
     registry.get_dataset(job.dataset)   # still there?
     remote = {k: v for k, v in job.remote.items() if k not in ("trainer_pid", "trainer_start", "runner_start")}
     remote["spawned_at"] = time.time()

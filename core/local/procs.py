@@ -71,7 +71,7 @@ def signal_if_ours(pid: int | None, marker: str, sig: int = signal.SIGTERM, star
     if not is_ours(pid, marker, started):
         return False
     try:
-        os.kill(pid, sig)  # type: ignore[arg-type]
+        os.kill(pid, sig)  # type: ignore[arg-type]  # is_ours(None) is False
     except ProcessLookupError:
         return False
     return True

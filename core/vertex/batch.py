@@ -45,12 +45,14 @@ def run(ctx: Context, ref: str, input_path: Path, output_dir: Path, *,
                 if isinstance(p, BadInstance):
                     local_errors.append((lineno, p.key, p.error.replace("instance ", "line ", 1)))
                 elif not isinstance(p, EmbeddingInstance):
-                    local_errors.append((lineno, p.key, f"line {lineno}: Vertex AI batch prediction runs the "
-                                                        "generate signature; encode images online with `genml predict`"))
+                    local_errors.append((lineno, p.key,
+                                         f"line {lineno}: Vertex AI batch prediction runs the generate "
+                                         "signature; encode images online with `genml predict`"))
                 else:
                     good.append(json.dumps({"embeddings": [float(x) for x in p.z], "key": str(p.key)}))
     except OSError as exc:
-        raise InvalidInput(f"Cannot read {input_path}: {exc.strerror}.", "Give a JSONL file, one instance per line.") from exc
+        raise InvalidInput(f"Cannot read {input_path}: {exc.strerror}.",
+                           "Give a JSONL file, one instance per line.") from exc
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     predictions = 0

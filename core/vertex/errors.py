@@ -95,8 +95,8 @@ class ApiError:
 def to_cloud_error(err: ApiError, *, what: str, project: str, region: str) -> CloudError:
     """Pick the message and the hint for one failed call; the HTTP status rides along as `.http_status`."""
     exc = _to_cloud_error(err, what=what, project=project, region=region)
-    exc.http_status = err.code  # type: ignore[attr-defined]
-    exc.rate_limited = err.code == 429 and err.is_rate_limit  # type: ignore[attr-defined]
+    exc.http_status = err.code  # type: ignore[attr-defined]  # ad hoc, read by the retry loop
+    exc.rate_limited = err.code == 429 and err.is_rate_limit  # type: ignore[attr-defined]  # as above
     return exc
 
 
@@ -108,9 +108,9 @@ def _to_cloud_error(err: ApiError, *, what: str, project: str, region: str) -> C
         where = err.quota_region(region)
         return CloudError(f"{what} needs more of the quota {quota} in {where} than project {project} has left "
                           f"(429 RESOURCE_EXHAUSTED: {msg}).",
-                          f"Use fewer or smaller machines (--replicas, --machine-type), wait for running jobs to finish, "
-                          f"pick another region in the profile, or request more {quota} in {where} at {console}. "
-                          "genml does not retry this on its own.")
+                          "Use fewer or smaller machines (--replicas, --machine-type), wait for running jobs to "
+                          f"finish, pick another region in the profile, or request more {quota} in {where} at "
+                          f"{console}. genml does not retry this on its own.")
     if err.code == 429:
         return CloudError(f"{what}: Google Cloud kept rate-limiting requests ({msg}).",
                           "Wait a minute and try again; fewer genml windows polling at once also helps.")

@@ -53,7 +53,7 @@ def wait(ctx: Context, op_name: str, what: str, progress: ProgressFn | None = No
             exc = CloudError(f"{what} failed: {e.get('message', e)}.",
                              "Check the model files in the job dir and the region's quotas; "
                              "run the command again to retry.")
-            exc.operation_failed = True  # type: ignore[attr-defined]
+            exc.operation_failed = True  # type: ignore[attr-defined]  # ad hoc flag for callers
             raise exc
         return bool(op.get("done"))
 

@@ -121,7 +121,8 @@ class VertexPredictor:
         for part in _chunks(instances):
             preds = fn(part)
             if len(preds) != len(part):
-                raise CloudError(f"The endpoint of {self.mv.ref} answered {len(preds)} predictions for {len(part)} instances.",
+                raise CloudError(f"The endpoint of {self.mv.ref} answered {len(preds)} predictions for "
+                                 f"{len(part)} instances.",
                                  "Check the deployed model in the console; redeploy with `genml models deploy`.")
             out += preds
         return out

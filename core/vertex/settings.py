@@ -80,7 +80,8 @@ class Settings:
                 raise InvalidInput(f"The profile setting {key} = {value!r} is not a {type(default).__name__}.",
                                    "Fix it with `genml vertex configure` or in the config file.") from exc
         import os
-        kwargs.setdefault("project", os.environ.get("GOOGLE_CLOUD_PROJECT") or os.environ.get("CLOUDSDK_CORE_PROJECT", ""))
+        kwargs.setdefault("project",
+                          os.environ.get("GOOGLE_CLOUD_PROJECT") or os.environ.get("CLOUDSDK_CORE_PROJECT", ""))
         s = cls(**kwargs)
         s.bucket = s.bucket.removeprefix("gs://").strip("/")
         if s.credentials:

@@ -92,7 +92,8 @@ def _gcs_error(exc: Exception, what: str) -> CloudError:
         return CloudError(f"{what}: permission denied ({exc.message}).",
                           "Grant the account Storage Object Admin on the bucket (roles/storage.objectAdmin).")
     if isinstance(exc, gexc.NotFound):
-        return CloudError(f"{what}: not found ({exc.message}).", "Check the bucket name in the profile (`genml vertex check`).")
+        return CloudError(f"{what}: not found ({exc.message}).",
+                          "Check the bucket name in the profile (`genml vertex check`).")
     return CloudError(f"{what}: {exc}.", "Try again; if it persists, check `genml vertex check`.")
 
 

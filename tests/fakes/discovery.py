@@ -106,7 +106,8 @@ class Discovery:
                 elif extra is not None:
                     errors += self._check(extra, v, sub)
                 else:
-                    errors.append(f'Invalid JSON payload received. Unknown name "{k}" at \'{here}\': Cannot find field.')
+                    errors.append(f'Invalid JSON payload received. Unknown name "{k}" at \'{here}\': '
+                                  'Cannot find field.')
             for k, ps in (props or {}).items():
                 if str(ps.get("description", "")).startswith("Required.") and k not in value:
                     errors.append(f"Required field '{where + '.' if where else ''}{k}' is missing")

@@ -66,6 +66,7 @@ SIMULATED_STATES = ["JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_RUNNING"
 PredictFn = Callable[[str, str, list[Any]], list[Any]]
 PROJECT_NUMBER = "314159265358"
 MAX_PREDICT_BODY = 1_500_000          # bytes: a shared public endpoint's request cap
+AIP_TYPES = "type.googleapis.com/google.cloud.aiplatform.v1"   # prefix of the response @type names
 
 # The service's own list (supported-frameworks page, read 2026-12-02): end of availability.
 IMAGES: dict[str, dt.date] = {
@@ -522,8 +523,8 @@ class FakeVertex:
         def done() -> None:
             if error is None:
                 self.models[mid] = stored
-        return 200, self._operation(mname, {"@type": "type.googleapis.com/google.cloud.aiplatform.v1.UploadModelResponse",
-                                            "model": mname}, "UploadModel", error, done)
+        return 200, self._operation(mname, {"@type": f"{AIP_TYPES}.UploadModelResponse", "model": mname},
+                                    "UploadModel", error, done)
 
     def _exists(self, uri: str) -> bool:
         if not uri.startswith("gs://"):
@@ -543,7 +544,8 @@ class FakeVertex:
             raise FakeError(404, "NOT_FOUND", f"Model {name} not found.")
         for ep in self.endpoints.values():
             if any(d["model"] == name for d in ep.get("deployedModels", [])):
-                raise FakeError(400, "FAILED_PRECONDITION", f"Model {name} is deployed to {ep['name']}; undeploy it first.")
+                raise FakeError(400, "FAILED_PRECONDITION",
+                                f"Model {name} is deployed to {ep['name']}; undeploy it first.")
         return 200, self._operation(name, {}, "DeleteOperationMetadata".removesuffix("OperationMetadata"),
                                     on_done=lambda: self.models.pop(mid, None))
 
@@ -553,7 +555,7 @@ class FakeVertex:
         self._check_common(body, "endpoint")
         eid = self._id()
         ep = dict(body, name=f"{parent}/endpoints/{eid}", createTime=now_rfc3339(), deployedModels=[], trafficSplit={})
-        return 200, self._operation(ep["name"], dict(ep, **{"@type": "type.googleapis.com/google.cloud.aiplatform.v1.Endpoint"}),
+        return 200, self._operation(ep["name"], dict(ep, **{"@type": f"{AIP_TYPES}.Endpoint"}),
                                     "CreateEndpoint", on_done=lambda: self.endpoints.__setitem__(eid, ep))
 
     def _endpoint(self, name: str) -> dict[str, Any]:
@@ -599,7 +601,7 @@ class FakeVertex:
         def done() -> None:
             ep["deployedModels"].append(deployed)
             ep["trafficSplit"] = {did: 100}
-        return 200, self._operation(ep["name"], {"@type": "type.googleapis.com/google.cloud.aiplatform.v1.DeployModelResponse",
+        return 200, self._operation(ep["name"], {"@type": f"{AIP_TYPES}.DeployModelResponse",
                                                  "deployedModel": {"id": did}}, "DeployModel", on_done=done)
 
     def _endpoints_undeployModel(self, name: str, query: Any, body: dict[str, Any]) -> tuple[int, Any]:
@@ -657,7 +659,8 @@ class FakeVertex:
         self._check_bucket(body["outputConfig"]["gcsDestination"]["outputUriPrefix"], self._region(parent),
                            "output_config.gcs_destination")
         bid = self._id()
-        job = dict(body, name=f"{parent}/batchPredictionJobs/{bid}", state="JOB_STATE_PENDING", createTime=now_rfc3339())
+        job = dict(body, name=f"{parent}/batchPredictionJobs/{bid}", state="JOB_STATE_PENDING",
+                   createTime=now_rfc3339())
         self.batch_jobs[bid] = job
         return 200, job
 
@@ -681,8 +684,9 @@ class FakeVertex:
         good = [i for i in instances if not self.batch_refuse(i)]
         bad = [i for i in instances if self.batch_refuse(i)]
         preds = self.predict_fn(model["artifactUri"], "serving_default", good) if good else []
+        stamp = datetime.now(timezone.utc).strftime('%Y_%m_%dT%H_%M_%S_%fZ')
         out = job["outputConfig"]["gcsDestination"]["outputUriPrefix"].rstrip("/") + \
-            f"/prediction-{model.get('displayName', 'model')}-{datetime.now(timezone.utc).strftime('%Y_%m_%dT%H_%M_%S_%fZ')}"
+            f"/prediction-{model.get('displayName', 'model')}-{stamp}"
         bucket, _, key = out[5:].partition("/")
         text = "".join(json.dumps({"instance": i, "prediction": p}) + "\n" for i, p in zip(good, preds))
         # the service's error lines are not always JSON: tuple-shaped lines have been reported
@@ -828,7 +832,7 @@ class TrainerRun:
                     fake.custom_jobs[self.jid]["error"] = {
                         "code": 3, "message": f"The replica workerpool0-0 exited with a non-zero status of {rc}."}
                 fake.set_job_state(self.jid, "JOB_STATE_FAILED")
-        except Exception as exc:  # the fake must never leave a job hanging
+        except Exception as exc:  # noqa: BLE001 - the fake must never leave a job hanging
             with fake.lock:
                 fake.custom_jobs[self.jid]["error"] = {"code": 13, "message": f"fake executor: {exc!r}"}
             fake._log(self.jid, "ERROR", f"fake executor: {exc!r}")
@@ -902,7 +906,7 @@ class _Finder(importlib.abc.MetaPathFinder):
         return spec
 
 
-import importlib.util  # noqa: E402
+import importlib.util  # noqa: E402 - used only by the code below
 sys.meta_path.insert(0, _Finder())
 '''
 

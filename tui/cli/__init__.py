@@ -122,7 +122,7 @@ def cli(ctx: click.Context, backend_name: str | None) -> None:
 
 
 def _register() -> None:
-    from tui.cli import dataset, doctor, jobs, models, predict, vertex  # noqa: F401  (each adds its commands)
+    from tui.cli import dataset, doctor, jobs, models, predict, vertex  # each adds its commands
     for mod in (dataset, jobs, models, predict, vertex, doctor):
         for command in getattr(mod, "COMMANDS", []):
             cli.add_command(command)

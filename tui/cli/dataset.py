@@ -86,7 +86,8 @@ def dataset() -> None:
 @click.option("--name", required=True, help="Name of the new dataset.")
 @click.option("--crop", type=click.Choice(contract.CROPS), default=contract.DEFAULT_CROP, show_default=True,
               help="How training crops the stored images (evaluation always uses the centre).")
-@click.option("--image-size", type=click.Choice(IMAGE_SIZES), default=str(contract.DEFAULT_IMAGE_SIZE), show_default=True,
+@click.option("--image-size", type=click.Choice(IMAGE_SIZES), default=str(contract.DEFAULT_IMAGE_SIZE),
+              show_default=True,
               help="The training image size; images are stored a little larger so crops stay sharp.")
 @click.option("--replace", is_flag=True,
               help="Rebuild NAME if it exists; the old one stays until the new one is complete.")

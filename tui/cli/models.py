@@ -51,8 +51,8 @@ def list_(ctx: Context, as_json: bool, show_all: bool) -> None:
         click.echo("No models. Deploy a finished job with: genml models deploy JOB", err=True)
         return
     header = ["MODEL", "BACKEND", "JOB", "DEPLOYED", "SWD", "PSNR", "SSIM", "STEP", "CREATED"]
-    rows = [[m.ref, ctx.profile_of(m), m.job_id, "yes" if m.deployed else "no", _fmt(m.metrics.get("swd")), _fmt(m.metrics.get("psnr")),
-             _fmt(m.metrics.get("ssim")), _fmt(m.metrics.get("step")),
+    rows = [[m.ref, ctx.profile_of(m), m.job_id, "yes" if m.deployed else "no", _fmt(m.metrics.get("swd")),
+             _fmt(m.metrics.get("psnr")), _fmt(m.metrics.get("ssim")), _fmt(m.metrics.get("step")),
              when(m.created)] for m in mvs]
     echo_table(rows, header)
 

@@ -192,7 +192,8 @@ def _read_token(path: Path) -> str:
 
 @click.command()
 @click.argument("model")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback unless a token is set).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (loopback unless a token is set).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="0 picks a free port.")
 @click.option("--token-file", envvar="GENML_SERVE_TOKEN_FILE", default=None,
               type=click.Path(dir_okay=False, path_type=Path),

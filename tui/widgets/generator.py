@@ -8,7 +8,6 @@ paints and stays responsive while TensorFlow starts.
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import time
@@ -34,7 +33,7 @@ WELCOME = "No deployed model yet: press 3 and deploy a finished job (D), then co
 GRID = 16
 
 
-from core.interpolate import embedding, slerp  # noqa: E402,F401  (re-exported: tests and older callers)
+from core.interpolate import embedding, slerp  # noqa: E402 - re-exported: tests and older callers
 
 
 @dataclass(eq=False)
@@ -156,7 +155,7 @@ class GeneratorPane(Pane):
     def _load_worker(self, ref: str) -> None:
         try:
             predictor = self.backend.predictor(ref)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - any load failure is shown in the pane
             self.app.call_from_thread(self._load_failed, ref, exc)
             return
         self.app.call_from_thread(self._loaded, ref, predictor)
@@ -480,7 +479,7 @@ class GeneratorPane(Pane):
             z = s.z                                # the walk on screen, as it is
         else:
             a, b = (s.z[0], s.z[-1]) if s is not None and s.kind == "interp" else \
-                (self._walk_ends()[0].z[0], self._walk_ends()[1].z[0])  # type: ignore[index]
+                (self._walk_ends()[0].z[0], self._walk_ends()[1].z[0])  # type: ignore[index]  # ends exist here
             z = slerp(a, b, request.frames)
         self._animation_worker(z, request, self.predictor)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable
 
-from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual import on
@@ -25,6 +24,11 @@ from tui.actions import Action, bindings
 
 MAX_LINES = 5000
 MATCH = Style(bgcolor="yellow", color="black")
+# TensorFlow's own C++ log lines ("E0000 00:00:17.. 14226 util.cc:131] oneDNN supports ...") that
+# it writes after start-up (the start-up ones the trainer keeps out of train.log): drawn dim, so
+# genml's lines stand out and a harmless kernel note does not read as the job's error.
+TF_LOG_LINE = re.compile(r"^[IWEF]\d{4} [\d:.]+\s+\d+ [\w.-]+:\d+\] ")
+TF_STYLE = Style(dim=True, italic=True)
 CURRENT = Style(bgcolor="dark_orange", color="black", bold=True)
 
 
@@ -115,7 +119,7 @@ class LogView(ScrollView, can_focus=True):
             return Strip.blank(width, base)
         i, s, e = self._rows[row]
         line = self.lines[i]
-        text = Text(line[s:e], style=base, no_wrap=True, end="")
+        text = Text(line[s:e], style=base + TF_STYLE if TF_LOG_LINE.match(line) else base, no_wrap=True, end="")
         if self.pattern is not None:
             style = CURRENT if (0 <= self.current < len(self.matches) and self.matches[self.current] == i) else MATCH
             for m in self.pattern.finditer(line):

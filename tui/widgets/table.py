@@ -89,7 +89,7 @@ class FilterTable(Vertical):
             return None
         try:
             return str(t.coordinate_to_cell_key(t.cursor_coordinate).row_key.value)
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - no rows or no cursor: no key
             return None
 
     @property
