@@ -19,12 +19,13 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def build(image_size: int, z_dim: int, width: int):  # noqa: ANN201 - keras models
+def build(image_size: int, z_dim: int, width: int) -> tuple[Any, Any]:
     import keras
     from trainer.presets import levels
 

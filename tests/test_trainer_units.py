@@ -150,7 +150,10 @@ def test_discriminator_width_is_separate_from_the_generators() -> None:
 def test_discriminator_depth_adds_3x3_stride_1_layers_at_every_level() -> None:
     from trainer.model import build_discriminator
     disc = build_discriminator(presets.resolve("quick", {"d_depth": 1}))
-    first = lambda v: v if isinstance(v, int) else v[0]      # Conv2D keeps tuples, SpectralConv2D ints
+
+    def first(v: int | tuple[int, int]) -> int:     # Conv2D keeps tuples, SpectralConv2D ints
+        return v if isinstance(v, int) else v[0]
+
     convs = [(l.filters, first(l.kernel_size), first(l.strides))
              for l in disc.layers if hasattr(l, "filters")]
     assert convs == [(32, 4, 2), (32, 3, 1), (64, 4, 2), (64, 3, 1), (128, 4, 2), (128, 3, 1)]

@@ -319,7 +319,7 @@ class Trainer:
                 if self.cluster.is_chief:
                     self.evaluate(step)
                     if self.stalled and cfg.stop_when_stalled:
-                        log(f"stopping: stalled (--stop-when-stalled)")
+                        log("stopping: stalled (--stop-when-stalled)")
                         last = True
             if step % cfg.checkpoint_every == 0 or last:
                 self.save()
