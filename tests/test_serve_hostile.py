@@ -259,3 +259,39 @@ def test_transfer_encoding_is_refused(serve: Any) -> None:
                   b"Content-Length: 3\r\n\r\n0\r\n\r\n")
         got = _read_all(c)
     assert got.startswith(b"HTTP/1.1 411 ") and got.count(b"HTTP/1.1 ") == 1
+
+
+class _Gated:
+    """The real predictor behind a gate the test opens, so a prediction is surely in flight."""
+
+    def __init__(self, real: Any) -> None:
+        self.real, self.embedding_size, self.image_size = real, real.embedding_size, real.image_size
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def predict_parsed(self, parsed: list[Any]) -> list[dict[str, Any]]:
+        self.entered.set()
+        self.release.wait(30)
+        return self.real.predict_parsed(parsed)
+
+
+def test_shutdown_finishes_predictions_in_flight_and_drops_idle_clients(predictor: Any) -> None:
+    gated = _Gated(predictor)
+    s, t = _serve(gated, limits=Limits(grace_s=20))
+    answer: list[Any] = []
+    client = threading.Thread(target=lambda: answer.append(_post(s, _predict_body(3))))
+    client.start()
+    assert gated.entered.wait(30)
+    with _connect(s) as idle:
+        idle.sendall(b"GET /healthz HTTP/1.1\r\n\r\n")
+        assert idle.recv(65536).startswith(b"HTTP/1.1 200 ")   # now an idle keep-alive connection
+        stopper = threading.Thread(target=s.stop)
+        stopper.start()
+        idle.settimeout(10)
+        assert _read_all(idle) == b""                          # closed at once, without waiting
+    assert stopper.is_alive() and not answer                  # the prediction still holds shutdown
+    gated.release.set()
+    client.join(30)
+    stopper.join(30)
+    t.join(30)
+    assert answer and answer[0][0] == 200 and len(answer[0][1]["predictions"]) == 3
+    assert not stopper.is_alive() and not t.is_alive()
