@@ -295,3 +295,29 @@ def test_shutdown_finishes_predictions_in_flight_and_drops_idle_clients(predicto
     t.join(30)
     assert answer and answer[0][0] == 200 and len(answer[0][1]["predictions"]) == 3
     assert not stopper.is_alive() and not t.is_alive()
+
+
+def test_a_big_request_does_not_make_small_ones_wait_for_all_of_it(predictor: Any) -> None:
+    """Fairness: 1024 instances are spread over many model calls; a one-instance request
+    that arrives meanwhile goes out in the next call, not after all of them."""
+    gated = _Gated(predictor)
+    s, t = _serve(gated)
+    finished: list[str] = []
+    try:
+        heavy = threading.Thread(target=lambda: (_post(s, _predict_body(1024)), finished.append("heavy")))
+        heavy.start()
+        assert gated.entered.wait(30)                      # the first call of the heavy request is in the model
+        light = threading.Thread(target=lambda: (_post(s, _predict_body(1)), finished.append("light")))
+        light.start()
+        batcher = s.app.predictor
+        deadline = time.monotonic() + 30
+        while batcher._q.qsize() == 0 and time.monotonic() < deadline:   # queued behind it
+            time.sleep(0.005)
+        gated.release.set()
+        heavy.join(60)
+        light.join(60)
+        assert finished == ["light", "heavy"]
+    finally:
+        gated.release.set()
+        s.stop()
+        t.join(30)
