@@ -252,7 +252,7 @@ def bench_zoom(root: Path, presses: int, size: tuple[int, int] = (80, 24)) -> di
             want: dict[str, object] = {}
             original = app._display
 
-            def display(screen, renderable):  # noqa: ANN001, ANN202
+            def display(screen, renderable):
                 original(screen, renderable)
                 if "image" in want and isinstance(app.screen, ZoomScreen):
                     blocks = app.screen.query(HalfBlocks)
@@ -321,7 +321,8 @@ def main() -> None:
         if "zoom" not in args.skip:
             z = bench_zoom(root / "zoom", min(args.presses, 20))
             results["zoom_open_ms"], results["zoom_step_ms"] = z["open"] * 1000, z["step"] * 1000
-            print(f"zoom key -> painted, 80x24 (median of {min(args.presses, 20)}): open (z) {z['open'] * 1000:.1f} ms, "
+            n = min(args.presses, 20)
+            print(f"zoom key -> painted, 80x24 (median of {n}): open (z) {z['open'] * 1000:.1f} ms, "
                   f"next cell (l) {z['step'] * 1000:.1f} ms   target <= 100 ms (as resample)   baseline `?` help "
                   f"page {z['help'] * 1000:.1f} ms   ratio {z['open'] / z['help']:.2f}x")
         if "idle" not in args.skip:
