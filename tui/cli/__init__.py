@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 import click
 
@@ -56,6 +56,15 @@ class Context:
 
 
 pass_ctx = click.make_pass_decorator(Context)
+
+
+def one_record(argument: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """ARGUMENT, --json and the context: what every command about one job or model takes."""
+    def wrap(fn: Callable[..., None]) -> Callable[..., None]:
+        fn = pass_ctx(fn)
+        fn = click.option("--json", "as_json", is_flag=True, help="Print it as JSON.")(fn)
+        return click.argument(argument)(fn)
+    return wrap
 
 
 def echo_json(obj: Any) -> None:
