@@ -2,12 +2,15 @@
 
     .venv/bin/python benchmarks/tui.py [--runs 5] [--idle-seconds 10]
 
-Figures (targets from issue 5, on the 2-core dev machine):
+Figures (targets from issue 5, the zoom's from issue 14, on the 2-core dev machine):
   launch -> first paint       <= 1.0 s   the real `genml-tui` in tmux (80x24) until its tab bar shows;
                                          baseline: a bare Textual app with one Static in the same harness
   resample key -> painted     <= 100 ms  headless (App.run_test), model loaded, 64x64 untrained seed-preset
                                          model; from pressing `r` until the new image is on the canvas and a
                                          refresh has run; baseline: the bare Predictor.generate call
+  zoom key -> painted         <= 100 ms  headless (App.run_test, 80x24), Jobs pane: `z` on the latest 4x4 sample
+                                         grid until the full-screen zoom has drawn its first cell, and `l` until
+                                         the next cell is drawn; baseline: `?` opening the help page (a text modal)
   idle CPU, running job shown <  2 %     of one core, the real `genml-tui` in tmux on the Jobs pane with a
                                          running job whose log grows by a line every 0.5 s; baseline: the bare
                                          Textual app idle in the same harness
@@ -220,12 +223,82 @@ def bench_resample(root: Path, presses: int) -> tuple[float, float, float]:
         statistics.median(raw)
 
 
+def bench_zoom(root: Path, presses: int, size: tuple[int, int] = (80, 24)) -> dict[str, float]:
+    """Key -> painted for the zoom: `z` on the jobs pane's sample grid (a 4x4 grid of 16 px images
+    cut into cells, a full-screen modal mounted, the first cell drawn), `l` inside it (the next
+    cell), against `?` opening the help page (a modal of text) in the same harness."""
+    from core.workspace import Workspace
+    from tests import tui_workspace
+    from textual import events
+    from tui.app import GenmlApp
+    from tui.images import HalfBlocks
+    from tui.screens.help import HelpScreen
+    from tui.screens.zoom import ZoomScreen
+
+    ws = tui_workspace.build(Workspace.open(root / "home"))
+    out: dict[str, list[float]] = {"open": [], "step": [], "help": []}
+
+    async def run() -> None:
+        app = GenmlApp(tui_workspace.FixedBackend(ws))
+        async with app.run_test(size=size) as pilot:
+            while app.focused is None or not all(p.is_mounted for p in app.panes.values()):
+                await pilot.pause(0.01)
+            await pilot.press("2")
+            jobs = app.panes["jobs"]
+            while len(jobs.query_one("#sample").cells) != 16:
+                await pilot.pause(0.01)
+            jobs.POLL_VISIBLE = 3600                     # no poll in the middle of a measurement
+            painted = asyncio.Event()
+            want: dict[str, object] = {}
+            original = app._display
+
+            def display(screen, renderable):
+                original(screen, renderable)
+                if "image" in want and isinstance(app.screen, ZoomScreen):
+                    blocks = app.screen.query(HalfBlocks)
+                    if blocks and blocks.first()._image is want["image"] and blocks.first()._cache:
+                        painted.set()
+                if want.get("help") and isinstance(app.screen, HelpScreen):
+                    painted.set()
+
+            app._display = display  # type: ignore[method-assign]
+
+            async def timed(key: str, **target: object) -> float:
+                await pilot.pause(0.05)
+                painted.clear()
+                want.clear()
+                want.update(target)
+                t = time.perf_counter()
+                app.post_message(events.Key(key, key if len(key) == 1 else None))
+                await asyncio.wait_for(painted.wait(), 30)
+                return time.perf_counter() - t
+
+            cells = jobs.query_one("#sample").cells
+            for i in range(3 + presses):
+                opened = await timed("z", image=cells[0])
+                stepped = await timed("l", image=cells[1])
+                await pilot.press("escape")
+                while isinstance(app.screen, ZoomScreen):
+                    await pilot.pause(0.01)
+                helped = await timed("question_mark", help=True)
+                await pilot.press("escape")
+                while isinstance(app.screen, HelpScreen):
+                    await pilot.pause(0.01)
+                if i >= 3:                                  # the first few warm up
+                    out["open"].append(opened)
+                    out["step"].append(stepped)
+                    out["help"].append(helped)
+
+    asyncio.run(run())
+    return {k: statistics.median(v) for k, v in out.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--presses", type=int, default=30)
     parser.add_argument("--idle-seconds", type=float, default=10.0)
-    parser.add_argument("--skip", nargs="*", default=[], choices=["paint", "resample", "idle"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["paint", "resample", "idle", "zoom"])
     args = parser.parse_args()
     if os.environ.get("GENML_BENCH_HANG_DUMP"):
         faulthandler.dump_traceback_later(float(os.environ["GENML_BENCH_HANG_DUMP"]), exit=True)
@@ -245,6 +318,13 @@ def main() -> None:
             print(f"resample key -> painted, 64x64 (p50 / p95 of {args.presses}): {p50 * 1000:.1f} / "
                   f"{p95 * 1000:.1f} ms   target <= 100 ms   baseline Predictor.generate {raw * 1000:.1f} ms   "
                   f"ratio {p50 / raw:.2f}x")
+        if "zoom" not in args.skip:
+            z = bench_zoom(root / "zoom", min(args.presses, 20))
+            results["zoom_open_ms"], results["zoom_step_ms"] = z["open"] * 1000, z["step"] * 1000
+            n = min(args.presses, 20)
+            print(f"zoom key -> painted, 80x24 (median of {n}): open (z) {z['open'] * 1000:.1f} ms, "
+                  f"next cell (l) {z['step'] * 1000:.1f} ms   target <= 100 ms (as resample)   baseline `?` help "
+                  f"page {z['help'] * 1000:.1f} ms   ratio {z['open'] / z['help']:.2f}x")
         if "idle" not in args.skip:
             app, base = bench_idle(root / "idle", args.idle_seconds)
             results["idle_cpu_pct"] = app

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import StorageError
+from trainer.sysutil import fsync_path
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
@@ -53,17 +54,7 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
-def fsync_dir(path: str | os.PathLike[str]) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+fsync_dir = fsync_path        # the one fsync helper (trainer/sysutil.py); here callers fsync folders
 
 
 def storage_error(exc: OSError, path: str | os.PathLike[str]) -> StorageError:

@@ -17,8 +17,6 @@ import io
 import json
 import math
 import os
-import sys
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from core.errors import InvalidInput, NotFound, StorageError
+from trainer import sysutil
 from trainer.contract import MODEL_INFO, SAVED_MODEL
 
 MAX_IMAGE_B64_CHARS = 16 * 1024 * 1024     # ~12 MB of JPEG/PNG per instance
@@ -202,30 +201,10 @@ def parse_instances(instances: Any, embedding_size: int, first_index: int = 0,
 
 
 def import_tensorflow() -> Any:
-    """`import tensorflow` without its start-up lines on the terminal.
-
-    TensorFlow 2.21 writes absl's "log messages before InitializeLog" preamble and
-    "oneDNN custom operations are on" straight to fd 2 while it imports, whatever
-    TF_CPP_MIN_LOG_LEVEL says: four lines before every `genml generate`. fd 2 goes to a
-    temporary file for the import only; if the import fails, what it wrote is shown.
-    """
+    """`import tensorflow` without its start-up lines on the terminal (trainer/sysutil.py),
+    and with TensorFlow's own log level at warnings."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if "tensorflow" in sys.modules:
-        return sys.modules["tensorflow"]
-    sys.stderr.flush()
-    saved, imported = os.dup(2), False
-    with tempfile.TemporaryFile() as chatter:
-        os.dup2(chatter.fileno(), 2)
-        try:
-            import tensorflow as tf
-            imported = True
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            if not imported:
-                chatter.seek(0)
-                sys.stderr.write(chatter.read().decode("utf-8", "replace"))
-    return tf
+    return sysutil.import_tensorflow()
 
 
 class SavedModelPredictor:

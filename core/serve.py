@@ -189,52 +189,85 @@ class App:
         return 200, {"predictions": preds}
 
 
-class MicroBatcher:
-    """One model thread that merges requests waiting at the same time into one model call.
+class _Pending:
+    """One request's instances in the model thread: how far it got, what came back."""
 
-    Opportunistic: the thread takes the first waiting request and whatever else queued up
-    meanwhile (up to `max_batch` instances), so a lone request pays no added latency and
-    concurrent clients share a batched call (a batch of 64 costs far less than 64 calls of
-    one). Instances are parsed in the request threads; errors stay per instance, so merging
-    requests cannot mix up their answers.
+    def __init__(self, parsed: list[Any], fut: Future[list[dict[str, Any]]]) -> None:
+        self.parsed, self.fut = parsed, fut
+        self.done = 0
+        self.preds: list[dict[str, Any]] = []
+
+
+class MicroBatcher:
+    """One model thread that merges requests waiting at the same time into model calls.
+
+    Opportunistic: each call takes what is waiting (up to `max_batch` instances), so a lone
+    request pays no added latency and concurrent clients share a batched call (a batch of
+    64 costs far less than 64 calls of one). Fair: when several requests wait, each call
+    takes an equal share of every one of them, round robin, so a request of 1024 instances
+    is spread over many calls and the one-instance requests that arrive meanwhile ride along
+    in the next call instead of waiting for all of it. Instances are parsed in the request
+    threads; errors stay per instance, so merging requests cannot mix up their answers.
     """
 
     def __init__(self, predictor: Any, max_batch: int = 64) -> None:
         self.predictor = predictor
         self.embedding_size = predictor.embedding_size
         self.max_batch = max_batch
-        self._q: queue.Queue[tuple[list[Any], Future[list[dict[str, Any]]]]] = queue.Queue()
+        self._q: queue.Queue[_Pending] = queue.Queue()
         threading.Thread(target=self._loop, name="genml-model", daemon=True).start()
 
     def predict(self, instances: list[Any]) -> list[dict[str, Any]]:
         from core.predict import MAX_REQUEST_PIXELS, parse_instances
         parsed = parse_instances(instances, self.embedding_size, pixel_budget=MAX_REQUEST_PIXELS)
         fut: Future[list[dict[str, Any]]] = Future()
-        self._q.put((parsed, fut))
+        self._q.put(_Pending(parsed, fut))
         return fut.result()
 
+    def _take(self, active: list[_Pending]) -> list[tuple[_Pending, int]]:
+        """(request, how many of its next instances) for one call: equal shares, round robin."""
+        plan: dict[int, int] = {}
+        room = self.max_batch
+        while room > 0:
+            waiting = [i for i, r in enumerate(active) if len(r.parsed) - r.done - plan.get(i, 0) > 0]
+            if not waiting:
+                break
+            share = max(1, room // len(waiting))
+            for i in waiting:
+                n = min(share, room, len(active[i].parsed) - active[i].done - plan.get(i, 0))
+                plan[i] = plan.get(i, 0) + n
+                room -= n
+                if room == 0:
+                    break
+        return [(active[i], n) for i, n in sorted(plan.items())]
+
     def _loop(self) -> None:
+        active: list[_Pending] = []
         while True:
-            batch = [self._q.get()]
-            n = len(batch[0][0])
-            while n < self.max_batch:
+            if not active:
+                active.append(self._q.get())
+            while True:
                 try:
-                    item = self._q.get_nowait()
+                    active.append(self._q.get_nowait())
                 except queue.Empty:
                     break
-                batch.append(item)
-                n += len(item[0])
-            flat = [p for parsed, _ in batch for p in parsed]
+            plan = self._take(active)
+            flat = [p for r, n in plan for p in r.parsed[r.done:r.done + n]]
             try:
-                preds = self.predictor.predict_parsed(flat)
-            except BaseException as exc:  # noqa: BLE001 - hand the failure to every waiting request
-                for _, fut in batch:
-                    fut.set_exception(exc)
+                preds = self.predictor.predict_parsed(flat) if flat else []
+            except BaseException as exc:  # noqa: BLE001 - hand the failure to every request in the call
+                for r, _ in plan:
+                    r.fut.set_exception(exc)
+                    active.remove(r)
                 continue
             i = 0
-            for parsed, fut in batch:
-                fut.set_result(preds[i:i + len(parsed)])
-                i += len(parsed)
+            for r, n in plan:
+                r.preds += preds[i:i + n]
+                r.done += n
+                i += n
+            for r in [r for r in active if r.done >= len(r.parsed)]:
+                r.fut.set_result(r.preds)
+                active.remove(r)
 
 
 class _Reject(Exception):

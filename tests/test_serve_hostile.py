@@ -259,3 +259,65 @@ def test_transfer_encoding_is_refused(serve: Any) -> None:
                   b"Content-Length: 3\r\n\r\n0\r\n\r\n")
         got = _read_all(c)
     assert got.startswith(b"HTTP/1.1 411 ") and got.count(b"HTTP/1.1 ") == 1
+
+
+class _Gated:
+    """The real predictor behind a gate the test opens, so a prediction is surely in flight."""
+
+    def __init__(self, real: Any) -> None:
+        self.real, self.embedding_size, self.image_size = real, real.embedding_size, real.image_size
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def predict_parsed(self, parsed: list[Any]) -> list[dict[str, Any]]:
+        self.entered.set()
+        self.release.wait(30)
+        return self.real.predict_parsed(parsed)
+
+
+def test_shutdown_finishes_predictions_in_flight_and_drops_idle_clients(predictor: Any) -> None:
+    gated = _Gated(predictor)
+    s, t = _serve(gated, limits=Limits(grace_s=20))
+    answer: list[Any] = []
+    client = threading.Thread(target=lambda: answer.append(_post(s, _predict_body(3))))
+    client.start()
+    assert gated.entered.wait(30)
+    with _connect(s) as idle:
+        idle.sendall(b"GET /healthz HTTP/1.1\r\n\r\n")
+        assert idle.recv(65536).startswith(b"HTTP/1.1 200 ")   # now an idle keep-alive connection
+        stopper = threading.Thread(target=s.stop)
+        stopper.start()
+        idle.settimeout(10)
+        assert _read_all(idle) == b""                          # closed at once, without waiting
+    assert stopper.is_alive() and not answer                  # the prediction still holds shutdown
+    gated.release.set()
+    client.join(30)
+    stopper.join(30)
+    t.join(30)
+    assert answer and answer[0][0] == 200 and len(answer[0][1]["predictions"]) == 3
+    assert not stopper.is_alive() and not t.is_alive()
+
+
+def test_a_big_request_does_not_make_small_ones_wait_for_all_of_it(predictor: Any) -> None:
+    """Fairness: 1024 instances are spread over many model calls; a one-instance request
+    that arrives meanwhile goes out in the next call, not after all of them."""
+    gated = _Gated(predictor)
+    s, t = _serve(gated)
+    finished: list[str] = []
+    try:
+        heavy = threading.Thread(target=lambda: (_post(s, _predict_body(1024)), finished.append("heavy")))
+        heavy.start()
+        assert gated.entered.wait(30)                      # the first call of the heavy request is in the model
+        light = threading.Thread(target=lambda: (_post(s, _predict_body(1)), finished.append("light")))
+        light.start()
+        batcher = s.app.predictor
+        deadline = time.monotonic() + 30
+        while batcher._q.qsize() == 0 and time.monotonic() < deadline:   # queued behind it
+            time.sleep(0.005)
+        gated.release.set()
+        heavy.join(60)
+        light.join(60)
+        assert finished == ["light", "heavy"]
+    finally:
+        gated.release.set()
+        s.stop()
+        t.join(30)

@@ -94,7 +94,7 @@ def test_resume_keeps_the_recorded_settings_unless_flags_say_otherwise(
 
     proc = run_trainer(tiny_dataset_dir, job, "--max-steps", str(done + 2), "--kl-weight", "0.75")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert f"resumed from step {done}" in proc.stdout + proc.stderr
+    assert f"resumed from step {done}" in proc.stdout + proc.stderr    # stdout since issue 13 moved the log lines
     resumed = json.loads((job / "config.json").read_text())["trainer"]
     assert resumed["feature_weight"] == 0.5          # recorded, not the preset's 0.0
     assert resumed["kl_weight"] == 0.75              # given again: the flag wins

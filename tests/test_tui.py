@@ -417,8 +417,7 @@ async def test_new_job_dialog_hints_validates_and_submits_the_options(ws, monkey
         await until(pilot, lambda: "unrecognized arguments" in hint("more"))
         await pilot.press("enter")                             # refused: two errors
         assert isinstance(app.screen, NewJobDialog) and not submitted
-        assert "48 is not a size" in hint("size"), [(k, dlg.query_one("#" + k).value)
-                                                    for k in ("steps", "seed", "batch", "size", "more")]
+        assert "48 is not a size" in hint("size")
         assert app.focused is dlg.query_one("#size")           # the first bad field gets the focus
         await pilot.press("backspace", "backspace", "3", "2")
         dlg.query_one("#more").value = "--eval-every 5"

@@ -21,6 +21,8 @@ from typing import Any, Callable
 
 import tensorflow as tf
 
+from trainer.sysutil import fsync_path as _fsync
+
 INDEX = "checkpoint"
 _CKPT_RE = re.compile(r"ckpt-(\d+)\.index\Z")
 
@@ -121,19 +123,6 @@ def fsync_saved(prefix: str) -> None:
         _fsync(f)
     _fsync(os.path.join(folder, INDEX))
     _fsync(folder)
-
-
-def _fsync(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 __all__: list[Any] = ["candidates", "has_checkpoint", "repair_index", "restore_newest", "fsync_saved"]

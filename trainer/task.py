@@ -17,6 +17,7 @@ from typing import Any, Sequence
 from trainer.contract import (CHECKPOINTS, CLOCKS, CONFIG, CROP_FRACTION, DEFAULT_PRESET, EXIT_FAILED,
                               EXIT_INPUT, EXIT_OK, EXIT_TERM, LOSS_SUMMARIES, LOSSES, MODEL, PRESETS,
                               TENSORBOARD, train_image_size)
+from trainer.sysutil import import_tensorflow
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -270,35 +271,6 @@ def planned_steps(cfg: Any) -> int:
     """status.json's max_steps before training: unknown (0) under a time budget, until the
     loop can estimate it from its rate."""
     return 0 if cfg.max_minutes else cfg.max_steps
-
-
-def import_tensorflow() -> Any:
-    """`import tensorflow` with its start-up lines kept out of train.log.
-
-    TensorFlow writes absl's "log messages before InitializeLog" preamble and "oneDNN
-    custom operations are on" straight to fd 2 while it imports, whatever
-    TF_CPP_MIN_LOG_LEVEL says, and fd 2 is train.log. fd 2 goes to a temporary file for
-    the import only; if the import fails, what it wrote is shown (it is the real error).
-    Same as core.predict.import_tensorflow, which trainer/ cannot import.
-    """
-    import tempfile
-    if "tensorflow" in sys.modules:
-        return sys.modules["tensorflow"]
-    sys.stderr.flush()
-    saved, imported = os.dup(2), False
-    with tempfile.TemporaryFile() as chatter:
-        os.dup2(chatter.fileno(), 2)
-        try:
-            import tensorflow as tf
-            imported = True
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            if not imported:
-                chatter.seek(0)
-                sys.stderr.write(chatter.read().decode("utf-8", "replace"))
-                sys.stderr.flush()
-    return tf
 
 
 def _read_json(path: str) -> dict[str, Any]:

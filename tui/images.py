@@ -220,11 +220,12 @@ class ImageView(Widget):
             super().__init__()
             self.view = view
 
-    def __init__(self, placeholder: str = "", *, adaptive: bool = True, zoomable: bool = True, **kw: Any) -> None:
+    def __init__(self, placeholder: str = "", *, adaptive: bool = True, zoomable: bool = True,
+                 image: PILImage.Image | None = None, **kw: Any) -> None:
         super().__init__(**kw)
-        self._image: PILImage.Image | None = None
+        self._image: PILImage.Image | None = image     # drawn by the first compose (no second mount)
         self._placeholder = placeholder
-        self.cells: list[PILImage.Image] = []    # what the zoom steps through
+        self.cells: list[PILImage.Image] = [image] if image is not None else []   # what the zoom steps through
         self.labels: list[str] = []              # one per cell ("seed 12"), may be empty
         self.title = ""                          # what the zoom says it shows
         self.adaptive = adaptive

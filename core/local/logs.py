@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 BLOCK = 64 * 1024
 MAX_READ = 4 * 1024 * 1024      # one forward read returns at most this many bytes
@@ -17,11 +18,18 @@ def _decode(lines: list[bytes]) -> list[str]:
     return [ln.decode("utf-8", "replace").rstrip("\r") for ln in lines]
 
 
+def _open(path: Path) -> BinaryIO | None:
+    """The log for reading, or None before the job has written one."""
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        return None
+
+
 def tail(path: Path, max_lines: int, include_partial: bool = True) -> tuple[list[str], int]:
     """The last `max_lines` lines and the byte offset just after the last complete line."""
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
+    f = _open(path)
+    if f is None:
         return [], 0
     with f:
         size = os.fstat(f.fileno()).st_size
@@ -45,9 +53,8 @@ def tail(path: Path, max_lines: int, include_partial: bool = True) -> tuple[list
 
 def forward(path: Path, cursor: int, max_lines: int, include_partial: bool = False) -> tuple[list[str], int]:
     """Complete lines after byte offset `cursor` (a partial last line only when asked)."""
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
+    f = _open(path)
+    if f is None:
         return [], 0
     with f:
         size = os.fstat(f.fileno()).st_size

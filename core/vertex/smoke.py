@@ -12,7 +12,7 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -21,8 +21,9 @@ from core.errors import CloudError, GenmlError
 from core.vertex import operations, preflight
 from core.vertex import storage as gcs
 
-if TYPE_CHECKING:
-    from core.vertex.backend import VertexBackend
+# The functions below take the VertexBackend facade (typed Any: importing it here, even
+# for type checking only, would make an import cycle with the facade that calls them).
+VertexBackend = Any
 
 TRAIN_MACHINE = "n1-standard-4"      # the smallest machine type genml's trainer is tried on
 SERVE_MACHINE = "n1-standard-2"
@@ -57,7 +58,7 @@ class SmokeReport:
         return all(ok for _, ok, _ in self.steps) and not self.left
 
 
-def credentials_missing(backend: "VertexBackend") -> str:
+def credentials_missing(backend: VertexBackend) -> str:
     """Why the smoke check must be skipped ("" when it can run)."""
     try:
         backend.settings.validate()
@@ -67,7 +68,7 @@ def credentials_missing(backend: "VertexBackend") -> str:
     return ""
 
 
-def check(backend: "VertexBackend", say: Callable[[str], None], confirm: Callable[[], bool]) -> bool | None:
+def check(backend: VertexBackend, say: Callable[[str], None], confirm: Callable[[], bool]) -> bool | None:
     """The cost first; then skipped (None) without credentials or without a yes; else run it."""
     say(expected_cost()[1])
     missing = credentials_missing(backend)
@@ -85,7 +86,7 @@ def check(backend: "VertexBackend", say: Callable[[str], None], confirm: Callabl
     return report.ok
 
 
-def run(backend: "VertexBackend", *, say: Callable[[str], None] = print, poll_s: float = 20.0,
+def run(backend: VertexBackend, *, say: Callable[[str], None] = print, poll_s: float = 20.0,
         train_deadline_s: float = 3600.0, sleep: Callable[[float], None] = time.sleep) -> SmokeReport:
     """Train, deploy, predict once, clean up. Each step is reported as it ends."""
     ctx = backend.ctx
@@ -154,7 +155,7 @@ def run(backend: "VertexBackend", *, say: Callable[[str], None] = print, poll_s:
     return report
 
 
-def _clean_up(backend: "VertexBackend", tag: str, job_id: str, model_ref: str, report: SmokeReport,
+def _clean_up(backend: VertexBackend, tag: str, job_id: str, model_ref: str, report: SmokeReport,
               say: Callable[[str], None]) -> None:
     """Delete what the check created, each part on its own, and say what is left."""
     ctx = backend.ctx

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 import click
 
@@ -26,6 +26,7 @@ class Context:
     def __init__(self, backend_name: str | None) -> None:
         self.backend_name = backend_name
         self._backend = None
+        self._cfg: Any = None
 
     @property
     def backend(self):  # -> core.backend.Backend
@@ -42,7 +43,9 @@ class Context:
         """The backend column of a job or model row: "local" or the Vertex AI profile's name."""
         from core import config as config_mod
         from core.multi import owner_of
-        return owner_of(item, config_mod.load())
+        if self._cfg is None:
+            self._cfg = config_mod.load()
+        return owner_of(item, self._cfg)
 
     def say_unreachable(self) -> None:
         """After a list: which configured profiles could not be reached (their rows are as last seen)."""
@@ -53,6 +56,15 @@ class Context:
 
 
 pass_ctx = click.make_pass_decorator(Context)
+
+
+def one_record(argument: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """ARGUMENT, --json and the context: what every command about one job or model takes."""
+    def wrap(fn: Callable[..., None]) -> Callable[..., None]:
+        fn = pass_ctx(fn)
+        fn = click.option("--json", "as_json", is_flag=True, help="Print it as JSON.")(fn)
+        return click.argument(argument)(fn)
+    return wrap
 
 
 def echo_json(obj: Any) -> None:

@@ -81,6 +81,16 @@ def dataset() -> None:
     """Turn folders of images into training-ready datasets, and look at them."""
 
 
+def _build_options(fn: Callable[..., None]) -> Callable[..., None]:
+    """--replace, --force and --json, which every command that builds a dataset takes."""
+    fn = pass_ctx(fn)
+    fn = click.option("--json", "as_json", is_flag=True, help="Print the new dataset as JSON.")(fn)
+    fn = click.option("--force", is_flag=True,
+                      help="Go ahead although an unfinished job reads the dataset (it will likely fail).")(fn)
+    return click.option("--replace", is_flag=True,
+                        help="Rebuild NAME if it exists; the old one stays until the new one is complete.")(fn)
+
+
 @dataset.command("add")
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--name", required=True, help="Name of the new dataset.")
@@ -89,12 +99,7 @@ def dataset() -> None:
 @click.option("--image-size", type=click.Choice(IMAGE_SIZES), default=str(contract.DEFAULT_IMAGE_SIZE),
               show_default=True,
               help="The training image size; images are stored a little larger so crops stay sharp.")
-@click.option("--replace", is_flag=True,
-              help="Rebuild NAME if it exists; the old one stays until the new one is complete.")
-@click.option("--force", is_flag=True,
-              help="Go ahead although an unfinished job reads the dataset (it will likely fail).")
-@click.option("--json", "as_json", is_flag=True, help="Print the new dataset as JSON.")
-@pass_ctx
+@_build_options
 def add(ctx: Any, path: Path, name: str, crop: str, image_size: str, replace: bool, force: bool,
         as_json: bool) -> None:
     """Scan PATH (recursively) for images and build dataset NAME from them.
@@ -111,12 +116,7 @@ def add(ctx: Any, path: Path, name: str, crop: str, image_size: str, replace: bo
 @dataset.command("demo")
 @click.option("--name", default="demo", show_default=True)
 @click.option("--count", type=click.IntRange(1, 1_000_000), default=2000, show_default=True)
-@click.option("--replace", is_flag=True,
-              help="Rebuild NAME if it exists; the old one stays until the new one is complete.")
-@click.option("--force", is_flag=True,
-              help="Go ahead although an unfinished job reads the dataset (it will likely fail).")
-@click.option("--json", "as_json", is_flag=True, help="Print the new dataset as JSON.")
-@pass_ctx
+@_build_options
 def demo(ctx: Any, name: str, count: int, replace: bool, force: bool, as_json: bool) -> None:
     """Make a procedural dataset (coloured shapes on gradients) to try genml without your own images."""
     with _progress("rendering") as bar:

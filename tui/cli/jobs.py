@@ -14,7 +14,7 @@ from core.errors import GenmlError, InvalidState
 from core.jobdir import tensorboard_dir
 from core.types import Job
 from trainer.contract import DEFAULT_PRESET, IMAGE_SIZES, LOSSES, PRESET_SUMMARIES, PRESETS
-from tui.cli import Context, echo_json, echo_table, pass_ctx, when
+from tui.cli import Context, echo_json, echo_table, one_record, pass_ctx, when
 
 
 def _duration(s: float | None) -> str:
@@ -107,9 +107,7 @@ def list_(ctx: Context, as_json: bool) -> None:
 
 
 @jobs.command()
-@click.argument("job_id")
-@click.option("--json", "as_json", is_flag=True)
-@pass_ctx
+@one_record("job_id")
 def show(ctx: Context, job_id: str, as_json: bool) -> None:
     """One job: state, progress, reason for a failure, last evaluation, where its files are."""
     job = ctx.backend.get_job(job_id)
@@ -178,18 +176,14 @@ def logs(ctx: Context, job_id: str, follow: bool, lines: int) -> None:
 
 
 @jobs.command()
-@click.argument("job_id")
-@click.option("--json", "as_json", is_flag=True)
-@pass_ctx
+@one_record("job_id")
 def cancel(ctx: Context, job_id: str, as_json: bool) -> None:
     """Ask a job to checkpoint and stop (resume it later with `genml jobs resume`)."""
     _echo_state(ctx.backend.cancel_job(job_id), as_json)
 
 
 @jobs.command()
-@click.argument("job_id")
-@click.option("--json", "as_json", is_flag=True)
-@pass_ctx
+@one_record("job_id")
 def resume(ctx: Context, job_id: str, as_json: bool) -> None:
     """Restart a failed or cancelled job from its last checkpoint."""
     _echo_state(ctx.backend.resume_job(job_id), as_json)

@@ -6,7 +6,7 @@ from typing import Any
 import click
 
 from core.types import ModelVersion
-from tui.cli import Context, echo_json, echo_table, pass_ctx, when
+from tui.cli import Context, echo_json, echo_table, one_record, pass_ctx, when
 
 
 def _fmt(v: Any) -> str:
@@ -58,9 +58,7 @@ def list_(ctx: Context, as_json: bool, show_all: bool) -> None:
 
 
 @models.command()
-@click.argument("ref")
-@click.option("--json", "as_json", is_flag=True)
-@pass_ctx
+@one_record("ref")
 def show(ctx: Context, ref: str, as_json: bool) -> None:
     """One model version (REF is NAME for the newest deployed, or NAME@vN)."""
     mv = ctx.backend.get_model(ref)

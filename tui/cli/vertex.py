@@ -6,6 +6,7 @@ from typing import Any
 import click
 
 from core import config as config_mod
+from core.backend import CloudConsole
 from core.errors import CloudError
 from core.types import JobState
 from tui.cli import GenmlGroup, echo_json
@@ -51,16 +52,22 @@ def configure(name: str, make_default: bool, **values: Any) -> None:
     click.echo(f"Then run `genml --backend {name} vertex check`.")
 
 
+def _console(ctx: click.Context, command: str) -> CloudConsole:
+    """The selected backend's cloud console (Backend.capabilities), or a clear refusal."""
+    console = ctx.find_root().obj.backend.capabilities().cloud
+    if console is None:
+        raise CloudError("The selected backend is not a Vertex AI profile.",
+                         f"Run `genml --backend PROFILE vertex {command}` with your Vertex AI profile "
+                         "(`genml vertex configure` makes one).")
+    return console
+
+
 @vertex.command("check")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
 def check(ctx: click.Context, as_json: bool) -> None:
     """Check the profile, credentials, bucket location and the Vertex AI and Logging APIs."""
-    console = ctx.find_root().obj.backend.capabilities().cloud
-    if console is None:
-        raise CloudError("The selected backend is not a Vertex AI profile.",
-                         "Run `genml --backend vertex vertex check` or name your profile with --backend.")
-    results = console.check()
+    results = _console(ctx, "check").check()
     if as_json:
         echo_json([{"check": c, "ok": ok, "detail": d} for c, ok, d in results])
     else:
@@ -78,11 +85,7 @@ def check(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def resources(ctx: click.Context, as_json: bool) -> None:
     """What genml has running in Google Cloud that may be billing (jobs, batch jobs, deployed endpoints)."""
-    console = ctx.find_root().obj.backend.capabilities().cloud
-    if console is None:
-        raise CloudError("The selected backend is not a Vertex AI profile.",
-                         "Run `genml --backend PROFILE vertex resources` with your Vertex AI profile.")
-    found = console.billable_resources()
+    found = _console(ctx, "resources").billable_resources()
     if as_json:
         echo_json(found)
         return
@@ -108,11 +111,7 @@ def smoke(ctx: click.Context, yes: bool) -> None:
     Prints the expected cost first. Skipped (exit 0) when no credentials are found; never
     run by CI. `make cloud-check PROFILE=NAME` runs it.
     """
-    console = ctx.find_root().obj.backend.capabilities().cloud
-    if console is None:
-        raise CloudError("The smoke check needs a Vertex AI profile.",
-                         "Run `genml --backend PROFILE vertex smoke` with your Vertex AI profile.")
-    passed = console.smoke_check(click.echo, lambda: yes or click.confirm("Start it?", default=False))
+    passed = _console(ctx, "smoke").smoke_check(click.echo, lambda: yes or click.confirm("Start it?", default=False))
     if passed is not None:
         click.secho("smoke check passed" if passed else "smoke check FAILED", fg="green" if passed else "red")
     if passed is False:

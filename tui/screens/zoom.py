@@ -46,7 +46,7 @@ class ZoomScreen(ModalScreen[int]):
 
     def compose(self) -> ComposeResult:
         yield Static("", id="zoom-title")
-        yield ImageView("", adaptive=False, zoomable=False, id="zoom-image")
+        yield ImageView("", adaptive=False, zoomable=False, image=self.cells[self.index], id="zoom-image")
         yield Static("", id="zoom-keys")
 
     def on_mount(self) -> None:

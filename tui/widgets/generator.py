@@ -21,6 +21,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Select, Static
 
+from core.interpolate import embedding, slerp
 from trainer.contract import CROP_FRACTION
 from tui.actions import Action, bindings
 from tui.images import ImageView, tile, to_pil
@@ -31,9 +32,6 @@ if TYPE_CHECKING:   # numpy is imported where it is used: it costs ~0.2 s of the
 
 WELCOME = "No deployed model yet: press 3 and deploy a finished job (D), then come back."
 GRID = 16
-
-
-from core.interpolate import embedding, slerp  # noqa: E402 - re-exported: tests and older callers
 
 
 @dataclass(eq=False)
