@@ -567,7 +567,7 @@ async def test_generator_nearest_in_the_data_flags_a_copy(ws, demo_dataset: Path
 
     predictor = Copier()
     backend = tui_workspace.FixedBackend(ws)
-    backend.predictor = lambda ref: predictor  # type: ignore[method-assign]
+    backend.predictor = lambda ref: predictor  # type: ignore[method-assign]  # a stand-in
     app = GenmlApp(backend)
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot, app)
