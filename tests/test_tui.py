@@ -648,7 +648,7 @@ def test_tensorflow_log_lines_are_drawn_dim() -> None:
 
 
 @sync
-async def test_zoom_draws_in_kitty_graphics_and_m_switches_modes(ws) -> None:  # noqa: ANN001
+async def test_zoom_draws_in_kitty_graphics_and_m_switches_modes(ws) -> None:
     """In TGP (kitty) mode the zoom is a textual-image widget; stepping replaces it (one on screen),
     and `m` inside the zoom cycles the mode like everywhere else."""
     from textual_image.widget import TGPImage
