@@ -155,13 +155,13 @@ class Slowloris:
             for key, _ in sel.select(timeout=0.1):
                 s = key.fileobj
                 try:
-                    data = s.recv(65536)                 # type: ignore[union-attr]
+                    data = s.recv(65536)                 # type: ignore[union-attr]  # fileobj: a socket here
                 except OSError:
                     data = b""
                 if not data or b"HTTP/1.1 " in data:     # answered (408/503) or closed: come back
                     sel.unregister(s)
-                    s.close()                            # type: ignore[union-attr]
-                    del socks[s]                         # type: ignore[arg-type]
+                    s.close()                            # type: ignore[union-attr]  # as above
+                    del socks[s]                         # type: ignore[arg-type]  # as above
                     self.reconnects += 1
                     add()
             now = time.monotonic()
@@ -232,7 +232,7 @@ def main() -> None:
     srv = subprocess.Popen([sys.executable, "-c", SERVER, str(model_dir)], stdout=subprocess.PIPE, text=True,
                            env=env, cwd=ROOT)
     try:
-        port = int(srv.stdout.readline())            # type: ignore[union-attr]
+        port = int(srv.stdout.readline())            # type: ignore[union-attr]  # stdout=PIPE
         client = Client(port, body)
         print(f"model {model_dir} ({info['image_size']} px, embedding {info['embedding_size']}); "
               f"{os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}")

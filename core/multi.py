@@ -245,7 +245,7 @@ class AllBackends(Backend):
         cloud: list[Job] = []
         for p in self._vertex:
             mine = [j for j in self.registry.list_jobs() if j.backend == "vertex" and owner_of(j, self.cfg) == p]
-            rows = self._remote(p, "jobs", lambda b: b.list_jobs(), lambda m=mine: m)  # type: ignore[misc]
+            rows = self._remote(p, "jobs", lambda b: b.list_jobs(), lambda m=mine: m)  # type: ignore[misc]  # default binds the loop value
             cloud += [j for j in rows if owner_of(j, self.cfg) == p]
         known = {*self.profiles()}
         orphans = [j for j in self.registry.list_jobs() if j.backend == "vertex" and owner_of(j, self.cfg) not in known]

@@ -567,7 +567,7 @@ async def test_generator_nearest_in_the_data_flags_a_copy(ws, demo_dataset: Path
 
     predictor = Copier()
     backend = tui_workspace.FixedBackend(ws)
-    backend.predictor = lambda ref: predictor  # type: ignore[method-assign]
+    backend.predictor = lambda ref: predictor  # type: ignore[method-assign]  # a stand-in
     app = GenmlApp(backend)
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot, app)
@@ -645,3 +645,30 @@ def test_tensorflow_log_lines_are_drawn_dim() -> None:
     assert TF_LOG_LINE.match("W0000 00:00:1796227022.2 7 cpu_feature_guard.cc:227] This TensorFlow binary")
     for ours in ("[  12.4s] TensorFlow 2.21.0 loaded", "step 2/8 277.1 img/s", "E: out of memory"):
         assert not TF_LOG_LINE.match(ours)
+
+
+@sync
+async def test_zoom_draws_in_kitty_graphics_and_m_switches_modes(ws) -> None:
+    """In TGP (kitty) mode the zoom is a textual-image widget; stepping replaces it (one on screen),
+    and `m` inside the zoom cycles the mode like everywhere else."""
+    from textual_image.widget import TGPImage
+
+    from tui.images import HalfBlocks
+    from tui.screens.zoom import ZoomScreen
+    app = make_app(ws, image_mode="tgp", image_modes=["halfblock", "tgp"])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, app)
+        sheet = app.panes["datasets"].query_one("#sheet")
+        await until(pilot, lambda: len(sheet.cells) == 24)
+        assert sheet.query(TGPImage)
+        await pilot.press("z")
+        await until(pilot, lambda: isinstance(app.screen, ZoomScreen) and bool(app.screen.query(TGPImage)))
+        await pilot.press("l")
+        await until(pilot, lambda: app.screen.index == 1)
+        await pilot.pause()
+        assert len(app.screen.query(TGPImage)) == 1
+        await pilot.press("m")
+        await until(pilot, lambda: bool(app.screen.query(HalfBlocks)))
+        assert app.image_mode == "halfblock" and not app.screen.query(TGPImage)
+        assert "(halfblock)" in str(app.screen.query_one("#zoom-keys").render())
+        assert app.screen.query_one(HalfBlocks)._image is sheet.cells[1]

@@ -53,8 +53,8 @@ def test_a_model_trained_on_the_training_image_serves_on_the_serving_image(tmp_p
     from core.datasets.catalog import build_folder
     from core.vertex.packaging import build_sdist
     train_tf, serve_tf = _version(TRAIN_PY), _version(SERVE_PY)
-    assert train_tf == images.find(images.TRAINING_CPU).tensorflow            # type: ignore[union-attr]
-    assert serve_tf.startswith(images.find(images.SERVING_CPU).tensorflow)    # type: ignore[union-attr]
+    assert train_tf == images.find(images.TRAINING_CPU).tensorflow            # type: ignore[union-attr]  # known image
+    assert serve_tf.startswith(images.find(images.SERVING_CPU).tensorflow)    # type: ignore[union-attr]  # known image
     _, name, data = build_sdist()
     (tmp_path / name).write_bytes(data)
     build_folder(tmp_path / "data", count=40, image_size=32, name="demo", workers=1)

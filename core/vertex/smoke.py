@@ -173,7 +173,7 @@ def _clean_up(backend: VertexBackend, tag: str, job_id: str, model_ref: str, rep
         part(f"model {model_ref} (endpoint, deployed model, Vertex AI Model)", lambda: backend.remove_model(model_ref))
     else:   # a deploy that failed half-way may have left a Model or an endpoint
         for ref in [mv.ref for mv in backend.list_models() if mv.name == tag]:
-            part(f"model {ref}", lambda ref=ref: backend.remove_model(ref))  # type: ignore[misc]
+            part(f"model {ref}", lambda ref=ref: backend.remove_model(ref))  # type: ignore[misc]  # binds the loop value
     if job_id:
         job = backend.get_job(job_id)
         if not job.state.terminal:

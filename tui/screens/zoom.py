@@ -31,6 +31,7 @@ class ZoomScreen(ModalScreen[int]):
         Action("first", "home", "First cell", footer=False),
         Action("last", "end", "Last cell", footer=False),
         Action("whole", "g", "Whole grid"),
+        Action("image_mode", "m", "Image mode", footer=False),
         Action("close", "escape,z,q", "Close", key_display="esc/z"),
     )
     BINDINGS = bindings(ACTIONS)
@@ -43,6 +44,7 @@ class ZoomScreen(ModalScreen[int]):
         self.title_text = title
         self.index = max(0, min(index, len(cells) - 1))
         self.whole = False
+        self._keys = ""
 
     def compose(self) -> ComposeResult:
         yield Static("", id="zoom-title")
@@ -67,8 +69,10 @@ class ZoomScreen(ModalScreen[int]):
         w, h = self.cells[self.index].size
         title = "  ·  ".join(p for p in (where, f"{w}x{h} px", self.title_text) if p)
         self.query_one("#zoom-title", Static).update(f"[b]zoom[/b]  {title}")
-        self.query_one("#zoom-keys", Static).update(
-            f"←/→ step   g whole grid   m image mode ({view.mode})   esc close")
+        keys = f"←/→ step   g whole grid   m image mode ({view.mode})   esc close"
+        if keys != self._keys:                # an unchanged line is not laid out again
+            self._keys = keys
+            self.query_one("#zoom-keys", Static).update(keys)
 
     def action_next(self) -> None:
         self.whole = False
@@ -90,6 +94,12 @@ class ZoomScreen(ModalScreen[int]):
 
     def action_whole(self) -> None:
         self.whole = not self.whole
+        self._show()
+
+    def action_image_mode(self) -> None:
+        """The app's `m` (a modal screen keeps the app's keys from reaching it): cycle, then redraw."""
+        from tui.widgets.pane import genml_app
+        genml_app(self).action_cycle_image_mode()
         self._show()
 
     def action_close(self) -> None:
