@@ -18,6 +18,7 @@ import tensorflow as tf
 from trainer.contract import MODEL_INFO, SAVED_MODEL
 from trainer.data import center_crop_resize
 from trainer.fastdecode import FastDecoder
+from trainer.jobdir import write_bytes_atomic
 
 
 class ServingModule(tf.Module):
@@ -119,8 +120,5 @@ def export(model_dir: str, encoder: keras.Model, decoder: keras.Model, info: dic
 
 
 def write_json(path: str, obj: Any) -> None:
-    """Atomic JSON (temporary name, then rename); works on local and /gcs/ paths."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with tf.io.gfile.GFile(tmp, "w") as f:
-        f.write(json.dumps(obj, indent=1))
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    """Atomic JSON through the job dir's one atomic writer (local, /gcs/ and gs:// paths)."""
+    write_bytes_atomic(path, json.dumps(obj, indent=1).encode())

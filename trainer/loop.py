@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from trainer import augment, data, losses, metrics, summaries
-from trainer.errors import InputError
+from trainer.errors import InputError, is_disk_full
 from trainer.jobdir import RUNNING, image_grid, log, png
 from trainer.model import VaeGan
 from trainer.presets import Config, augment_policy
@@ -106,9 +106,7 @@ class Trainer:
                 from trainer import checkpoints
                 checkpoints.fsync_saved(saved)      # a power cut must not leave it half on disk
         except (OSError, tf.errors.OpError) as exc:
-            text = str(exc)
-            if any(s in text for s in ("No space", "File too large", "quota", "ENOSPC")) or \
-                    isinstance(exc, tf.errors.ResourceExhaustedError):
+            if is_disk_full(exc):
                 raise InputError(f"disk full while writing a checkpoint to "
                                  f"{self.dirs['checkpoints']}: free some space and run the same "
                                  f"command again to resume") from exc

@@ -6,7 +6,6 @@ The command line and the job dir are specified in docs/contracts.md. Exit codes:
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import os
 import signal
@@ -17,6 +16,7 @@ from typing import Any, Sequence
 from trainer.contract import (CHECKPOINTS, CLOCKS, CONFIG, CROP_FRACTION, DEFAULT_PRESET, EXIT_FAILED,
                               EXIT_INPUT, EXIT_OK, EXIT_TERM, LOSS_SUMMARIES, LOSSES, MODEL, PRESETS,
                               TENSORBOARD, train_image_size)
+from trainer.errors import is_disk_full
 from trainer.sysutil import import_tensorflow
 
 
@@ -110,13 +110,6 @@ def resolve_dirs(job_dir: str) -> dict[str, str]:
 
 class Cancelled(Exception):
     pass
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    text = str(exc)
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-        return True
-    return any(s in text for s in ("No space left", "File too large", "Disk quota", "ENOSPC"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
