@@ -117,6 +117,10 @@ def test_a_profile_without_credentials_is_reported_not_raised(workspace: Any, fa
     as_json = json.loads(CliRunner().invoke(__import__("tui.cli", fromlist=["cli"]).cli,
                                             ["jobs", "list", "--json"]).stdout)
     assert {(j["id"], j["profile"]) for j in as_json} == {("local-1", "local"), ("vx-old", "real")}
+    # a profile with nothing to refresh is still found out: its credentials are looked for
+    Registry(workspace.registry_path).update_job("vx-old", state=JobState.SUCCEEDED)
+    r = CliRunner().invoke(__import__("tui.cli", fromlist=["cli"]).cli, ["jobs", "list"], catch_exceptions=False)
+    assert "real: cannot be reached" in r.stderr
 
 
 def test_the_cli_routes_a_jobs_commands_to_its_backend(workspace: Any, fake_vertex: FakeVertex, gcs_emulator: str,

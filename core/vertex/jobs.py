@@ -204,6 +204,12 @@ def list_jobs(ctx: Context) -> list[Job]:
     (then `ctx.last_refresh_error` says why, for the all-backends list)."""
     out = []
     ctx.last_refresh_error = ""
+    try:
+        ctx.settings.validate()
+        ctx.clients.credentials          # no network for a key file or ADC; says so when there are none
+    except GenmlError as exc:
+        ctx.last_refresh_error = exc.message
+        return [j for j in ctx.registry.list_jobs() if mine(ctx, j)]
     for j in ctx.registry.list_jobs():
         if not mine(ctx, j):
             continue
