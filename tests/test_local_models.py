@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -83,7 +84,10 @@ def test_models_cli_with_json(workspace: Workspace, job) -> None:
     assert out.exit_code == 2 and "No model named 'nope'" in out.output and "Traceback" not in out.output
     jobs = json.loads(r.invoke(cli, ["jobs", "list", "--json"]).stdout)
     assert jobs[0]["id"] == job.id and jobs[0]["state"] == "JOB_STATE_SUCCEEDED"
-    assert "SUCCEEDED" in r.invoke(cli, ["jobs", "show", job.id]).stdout
+    shown = r.invoke(cli, ["jobs", "show", job.id]).stdout
+    assert "SUCCEEDED" in shown
+    # the stop rule's verdict, from the trainer's best-so-far fields
+    assert re.search(r"quality: +SWD [\d.]+, floor [\d.]+; best [\d.]+ at step \d+; improving", shown), shown
 
 
 def test_two_processes_deploying_and_listing_keep_the_registry_consistent(workspace: Workspace, job) -> None:

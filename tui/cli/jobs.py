@@ -12,6 +12,7 @@ import click
 
 from core.errors import GenmlError, InvalidState
 from core.jobdir import tensorboard_dir
+from core.quality import summarize
 from core.types import Job
 from trainer.contract import DEFAULT_PRESET, IMAGE_SIZES, LOSSES, PRESET_SUMMARIES, PRESETS
 from tui.cli import Context, echo_json, echo_table, one_record, pass_ctx, when
@@ -130,6 +131,15 @@ def show(ctx: Context, job_id: str, as_json: bool) -> None:
     if last_eval:
         click.echo("last eval: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                                              for k, v in last_eval.items() if k not in ("kind", "wall_time")))
+        q = summarize(jd.metrics().eval, jd.status()) if jd else None
+        if q and q.has_eval and q.best_swd is not None:
+            floor = f", floor {q.swd_floor:.1f}" if q.swd_floor is not None else ""
+            line = (f"quality:   SWD {q.swd:.1f}{floor}; best {q.best_swd:.1f} at step {q.best_step}; "
+                    f"{q.verdict}")
+            if q.stalled:
+                line += (f" (no better SWD in {q.evals_since_best} evaluations: more training is "
+                         f"unlikely to help; the model is the best step's)")
+            click.secho(line, fg="yellow" if q.stalled else None)
     if jd and jd.has_model():
         click.echo(f"model:     {job.job_dir.rstrip('/')}/model  (deploy: genml models deploy {job.id})")
     if job.error:
