@@ -71,12 +71,21 @@ def _sliced_wasserstein(a: np.ndarray, b: np.ndarray, projections: int,
     return float(np.mean(np.abs(pa - pb)))
 
 
+MAX_DESCRIPTORS = 65536      # patches per level and set, at most
+
+
 def swd(a: tf.Tensor, b: tf.Tensor, patches: int = 128, projections: int = 512,
-        seed: int = 0) -> float:
-    """SWD x1e3 between two equally sized sets of images in [-1, 1] (lower is closer)."""
+        seed: int = 0, max_descriptors: int = MAX_DESCRIPTORS) -> float:
+    """SWD x1e3 between two equally sized sets of images in [-1, 1] (lower is closer).
+
+    At most `max_descriptors` patches per level and set: with 1,688 images ProGAN's 128
+    per image made 216,000, and the projections' sorts took 75 s of a busy 2-core machine
+    per evaluation; 38 per image took 21 s (floor 11.4 instead of 10.1 on the emoji set).
+    """
     n = min(int(a.shape[0]), int(b.shape[0]))
     if n == 0:
         return float("nan")
+    patches = max(1, min(patches, max_descriptors // n))
     rng = np.random.default_rng(seed)
     dists = []
     for la, lb in zip(laplacian_pyramid(a[:n]), laplacian_pyramid(b[:n])):
