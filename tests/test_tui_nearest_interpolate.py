@@ -131,3 +131,21 @@ def test_genml_generate_interpolate_writes_the_walk(workspace, tiny_job_dir: Pat
         assert im.n_frames == 4 + 2
     bad = r.invoke(cli, ["generate", model, "--interpolate", "1", "2", "-o", str(tmp_path / "walk.mp4")])
     assert bad.exit_code != 0 and ".gif" in bad.output
+
+
+@pytest.mark.slow
+def test_embedding_space_with_the_real_encoder(tiny_job_dir: Path, demo_dataset: Path) -> None:
+    """The trained tiny model's encoder over the real shards: a training image's crop, as a
+    generated image would be (the model's size, already the crop box), finds itself among the
+    closest few; the index holds one embedding per training image."""
+    from core.predict import load_predictor
+    predictor = load_predictor(tiny_job_dir / "model")
+    index = nearest.build_index(demo_dataset, nearest.EMBEDDING, encode=predictor.encode)
+    images = training_images(demo_dataset)
+    assert index.features.shape == (len(images), predictor.embedding_size)
+    hits = 0
+    for name, image in images[:10]:
+        crop = np.asarray(nearest.centre_crop(image).resize((predictor.image_size,) * 2, Image.Resampling.BOX))
+        found = nearest.query_images(index, [crop], k=3, encode=predictor.encode)[0]
+        hits += name in [n.name for n in found]
+    assert hits >= 8, hits
