@@ -93,7 +93,7 @@ def is_loopback(host: str) -> bool:
         infos = socket.getaddrinfo(host, None)
     except OSError:
         return False
-    return bool(infos) and all(ipaddress.ip_address(i[4][0].split("%")[0]).is_loopback for i in infos)
+    return bool(infos) and all(ipaddress.ip_address(str(i[4][0]).split("%")[0]).is_loopback for i in infos)
 
 
 def check_bind(host: str, token: str | None) -> None:
@@ -514,7 +514,7 @@ class Server:
                                                    "bytes."}, close=True)
             return False
         except (TimeoutError, asyncio.TimeoutError):
-            if reader._buffer:                          # type: ignore[attr-defined]  (something came: say why)
+            if reader._buffer:                          # type: ignore[attr-defined]  # something came: say why
                 await self._reply(conn, 408, {"error": "The request headers took too long to arrive."}, close=True)
             return False                                 # an idle keep-alive connection: just close
         if len(head) > limits.max_header_bytes:

@@ -118,3 +118,14 @@ def test_vertex_submit_refuses_a_size_the_dataset_lacks_before_any_cloud_call(
     assert fake_vertex.calls("aiplatform.projects.locations.customJobs.create") == []
     assert vertex_backend.notices == []                     # not even the billing note
     assert Registry(workspace.registry_path).list_jobs() == []
+
+
+def test_train_refuses_machine_type_on_the_local_backend(workspace: Workspace) -> None:
+    """Asked through Backend.capabilities(), like --replicas: the local backend has no machines to pick."""
+    from click.testing import CliRunner
+
+    from tui.cli import cli
+    result = CliRunner().invoke(cli, ["train", "nothing", "--preset", "tiny", "--machine-type", "n1-standard-8"])
+    assert result.exit_code == 1
+    assert "--machine-type needs the Vertex AI backend" in result.output
+    assert Registry(workspace.registry_path).list_jobs() == []

@@ -672,3 +672,11 @@ async def test_zoom_draws_in_kitty_graphics_and_m_switches_modes(ws) -> None:
         assert app.image_mode == "halfblock" and not app.screen.query(TGPImage)
         assert "(halfblock)" in str(app.screen.query_one("#zoom-keys").render())
         assert app.screen.query_one(HalfBlocks)._image is sheet.cells[1]
+
+
+def test_swd_is_shown_with_three_figures() -> None:
+    from core.quality import summarize
+    from tui.widgets.curves import swd_cell
+    rows = [{"kind": "eval", "step": 4, "swd": 245.5}, {"kind": "eval", "step": 8, "swd": 242.2}]
+    assert swd_cell(summarize(rows)) == "242[green]↓[/]"
+    assert swd_cell(summarize([{"kind": "eval", "step": 4, "swd": 31.26}])) == "31.3"

@@ -52,7 +52,7 @@ def _bn_affine(bn: keras.layers.BatchNormalization) -> tuple[np.ndarray, np.ndar
     return scale * np.ones_like(mean), beta - mean * scale
 
 
-class FastDecoder(tf.Module):
+class FastDecoder(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type stubs
     """The folded decoder: z -> image in [-1, 1], same as decoder(z, training=False).
 
     Holds its weights as tf.Variables so a SavedModel stores them as variables (not

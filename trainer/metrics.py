@@ -57,7 +57,7 @@ def _descriptors(level: np.ndarray, patches: int, rng: np.random.Generator) -> n
                    axis=2)                                   # [n, patches, 49, c]
     out = out.reshape(n * patches, PATCH * PATCH, c)
     out = (out - out.mean(axis=(0, 1))) / (out.std(axis=(0, 1)) + 1e-8)
-    return out.reshape(n * patches, -1)
+    return np.asarray(out.reshape(n * patches, -1))
 
 
 def _sliced_wasserstein(a: np.ndarray, b: np.ndarray, projections: int,

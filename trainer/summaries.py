@@ -15,7 +15,7 @@ def _metadata(plugin: str) -> bytes:
     md.plugin_data.plugin_name = plugin
     if plugin == "images":
         md.plugin_data.content = b""
-    return md.SerializeToString()
+    return bytes(md.SerializeToString())
 
 
 def scalar(name: str, value: float, step: int) -> None:

@@ -18,7 +18,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from core.backend import LogChunk
 from core.errors import CloudError
@@ -108,7 +108,7 @@ def _list(clients: Clients, body: dict[str, Any], what: str) -> dict[str, Any] |
             return None
         raise
     lim.ok()
-    return resp
+    return cast("dict[str, Any] | None", resp)     # the API's JSON object
 
 
 def rfc3339(t: float) -> str:

@@ -88,6 +88,7 @@ def deploy(ctx: Context, job_id: str, name: str | None = None, progress: Progres
 def _continue_deploy(ctx: Context, mv: ModelVersion, progress: ProgressFn | None) -> ModelVersion:
     s, ai, c = ctx.settings, ctx.clients.aiplatform, ctx.clients
     name = f"genml-{label(mv.name)}-v{mv.version}"
+    body: dict[str, Any]                 # three request bodies, each its own shape
     if not mv.remote.get("model"):
         body = {"model": {"displayName": name, "artifactUri": mv.path.rstrip("/") + "/",
                           "containerSpec": {"imageUri": s.serving_image_uri()},

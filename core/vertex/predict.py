@@ -47,7 +47,7 @@ def shrink_image(raw: bytes, edge: int = SHRINK_EDGE) -> bytes:
         return raw
     from PIL import Image
     try:
-        img = Image.open(io.BytesIO(raw))
+        img: Image.Image = Image.open(io.BytesIO(raw))
         img.load()
     except (OSError, ValueError):
         return raw                       # let the model say what is wrong with it

@@ -61,10 +61,12 @@ def train(click_ctx: click.Context, dataset: str, preset: str, max_steps: int | 
     opts = TrainOptions(preset=preset, max_steps=max_steps, batch_size=batch_size, seed=seed, loss=loss,
                         image_size=int(image_size) if image_size else None, embedding_size=embedding_size,
                         extra_args=list(click_ctx.args), machine_type=machine_type)
+    machines = ctx.backend.capabilities().machines       # cloud backends choose what a job runs on
+    for flag, given in (("--replicas", replicas is not None and replicas > 1), ("--machine-type", machine_type)):
+        if given and not machines:
+            raise GenmlError(f"{flag} needs the Vertex AI backend: the local backend trains on this machine.",
+                             f"Add --backend vertex (see docs/vertex.md), or leave {flag} out.")
     if replicas is not None:
-        if replicas > 1 and not ctx.backend.capabilities().machines:
-            raise GenmlError("--replicas needs the Vertex AI backend: the local backend trains on this machine.",
-                             "Add --backend vertex (see docs/vertex.md), or leave --replicas out.")
         opts.replicas = replicas
     job = ctx.backend.submit_job(dataset, opts)
     if as_json:

@@ -27,11 +27,17 @@ def _downsample(values: list[float], n: int = MAX_POINTS) -> list[float]:
 ARROWS = {"down": "[green]↓[/]", "up": "[red]↑[/]", "flat": "→", "": ""}
 
 
+def fmt_swd(v: float) -> str:
+    """SWD with about three significant figures: the trainer's is in the hundreds on real data
+    (245.5), the test workspace's below one (0.700)."""
+    return f"{v:.0f}" if abs(v) >= 100 else f"{v:.1f}" if abs(v) >= 10 else f"{v:.3f}"
+
+
 def swd_cell(q: QualitySummary) -> str:
     """The jobs list's column: latest SWD and its arrow, yellow once the run has stalled."""
     if not q.has_eval or q.swd is None:
         return "-"
-    text = f"{q.swd:.3f}{ARROWS[q.trend]}"
+    text = f"{fmt_swd(q.swd)}{ARROWS[q.trend]}"
     return f"[yellow]{text}[/]" if q.stalled else text
 
 
@@ -40,9 +46,9 @@ def quality_text(q: QualitySummary) -> str:
     if not q.has_eval or q.swd is None:
         return "quality: no evaluation yet"
     verdict = "[yellow]stalled[/]" if q.stalled else "[green]improving[/]"
-    first = f"[b]SWD {q.swd:.3f}[/b]{ARROWS[q.trend]}  best step {q.best_step}"
+    first = f"[b]SWD {fmt_swd(q.swd)}[/b]{ARROWS[q.trend]}  best step {q.best_step}"
     if q.best_swd is not None and q.best_step != q.step:
-        first += f" ({q.best_swd:.3f})"
+        first += f" ({fmt_swd(q.best_swd)})"
     first += f"  {verdict}"
     if q.stalled:
         first += f" [dim]({q.evals_since_best} evals)[/dim]"
