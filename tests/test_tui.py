@@ -407,7 +407,7 @@ async def test_new_job_dialog_hints_validates_and_submits_the_options(ws, monkey
             return str(dlg.query_one(f"#hint-{key}", Label).render())
         assert "tiny: 12" in hint("steps") and "tiny: 16" in hint("size")
         dlg.query_one("#preset", Select).value = "quick"
-        await until(pilot, lambda: "quick: 3000" in hint("steps"))
+        await until(pilot, lambda: "quick: up to 30 minutes" in hint("steps"))
         await typed(pilot, app, "500", enter=False)            # steps (focused first)
         await pilot.press("tab", "7", "tab", "4", "tab", "4", "8")  # seed, batch size, image size
         await pilot.press("tab")

@@ -269,7 +269,9 @@ class NewJobDialog(Dialog[NewJobRequest]):
         return {
             "dataset": "" if self._datasets else "no dataset yet: make one in pane 1 (d)",
             "preset": "every field left empty takes the preset's value",
-            "steps": f"training steps; {preset}: {d['max_steps']}",
+            "steps": f"training steps; {preset}: " + (
+                f"{d['max_steps']}" if not d.get("max_minutes") else
+                f"up to {d['max_minutes']:g} minutes of training (--max-minutes in more options)"),
             "seed": f"repeatable runs; {preset}: {d['seed']}",
             "batch": f"images per step; {preset}: {d['batch_size']}",
             "size": f"{', '.join(map(str, IMAGE_SIZES))} px; {preset}: "
