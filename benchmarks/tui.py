@@ -11,6 +11,9 @@ Figures (targets from issue 5, the zoom's from issue 14, on the 2-core dev machi
   zoom key -> painted         <= 100 ms  headless (App.run_test, 80x24), Jobs pane: `z` on the latest 4x4 sample
                                          grid until the full-screen zoom has drawn its first cell, and `l` until
                                          the next cell is drawn; baseline: `?` opening the help page (a text modal)
+  nearest-in-the-data query   <= 100 ms  core/nearest.py on a 2,000-picture demo dataset at 64 px: one query of 6
+                                         neighbours in pixel space; also printed: building the index (once per
+                                         dataset) and loading it from its cache
   idle CPU, running job shown <  2 %     of one core, the real `genml-tui` in tmux on the Jobs pane with a
                                          running job whose log grows by a line every 0.5 s; baseline: the bare
                                          Textual app idle in the same harness
@@ -293,12 +296,36 @@ def bench_zoom(root: Path, presses: int, size: tuple[int, int] = (80, 24)) -> di
     return {k: statistics.median(v) for k, v in out.items()}
 
 
+def bench_nearest(root: Path, count: int = 2000, queries: int = 50) -> dict[str, float]:
+    """Nearest in the data on a demo dataset of `count` pictures at 64 px: building the pixel index
+    (once per dataset, then cached), loading it from the cache, and one query of 6 neighbours."""
+    import numpy as np
+
+    from core import nearest
+    from core.datasets.catalog import build_folder
+    ds = build_folder(root / "demo", count=count, image_size=64, name="demo", workers=2)
+    t = time.perf_counter()
+    index = nearest.load_or_build(root / "cache", ds)
+    built = time.perf_counter() - t
+    t = time.perf_counter()
+    nearest.load_or_build(root / "cache", ds)
+    loaded = time.perf_counter() - t
+    sample = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    times = []
+    for _ in range(queries):
+        t = time.perf_counter()
+        nearest.query_images(index, [sample], k=6)
+        times.append(time.perf_counter() - t)
+    return {"images": len(index), "build": built, "load": loaded, "query": statistics.median(times)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--presses", type=int, default=30)
     parser.add_argument("--idle-seconds", type=float, default=10.0)
-    parser.add_argument("--skip", nargs="*", default=[], choices=["paint", "resample", "idle", "zoom"])
+    parser.add_argument("--skip", nargs="*", default=[],
+                        choices=["paint", "resample", "idle", "zoom", "nearest"])
     args = parser.parse_args()
     if os.environ.get("GENML_BENCH_HANG_DUMP"):
         faulthandler.dump_traceback_later(float(os.environ["GENML_BENCH_HANG_DUMP"]), exit=True)
@@ -325,6 +352,12 @@ def main() -> None:
             print(f"zoom key -> painted, 80x24 (median of {n}): open (z) {z['open'] * 1000:.1f} ms, "
                   f"next cell (l) {z['step'] * 1000:.1f} ms   target <= 100 ms (as resample)   baseline `?` help "
                   f"page {z['help'] * 1000:.1f} ms   ratio {z['open'] / z['help']:.2f}x")
+        if "nearest" not in args.skip:
+            nn = bench_nearest(root / "nearest")
+            results["nearest_query_ms"] = nn["query"] * 1000
+            print(f"nearest in the data, {nn['images']:.0f} training images: query p50 {nn['query'] * 1000:.2f} ms   "
+                  f"target <= 100 ms (interactive)   index built once {nn['build']:.2f} s, "
+                  f"then loaded from the cache in {nn['load'] * 1000:.0f} ms")
         if "idle" not in args.skip:
             app, base = bench_idle(root / "idle", args.idle_seconds)
             results["idle_cpu_pct"] = app
