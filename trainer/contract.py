@@ -18,13 +18,14 @@ PRESET_SUMMARIES: dict[str, str] = {         # what --help and the TUI say about
 # The presets that exist for speed train at a small size of their own; the seed recipe has
 # none and trains at its dataset's size. Never larger than the dataset (see train_image_size).
 PRESET_IMAGE_SIZES: dict[str, int] = {"tiny": 16, "quick": 32}
-LOSSES = ("gan", "vaegan", "seed")
-DEFAULT_LOSS = "gan"
+LOSS_GAN, LOSS_VAEGAN, LOSS_SEED = "gan", "vaegan", "seed"
+LOSSES = (LOSS_GAN, LOSS_VAEGAN, LOSS_SEED)
+DEFAULT_LOSS = LOSS_GAN
 LOSS_SUMMARIES: dict[str, str] = {           # what --help says about each
-    "gan": "the decoder learns as a GAN generator from prior samples; the encoder learns to "
+    LOSS_GAN: "the decoder learns as a GAN generator from prior samples; the encoder learns to "
            "invert it (reconstructs real images, recovers z from generated ones)",
-    "vaegan": "Larsen et al.'s joint VAE-GAN: the decoder also learns to reconstruct",
-    "seed": "the 2017 seed's formulation, kept as a baseline",
+    LOSS_VAEGAN: "Larsen et al.'s joint VAE-GAN: the decoder also learns to reconstruct",
+    LOSS_SEED: "the 2017 seed's formulation, kept as a baseline",
 }
 CLOCKS = ("wall", "cpu")                     # what --max-minutes counts: wall, or CPU time / cores
 IMAGE_SIZES = (16, 32, 64, 128)              # square sizes the trainer builds and datasets store

@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from trainer import augment, data, losses, metrics, summaries
+from trainer.contract import LOSS_GAN, LOSS_SEED, LOSS_VAEGAN
 from trainer.errors import InputError, is_disk_full
 from trainer.jobdir import RUNNING, image_grid, log, png
 from trainer.model import VaeGan
@@ -118,8 +119,8 @@ class Trainer:
         cfg, m = self.cfg, self.model
         strategy = self.strategy
         scale = 1.0 / strategy.num_replicas_in_sync
-        losses_of = {"gan": self._gan_losses, "vaegan": self._vaegan_losses,
-                     "seed": self._seed_losses}[cfg.loss]
+        losses_of = {LOSS_GAN: self._gan_losses, LOSS_VAEGAN: self._vaegan_losses,
+                     LOSS_SEED: self._seed_losses}[cfg.loss]
 
         def step_fn(x: tf.Tensor, step: tf.Tensor) -> dict[str, tf.Tensor]:
             ctx = tf.distribute.get_replica_context()

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trainer.contract import (CLOCKS, DEFAULT_IMAGE_SIZE, DEFAULT_LOSS, DEFAULT_PRESET, IMAGE_SIZES,
-                              LOSSES, PRESET_IMAGE_SIZES)
+                              LOSS_VAEGAN, LOSSES, PRESET_IMAGE_SIZES)
 
 
 @dataclass
@@ -115,7 +115,7 @@ def resolve(preset: str, overrides: dict[str, Any]) -> Config:
     if cfg.loss not in LOSSES:
         raise ValueError(f"unknown loss {cfg.loss!r}; use {', '.join(LOSSES)}")
     if cfg.gamma is None:
-        cfg.gamma = 20.0 if cfg.loss == "vaegan" else 0.0
+        cfg.gamma = 20.0 if cfg.loss == LOSS_VAEGAN else 0.0
     if cfg.clock not in CLOCKS:
         raise ValueError(f"unknown clock {cfg.clock!r}; use {' or '.join(CLOCKS)}")
     if not 0.0 < cfg.recon_fraction <= 1.0:
