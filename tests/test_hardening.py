@@ -203,7 +203,7 @@ def test_predict_jsonl_reader_keeps_line_numbers_and_marks_bad_lines(tmp_path: P
     (["--checkpoint-every", "0"], "--checkpoint-every 0 must be at least 1"),
     (["--log-every", "-3"], "--log-every -3 must be at least 1"),
     (["--eval-every", "0"], "--eval-every 0 must be at least 1"),
-    (["--lr-g", "0"], "--lr-g 0.0 must be a positive number"),
+    (["--lr-g", "-1"], "--lr-g -1.0 must be 0 or more"),          # 0 is allowed: it freezes that network
     (["--ema-decay", "1.5"], "--ema-decay 1.5 is out of range"),
     (["--eval-evry", "3"], "unrecognized arguments: --eval-evry"),
 ])
