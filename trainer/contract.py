@@ -12,7 +12,7 @@ PRESETS = ("tiny", "quick", "seed")          # trainer/presets.py holds what eac
 DEFAULT_PRESET = "seed"
 PRESET_SUMMARIES: dict[str, str] = {         # what --help and the TUI say about each
     "tiny": "seconds, for trying things",
-    "quick": "minutes on a CPU",
+    "quick": "a CPU half-hour at most; stops once it stops improving",
     "seed": "the full 2017 recipe",
 }
 # The presets that exist for speed train at a small size of their own; the seed recipe has
