@@ -106,9 +106,9 @@ def evals(job: Path) -> list[dict]:
 
 
 def at_minute(rows: list[dict], minute: float) -> dict | None:
-    """The evaluation closest to `minute` of training (within half an eval interval)."""
+    """The evaluation closest to `minute` of training, if one is within half a minute."""
     best = min(rows, key=lambda r: abs(r["train_minutes"] - minute), default=None)
-    return best
+    return best if best and abs(best["train_minutes"] - minute) < 0.5 else None
 
 
 def reconstruction_picture(model_dir: Path, data: Path, image_size: int, out: Path) -> None:
@@ -169,14 +169,13 @@ def main() -> None:
     t0 = time.monotonic()
     if not args.report_only:
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(ROOT))
-        procs, logs = {}, []
+        procs = {}
         for seed in seeds:
             for kind in kinds:
-                log = open(out / f"{kind}-s{seed}.log", "w")
-                logs.append(log)
-                procs[f"{kind}-s{seed}"] = subprocess.Popen(
-                    command(kind, data, out / f"{kind}-s{seed}", seed, args), cwd=ROOT, env=env,
-                    stdout=log, stderr=subprocess.STDOUT)
+                with open(out / f"{kind}-s{seed}.log", "w") as log:     # the child keeps its copy
+                    procs[f"{kind}-s{seed}"] = subprocess.Popen(
+                        command(kind, data, out / f"{kind}-s{seed}", seed, args), cwd=ROOT, env=env,
+                        stdout=log, stderr=subprocess.STDOUT)
         try:
             take_turns(procs, args.slice)
         finally:
@@ -188,9 +187,8 @@ def main() -> None:
         if failed:
             print(f"failed runs (see their .log in {out}): {', '.join(failed)}")
     wall = time.monotonic() - t0
-    procs = {n: None for n in names}
 
-    rows = {name: evals(out / name) for name in procs}
+    rows = {name: evals(out / name) for name in names}
     floor = next((r[0]["swd_floor"] for r in rows.values() if r), float("nan"))
     print(f"\nSWD x1e3 ({args.clock} clock, minutes of training; floor {floor:.1f} = real vs real)")
     print(f"{'minutes':>8} " + " ".join(f"{n:>12}" for n in rows))
@@ -199,8 +197,7 @@ def main() -> None:
         cells = []
         for rs in rows.values():
             r = at_minute(rs, m)
-            cells.append(f"{r['swd']:12.1f}" if r and abs(r["train_minutes"] - m) < 0.5
-                         else f"{'':>12}")
+            cells.append(f"{r['swd']:12.1f}" if r else f"{'':>12}")
         print(f"{m:8.1f} " + " ".join(cells))
 
     print(f"\nat each budget, mean over seeds {seeds}:")
@@ -209,8 +206,7 @@ def main() -> None:
     for m in args.minutes:
         means = {}
         for k in kinds:
-            vals = [r["swd"] for s in seeds if (r := at_minute(rows[f"{k}-s{s}"], m))
-                    and abs(r["train_minutes"] - m) < 0.5]
+            vals = [r["swd"] for s in seeds if (r := at_minute(rows[f"{k}-s{s}"], m))]
             means[k] = sum(vals) / len(vals) if vals else float("nan")
         line = f"{m:8.1f} " + " ".join(f"{means[k]:10.1f}" for k in kinds)
         if "default" in means:
@@ -223,7 +219,7 @@ def main() -> None:
             last = rs[-1]
             print(f"{name}: held-out PSNR {last['psnr']:.2f} dB, SSIM {last['ssim']:.3f}; best SWD "
                   f"{last.get('best_swd', float('nan')):.1f} at step {last.get('best_step')}")
-    for name in procs:
+    for name in names:
         model = out / name / "model"
         if (model / "saved_model.pb").exists():
             pic = out / f"{name}-reconstructions.png"
@@ -232,7 +228,7 @@ def main() -> None:
         samples = sorted((out / name / "samples").glob("step-*.png"))
         if samples:
             print(f"{name}: last samples {samples[-1]}")
-    print(f"\nwall time {wall / 60:.1f} min for {len(procs)} runs")
+    print(f"\nwall time {wall / 60:.1f} min for {len(names)} runs")
 
 
 if __name__ == "__main__":
