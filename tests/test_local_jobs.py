@@ -150,19 +150,12 @@ def test_a_job_being_spawned_is_left_alone(workspace: Workspace) -> None:
     assert jobs.reconcile(reg, now=time.time() + 3600) == ["new-1"]
 
 
-def _fake_dataset(ws: Workspace, name: str = "fake") -> None:
-    d = ws.dataset_dir(name)
-    d.mkdir(parents=True)
-    (d / "manifest.json").write_text("{}")
-    Registry(ws.registry_path).add_dataset(Dataset(name=name, path=str(d), created=time.time()))
-
-
 def test_jobs_queue_for_a_slot_start_when_it_frees_and_cancel_in_either_state(workspace: Workspace) -> None:
     """Real supervisors: two jobs wait in QUEUED while the only slot is taken; one is cancelled
     while queued; the other starts its trainer when the slot frees and is cancelled while
     running (SIGTERM forwarded to the trainer, CANCELLED recorded). That the trainer writes a
     checkpoint on SIGTERM is the trainer's own test."""
-    _fake_dataset(workspace)
+    register_tiny_dataset(workspace, "fake")             # a real dataset: the trainer must live until cancelled
     from core import config
     config.save(config.Config(max_concurrent_jobs=1))    # the default depends on the core count
     slots = workspace.jobs_dir / ".slots"
@@ -170,8 +163,9 @@ def test_jobs_queue_for_a_slot_start_when_it_frees_and_cancel_in_either_state(wo
     holder = open(slots / "slot-0.lock", "ab")
     fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
     b = LocalBackend(workspace)
-    first = b.submit_job("fake", TrainOptions(preset="tiny"))
-    second = b.submit_job("fake", TrainOptions(preset="tiny"))
+    long = TrainOptions(preset="tiny", max_steps=1_000_000)
+    first = b.submit_job("fake", long)
+    second = b.submit_job("fake", long)
     try:
         assert first.state is JobState.QUEUED and first.pid and second.id != first.id
         for job in (first, second):
