@@ -17,7 +17,7 @@ from core.errors import InvalidState
 from core.local import jobs, logs, procs
 from core.local.backend import LocalBackend
 from core.registry import Registry
-from core.types import Dataset, Job, JobState
+from core.types import Job, JobState
 from core.workspace import Workspace
 from tests.local_support import register_tiny_dataset, wait_for
 
