@@ -276,32 +276,33 @@ class SavedModelPredictor:
             if isinstance(p, BadInstance):
                 out[i] = p.as_prediction()
         for c in range(0, len(zs), CHUNK):
-            part = zs[c:c + CHUNK]
-            images = self._decode_raw(z=self._tf.constant(np.stack([p.z for _, p in part])))["images"].numpy()
-            for (i, p), img in zip(part, images):
-                out[i] = {"image_bytes": {"b64": base64.b64encode(png_bytes(img)).decode("ascii")}, "key": p.key}
+            zpart = zs[c:c + CHUNK]
+            images = self._decode_raw(z=self._tf.constant(np.stack([e.z for _, e in zpart])))["images"].numpy()
+            for (i, e), img in zip(zpart, images):
+                out[i] = {"image_bytes": {"b64": base64.b64encode(png_bytes(img)).decode("ascii")}, "key": e.key}
         for c in range(0, len(ims), CHUNK):
-            part = ims[c:c + CHUNK]
+            ipart = ims[c:c + CHUNK]
             try:
-                vecs = self._encode_batch([p.data for _, p in part])
-                for (i, p), v in zip(part, vecs):
-                    out[i] = {"embeddings": [float(x) for x in v], "key": p.key}
+                vecs = self._encode_batch([im.data for _, im in ipart])
+                for (i, im), v in zip(ipart, vecs):
+                    out[i] = {"embeddings": [float(x) for x in v], "key": im.key}
             except self._tf.errors.OpError:
-                for i, p in part:   # one image TF cannot decode: find it, keep the others
+                for i, im in ipart:   # one image TF cannot decode: find it, keep the others
                     try:
-                        v = self._encode_batch([p.data])[0]
-                        out[i] = {"embeddings": [float(x) for x in v], "key": p.key}
+                        v = self._encode_batch([im.data])[0]
+                        out[i] = {"embeddings": [float(x) for x in v], "key": im.key}
                     except self._tf.errors.OpError as exc:
                         msg = _op_error_reason(exc.message or str(exc))
-                        out[i] = {"error": f"instance {p.index}: 'image_bytes' could not be decoded by the "
+                        out[i] = {"error": f"instance {im.index}: 'image_bytes' could not be decoded by the "
                                            f"model: {msg}",
-                                  "key": p.key}
+                                  "key": im.key}
         return [o if o is not None else {"error": "internal: no prediction", "key": None} for o in out]
 
     def _encode_batch(self, datas: list[bytes]) -> np.ndarray:
         res = self._encode(image_bytes=self._tf.constant(datas),
                            key=self._tf.constant([str(j) for j in range(len(datas))]))
-        return res["embeddings"].numpy()
+        vecs: np.ndarray = res["embeddings"].numpy()
+        return vecs
 
 
 def _op_error_reason(message: str) -> str:

@@ -77,10 +77,10 @@ def run(ctx: Context, ref: str, input_path: Path, output_dir: Path, *,
         bj = wait(ctx, bj["name"], progress)
         out_uri = (bj.get("outputInfo") or {}).get("gcsOutputDirectory", base + "/output")
         raw_dir = output_dir / "vertex"
-        for p in gcs.download_prefix(ctx.clients.storage, out_uri, raw_dir):
-            files.append(str(p))
-            results = p.name.startswith("prediction.results")
-            for line in p.read_text(encoding="utf-8", errors="replace").splitlines():
+        for path in gcs.download_prefix(ctx.clients.storage, out_uri, raw_dir):
+            files.append(str(path))
+            results = path.name.startswith("prediction.results")
+            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
                 if not line.strip():
                     continue
                 row = _row(line)
@@ -89,7 +89,7 @@ def run(ctx: Context, ref: str, input_path: Path, output_dir: Path, *,
                     pred.setdefault("key", (row.get("instance") or {}).get("key"))
                     out_lines.append(pred)
                     predictions += 1
-                elif results or p.name.startswith("prediction.errors"):
+                elif results or path.name.startswith("prediction.errors"):
                     local_errors.append(_error_row(row, line))
         if bj.get("state") == "JOB_STATE_PARTIALLY_SUCCEEDED" and progress:
             progress(Progress("batch prediction", predictions, 0,
@@ -98,8 +98,8 @@ def run(ctx: Context, ref: str, input_path: Path, output_dir: Path, *,
     w = batch_mod.ShardWriter(output_dir, 0, 1)
     for pred in out_lines:
         w.prediction(pred)
-    for line, key, error in local_errors:
-        w.error(line, key, error)
+    for err_line, key, error in local_errors:
+        w.error(err_line, key, error)
     written = w.commit()
     return BatchResult(output_dir=str(output_dir), predictions=predictions, errors=len(local_errors),
                        files=[*written, *files])
@@ -117,8 +117,8 @@ def _row(line: str) -> Any:
 def _error_row(row: Any, line: str) -> tuple[int | None, Any, str]:
     """(line, key, error) for the writer, from a JSON error row or a raw text line."""
     if isinstance(row, dict):
-        inst = row.get("instance") if isinstance(row.get("instance"), dict) else {}
-        return None, inst.get("key"), str(row.get("error", line))
+        inst = row.get("instance")
+        return None, inst.get("key") if isinstance(inst, dict) else None, str(row.get("error", line))
     return None, None, f"Vertex AI: {line.strip()}"
 
 

@@ -132,8 +132,9 @@ class GcsStore:
         if end is not None and end <= start:
             return b""
         try:
-            return self._blob(rel).download_as_bytes(start=start or None,
-                                                     end=None if end is None else end - 1)
+            data: bytes = self._blob(rel).download_as_bytes(start=start or None,
+                                                            end=None if end is None else end - 1)
+            return data
         except gexc.NotFound as exc:
             raise FileNotFoundError(f"{self.uri}/{rel}") from exc
         except gexc.GoogleAPIError as exc:
@@ -278,7 +279,7 @@ def download_prefix(client: Any, uri: str, local_dir: Path,
     out: list[Path] = []
 
     def get(blob: Any) -> Path:
-        dest = Path(local_dir) / blob.name[len(p):]
+        dest: Path = Path(local_dir) / blob.name[len(p):]
         try:
             atomic.write_bytes(dest, blob.download_as_bytes())
         except gexc.GoogleAPIError as exc:
