@@ -237,8 +237,10 @@ def test_the_log_cursor_compares_parsed_times_and_shows_late_entries(vertex_back
     fake_vertex._log(jid, "INFO", "line 3", timestamp=rfc3339_ns(base + 1_000_000_001))
     # and one that reaches Cloud Logging late, stamped before the newest line already shown
     fake_vertex._log(jid, "INFO", "late line", timestamp=rfc3339_ns(base + 900_000_000))
+    # and one that reaches it half a minute late (ingestion delays of tens of seconds happen)
+    fake_vertex._log(jid, "INFO", "30 s late", timestamp=rfc3339_ns(base + 1_000_000_000 - 30 * 10**9))
     second = vertex_backend.read_log(job.id, first.cursor)
-    assert [x.split("] ")[1] for x in second.lines] == ["late line", "line 3"]
+    assert [x.split("] ")[1] for x in second.lines] == ["30 s late", "late line", "line 3"]
     assert vertex_backend.read_log(job.id, second.cursor).lines == []               # nothing twice
     assert len(json.dumps(second.cursor)) < 2000                                    # the cursor stays small
 

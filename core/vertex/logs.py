@@ -25,7 +25,8 @@ from core.errors import CloudError
 from core.vertex.clients import Clients
 
 PAGE_SIZE = 1000
-LATE_S = 10          # how late an entry may arrive (after later ones) and still be shown
+LATE_S = 60          # how late an entry may arrive (after later ones) and still be shown; a
+                     # minute holds a few hundred ids at the trainer's log rate, one page of reads
 
 
 @dataclass
