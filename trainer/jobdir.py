@@ -29,7 +29,7 @@ def log(msg: str) -> None:
     print(f"[{time.monotonic() - _T0:6.1f}s] {msg}", flush=True)
 
 
-def _gfile():  # TensorFlow loads only for gs:// job dirs
+def _gfile() -> Any:  # TensorFlow loads only for gs:// job dirs; tf.io.gfile is untyped
     import tensorflow as tf
     return tf.io.gfile
 
@@ -104,7 +104,8 @@ class JobDir:
             if not gfile.exists(path):
                 return b""
             with gfile.GFile(path, "rb") as f:
-                return f.read()
+                data: bytes = f.read()
+                return data
         try:
             with open(path, "rb") as f:
                 return f.read()
@@ -146,7 +147,8 @@ def image_grid(images: tf.Tensor, columns: int) -> tf.Tensor:
 
 def png(image: tf.Tensor) -> bytes:
     import tensorflow as tf
-    return tf.io.encode_png(image).numpy()
+    encoded: bytes = tf.io.encode_png(image).numpy()
+    return encoded
 
 
 __all__ = ["JobDir", "image_grid", "png", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]

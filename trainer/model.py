@@ -6,6 +6,8 @@ learned-similarity reconstruction loss (Larsen et al. 2016) compares.
 """
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import keras
 import tensorflow as tf
 
@@ -21,25 +23,25 @@ class LeakyReLU(keras.layers.Layer):
     from it: the fusion then holds and nothing else changes.
     """
 
-    def __init__(self, negative_slope: float = 0.2, **kwargs) -> None:
+    def __init__(self, negative_slope: float = 0.2, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.negative_slope = negative_slope
 
-    def call(self, inputs):
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
         alpha = self.negative_slope
 
         @tf.custom_gradient
-        def leaky(x):
+        def leaky(x: tf.Tensor) -> tuple[tf.Tensor, Callable[[tf.Tensor], tf.Tensor]]:
             y = tf.nn.leaky_relu(x, alpha)
 
-            def grad(dy):
+            def grad(dy: tf.Tensor) -> tf.Tensor:
                 return tf.raw_ops.LeakyReluGrad(gradients=dy, features=y, alpha=alpha)
 
             return y, grad
 
         return leaky(inputs)
 
-    def get_config(self) -> dict:
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "negative_slope": self.negative_slope}
 
 
@@ -52,7 +54,7 @@ class BatchNorm(keras.layers.BatchNormalization):
     so checkpoints, export and the folded decoder see an ordinary BatchNormalization.
     """
 
-    def call(self, inputs, training=None, mask=None):
+    def call(self, inputs: tf.Tensor, training: bool | None = None, mask: tf.Tensor | None = None) -> tf.Tensor:
         if not (training and self.trainable) or mask is not None or len(inputs.shape) != 4 \
                 or self.axis not in (-1, 3) or not (self.scale and self.center):
             return super().call(inputs, training=training, mask=mask)
@@ -78,11 +80,11 @@ class SpectralConv2D(keras.layers.Layer):
     parameter and only the power-iteration vector is state.
     """
 
-    def __init__(self, filters: int, kernel_size: int = 4, strides: int = 2, **kwargs) -> None:
+    def __init__(self, filters: int, kernel_size: int = 4, strides: int = 2, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.filters, self.kernel_size, self.strides = filters, kernel_size, strides
 
-    def build(self, input_shape) -> None:
+    def build(self, input_shape: Any) -> None:
         k = (self.kernel_size, self.kernel_size, int(input_shape[-1]), self.filters)
         self.kernel = self.add_weight(shape=k, name="kernel",
                                       initializer=keras.initializers.RandomNormal(stddev=0.02))
@@ -91,7 +93,7 @@ class SpectralConv2D(keras.layers.Layer):
                                  initializer=keras.initializers.RandomNormal(stddev=1.0),
                                  aggregation="only_first_replica")
 
-    def call(self, inputs, training=False):
+    def call(self, inputs: tf.Tensor, training: bool = False) -> tf.Tensor:
         w = tf.reshape(self.kernel, [-1, self.filters])
         u = tf.convert_to_tensor(self.u)
         v = tf.math.l2_normalize(tf.matmul(u, w, transpose_b=True))
@@ -103,14 +105,15 @@ class SpectralConv2D(keras.layers.Layer):
         y = tf.nn.conv2d(inputs, self.kernel / sigma, self.strides, "SAME")
         return tf.nn.bias_add(y, self.bias)
 
-    def get_config(self) -> dict:
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "filters": self.filters,
                 "kernel_size": self.kernel_size, "strides": self.strides}
 
 
 def _filters(cfg: Config, i: int, width: int = 0) -> int:
     width = width or cfg.width
-    return min(width * 2 ** i, width * 8)
+    scale: int = 2 ** i        # int ** int is typed Any (a negative power is a float); i >= 0 here
+    return min(width * scale, width * 8)
 
 
 def _init() -> keras.initializers.Initializer:
