@@ -151,7 +151,8 @@ class Trainer:
             m.update_ema(decay)
             return out
 
-        return train_fn
+        traced: Callable[..., dict[str, tf.Tensor]] = train_fn    # tf.function is untyped (Any)
+        return traced
 
     # --- the three formulations: each returns the three nets' losses and what it logs ---
 
@@ -384,6 +385,7 @@ class Trainer:
         else:
             self.since_best.assign_add(1)
         best, best_step = float(self.best_swd.numpy()), int(self.best_step.numpy())
+        row: dict[str, Any]        # mixed values: mypy would infer dict[str, object]
         row = {"kind": "eval", "step": step, "wall_time": time.time(),
                "train_minutes": float(self.trained_s.numpy()) / 60,
                "psnr": metrics.psnr(held, recon), "ssim": metrics.ssim(held, recon),

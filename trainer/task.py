@@ -11,7 +11,8 @@ import os
 import signal
 import sys
 import traceback
-from typing import Any, Sequence
+from types import FrameType
+from typing import Any, NoReturn, Sequence
 
 from trainer.contract import (CHECKPOINTS, CLOCKS, CONFIG, CROP_FRACTION, DEFAULT_PRESET, EXIT_FAILED,
                               EXIT_INPUT, EXIT_OK, EXIT_TERM, LOSS_SUMMARIES, LOSSES, MODEL, PRESETS,
@@ -77,7 +78,7 @@ def check_args(argv: Sequence[str]) -> None:
     instead of at its first checkpoint.
     """
     class Raising(argparse.ArgumentParser):
-        def error(self, message: str) -> Any:  # type: ignore[override]  (argparse would exit)
+        def error(self, message: str) -> NoReturn:  # argparse's own would exit
             raise ValueError(message)
 
     parser = build_parser()
@@ -128,9 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: cannot create job dir {job_dir}: {exc}", file=sys.stderr)
         return EXIT_INPUT
 
-    cancel = {"flag": False, "signal": signal.SIGTERM}
+    cancel: dict[str, Any] = {"flag": False, "signal": signal.SIGTERM}   # bool, signal number
 
-    def on_term(signum, frame) -> None:  # checked between steps
+    def on_term(signum: int, frame: FrameType | None) -> None:  # checked between steps
         cancel.update(flag=True, signal=signum)
 
     signal.signal(signal.SIGTERM, on_term)
@@ -167,7 +168,7 @@ def _final_status(jd: Any, state: str, error: str) -> None:
 
 
 def run(args: argparse.Namespace, job_dir: str, data_dir: str, cluster: Any, jd: Any,
-        cancel: dict[str, bool]) -> None:
+        cancel: dict[str, Any]) -> None:
     from trainer.errors import InputError
     from trainer.jobdir import RUNNING, SUCCEEDED, log
     from trainer.presets import Config, resolve
@@ -271,9 +272,11 @@ def _read_json(path: str) -> dict[str, Any]:
         if "://" in path:
             import tensorflow as tf
             with tf.io.gfile.GFile(path, "r") as f:
-                return json.load(f)
+                data: dict[str, Any] = json.load(f)
+                return data
         with open(path, encoding="utf-8") as f:
-            return json.load(f)
+            data = json.load(f)
+            return data
     except Exception:  # noqa: BLE001 - missing or unreadable: nothing to compare against
         return {}
 
