@@ -305,6 +305,15 @@ def unreachable(backend: Any) -> list[ProfileStatus]:
     return [st for st in backend.status() if not st.reachable] if isinstance(backend, AllBackends) else []
 
 
+def backend_cell(backend: Any, item: Job | ModelVersion) -> str:
+    """What a list shows in its backend column: the backend, and "as last seen" when the
+    row's profile could not be reached by the last list (its row is the registry's copy)."""
+    down = {st.name for st in unreachable(backend)}
+    if down and owner_of(item, backend.cfg) in down:
+        return f"{item.backend} (unreachable: as last seen)"
+    return item.backend
+
+
 def open_all(primary: str | None = None, workspace: Workspace | None = None,
              cfg: config_mod.Config | None = None, *, tui: bool = False) -> Backend:
     """AllBackends when a Vertex AI profile is configured (or named), else the plain backend.

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from core import config as config_mod
 from core.backend import TrainOptions
-from core.multi import AllBackends, open_all
+from core.multi import AllBackends, backend_cell, open_all
 from core.registry import Registry
 from core.types import Job, JobState
 from tests.fakes.fixtures import *  # noqa: F403  (fixtures)
@@ -78,6 +78,11 @@ def test_an_unreachable_profile_is_shown_as_such_and_does_not_hold_up_local_rows
         rows = both.list_jobs()
         assert time.monotonic() - t0 < 3
         assert [j.id for j in rows] == ["local-1", vx.id]         # the cloud row as last seen
+        # and the lists' backend column says so, row by row (the TUI's jobs and models panes)
+        assert [backend_cell(both, j) for j in rows] == ["local", "vertex (unreachable: as last seen)"]
+        from tui.widgets.jobs import job_row
+        cell = job_row(rows[1], backend=backend_cell(both, rows[1]))[-1]
+        assert cell == "[yellow]vertex (unreachable: as last seen)[/]"
         [st] = [s for s in both.status() if s.name == "cloud"]
         assert not st.reachable and "no answer" in st.message
         assert len(notices) == 1 and "'cloud' cannot be reached" in notices[0]
@@ -91,6 +96,7 @@ def test_an_unreachable_profile_is_shown_as_such_and_does_not_hold_up_local_rows
             break
         time.sleep(0.05)
     assert all(s.reachable for s in both.status()) and rows[1].state is JobState.PENDING
+    assert backend_cell(both, rows[1]) == "vertex"
 
 
 def test_a_profile_without_credentials_is_reported_not_raised(workspace: Any, fake_vertex: FakeVertex,

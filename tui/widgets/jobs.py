@@ -14,6 +14,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Static
 
 from core.jobdir import JobDir, Metrics, tensorboard_dir
+from core.multi import backend_cell
 from core.quality import QualitySummary, summarize
 from core.types import Job, JobState
 from tui.actions import Action, bindings
@@ -39,12 +40,15 @@ def fmt_eta(seconds: float | None) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
-def job_row(j: Job, quality: QualitySummary | None = None) -> tuple[Any, ...]:
+def job_row(j: Job, quality: QualitySummary | None = None, backend: str | None = None) -> tuple[Any, ...]:
+    """One row; `backend` is the backend cell when it says more than j.backend (core.multi.backend_cell)."""
     state = j.state.short
     style = {"SUCCEEDED": "green", "FAILED": "red", "RUNNING": "cyan", "CANCELLED": "yellow"}.get(state, "")
+    cell = backend or j.backend
     return (j.id, j.dataset, f"[{style}]{state}[/]" if style else state, f"{j.step}/{j.max_steps or '?'}",
             swd_cell(quality or QualitySummary()),
-            f"{j.images_per_sec:.0f}" if j.images_per_sec else "-", fmt_eta(j.eta_seconds), j.backend)
+            f"{j.images_per_sec:.0f}" if j.images_per_sec else "-", fmt_eta(j.eta_seconds),
+            cell if cell == j.backend else f"[yellow]{cell}[/]")
 
 
 def sample_cells(png: bytes, config: dict[str, Any]) -> list[Any]:
@@ -170,7 +174,7 @@ class JobsPane(Pane):
         self.query_one("#welcome").display = empty
         self.query_one("#body").display = not empty
         table = self.query_one(FilterTable)
-        table.set_rows([(j.id, job_row(j, self._quality.get(j.id))) for j in jobs])
+        table.set_rows([(j.id, job_row(j, self._quality.get(j.id), backend_cell(self.backend, j))) for j in jobs])
         if table.current_key != self._selected:
             self._selected = table.current_key
             self.poll_soon()

@@ -8,6 +8,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.widgets import Static
 
+from core.multi import backend_cell
 from core.types import JobState, ModelVersion
 from tui.actions import Action, bindings
 from tui.screens.dialogs import DeployRequest
@@ -28,9 +29,12 @@ def _num(v: Any, fmt: str) -> str:
     return fmt.format(v) if isinstance(v, (int, float)) else "-"
 
 
-def model_row(m: ModelVersion) -> tuple[Any, ...]:
+def model_row(m: ModelVersion, backend: str | None = None) -> tuple[Any, ...]:
+    """One row; `backend` is the backend cell when it says more than m.backend (core.multi.backend_cell)."""
+    cell = backend or m.backend
     return (m.name, f"v{m.version}", m.job_id, _num(m.metrics.get("swd"), "{:.3f}"),
-            _num(m.metrics.get("psnr"), "{:.1f}"), "[green]yes[/]" if m.deployed else "no", m.backend)
+            _num(m.metrics.get("psnr"), "{:.1f}"), "[green]yes[/]" if m.deployed else "no",
+            cell if cell == m.backend else f"[yellow]{cell}[/]")
 
 
 class ModelsPane(Pane):
@@ -62,7 +66,7 @@ class ModelsPane(Pane):
         self.query_one("#welcome").display = not models
         self.query_one(FilterTable).display = bool(models)
         self.query_one("#model-detail").display = bool(models)
-        self.query_one(FilterTable).set_rows([(m.ref, model_row(m)) for m in models])
+        self.query_one(FilterTable).set_rows([(m.ref, model_row(m, backend_cell(self.backend, m))) for m in models])
         self._detail(self.query_one(FilterTable).current_key)
 
     @on(FilterTable.Selected)
