@@ -77,3 +77,21 @@ def test_the_stricter_stand_in_honours_preconditions(fake_gcs_server: str) -> No
     with pytest.raises(gexc.PreconditionFailed):
         bucket.blob("once").upload_from_string(b"2", if_generation_match=0)
     assert bucket.blob("once").download_as_bytes() == b"1"
+
+
+def test_copy_prefix_copies_server_side_keeping_the_layout_with_the_marker_last(any_storage: Any) -> None:
+    """How a model is laid out for TF Serving (core/vertex/serving.py): JOB/model/ -> JOB/serving/1/."""
+    b = any_storage.bucket(BUCKET)
+    for name, data in (("saved_model.pb", b"pb"), ("variables/variables.index", b"ix"), ("genml.json", b"{}")):
+        b.blob(f"genml/jobs/j1/model/{name}").upload_from_string(data)
+    b.blob("genml/jobs/j1/modelx/other").upload_from_string(b"not under model/")
+    n = gcs.copy_prefix(any_storage, f"gs://{BUCKET}/genml/jobs/j1/model", f"gs://{BUCKET}/genml/jobs/j1/serving/1",
+                        last="saved_model.pb")
+    copied = list(any_storage.list_blobs(BUCKET, prefix="genml/jobs/j1/serving/"))
+    assert n == 3 and sorted(x.name for x in copied) == ["genml/jobs/j1/serving/1/genml.json",
+                                                         "genml/jobs/j1/serving/1/saved_model.pb",
+                                                         "genml/jobs/j1/serving/1/variables/variables.index"]
+    assert b.blob("genml/jobs/j1/serving/1/variables/variables.index").download_as_bytes() == b"ix"
+    # again: the same objects, no error (a resumed deploy repeats the copy)
+    assert gcs.copy_prefix(any_storage, f"gs://{BUCKET}/genml/jobs/j1/model",
+                           f"gs://{BUCKET}/genml/jobs/j1/serving/1", last="saved_model.pb") == 3

@@ -13,7 +13,7 @@ from core.errors import CloudError, InvalidState, NotFound
 from core.jobdir import JobDir
 from core.registry import parse_model_ref
 from core.types import JobState, ModelVersion
-from core.vertex import images, jobs, operations, preflight
+from core.vertex import images, jobs, operations, preflight, serving
 from core.vertex import storage as gcs
 from core.vertex.context import Context, label
 
@@ -64,7 +64,8 @@ def deploy(ctx: Context, job_id: str, name: str | None = None, progress: Progres
         raise InvalidState(f"Job {job_id} is {job.state.short}; only a finished job has a model to deploy.",
                            "Wait for it to succeed (`genml jobs show`), then deploy.")
     s = preflight.ready(ctx)
-    images.require_available(s.serving_image_uri(), f"deploy the model of job {job_id}", ctx.today())
+    images.require_available(s.serving_image_uri(), f"deploy the model of job {job_id}", ctx.today(), "serving",
+                             project=s.project, region=s.region, profile=s.name)
     pending = [m for m in ctx.registry.list_models() if m.backend == "vertex" and m.job_id == job_id
                and m.remote.get("stage") not in ("deployed", "undeployed")
                and (name is None or m.name == name)]
@@ -90,12 +91,16 @@ def _continue_deploy(ctx: Context, mv: ModelVersion, progress: ProgressFn | None
     name = f"genml-{label(mv.name)}-v{mv.version}"
     body: dict[str, Any]                 # three request bodies, each its own shape
     if not mv.remote.get("model"):
-        body = {"model": {"displayName": name, "artifactUri": mv.path.rstrip("/") + "/",
-                          "containerSpec": {"imageUri": s.serving_image_uri()},
-                          "labels": {"genml": "1", "genml-model": label(mv.name)}}}
-        resp = _step(ctx, mv, "upload_op", lambda: c.call(ai.models().upload(parent=s.parent, body=body),
-                                                          "Uploading the model"),
-                     f"Uploading {mv.ref} to Vertex AI", progress)
+        image = s.serving_image_uri()
+
+        def upload() -> dict[str, Any]:
+            # a TF Serving image needs the model in a version folder: copied before the upload starts
+            artifacts = serving.artifact_uri(c.storage, mv.path, image)
+            body = {"model": {"displayName": name, "artifactUri": artifacts,
+                              "containerSpec": serving.container_spec(image),
+                              "labels": {"genml": "1", "genml-model": label(mv.name)}}}
+            return dict(c.call(ai.models().upload(parent=s.parent, body=body), "Uploading the model"))
+        resp = _step(ctx, mv, "upload_op", upload, f"Uploading {mv.ref} to Vertex AI", progress)
         _save(ctx, mv, model=resp["model"], stage="endpoint")
     if not mv.remote.get("endpoint"):
         body = {"displayName": name, "labels": {"genml": "1"}}

@@ -102,12 +102,16 @@ def check(ctx: Context) -> list[tuple[str, bool, str]]:
     if not step("credentials", lambda: describe_credentials(s, c.credentials)):
         return results
     step("bucket", lambda: f"gs://{s.bucket} in {check_bucket(ctx)}")
-    for role, uri in (("training image", s.training_image_uri()), ("serving image", s.serving_image_uri())):
-        state, text = images.status(uri, ctx.today())
-        if state == "expired":
-            results.append((role, False, text + "; remove the override from the profile or name a newer image"))
+    for role, uri in (("training", s.training_image_uri()), ("serving", s.serving_image_uri())):
+        state, text = images.status(uri, ctx.today(), role, project=s.project, region=s.region, profile=s.name)
+        name = f"{role} image"
+        if state == "invalid":
+            results.append((name, False, text))
+        elif state == "expired":
+            results.append((name, False, text + ("" if role == "serving" else
+                                                 "; remove the override from the profile or name a newer image")))
         else:
-            results.append((role, True, ("warning: " if state in ("warn", "unknown") else "") + text))
+            results.append((name, True, ("warning: " if state in ("warn", "unknown") else "") + text))
     step("Vertex AI API", lambda: (c.call(c.aiplatform.customJobs().list(
         parent=s.parent, pageSize=1), "Listing training jobs", deadline_s=30), "reachable")[1])
     step("Cloud Logging API", lambda: (c.call(c.logging.entries().list(body={

@@ -12,7 +12,12 @@ replicas = 1
 accelerator_type = ""                # e.g. NVIDIA_TESLA_T4: switches to the GPU image
 accelerator_count = 0
 credentials = "/path/key.json"       # optional; otherwise Application Default Credentials
+serving_image = ""                   # optional: TensorFlow Serving in your Artifact Registry, e.g.
+                                     # "us-central1-docker.pkg.dev/my-project/dockerhub/tensorflow/serving:2.17.1"
 ```
+
+`serving_image` empty means Vertex AI's prebuilt TensorFlow image (images.SERVING_CPU);
+any other image is run as TensorFlow Serving in a custom container (core/vertex/serving.py).
 
 Endpoints can be pointed elsewhere (`api_endpoint`, `logging_endpoint`,
 `storage_endpoint`), which is how the tests run the real clients against local
@@ -103,6 +108,12 @@ class Settings:
                                f"--location {self.region}`) and run `genml vertex configure --bucket NAME`.")
         if self.replicas < 1:
             raise InvalidInput(f"replicas in {where} must be at least 1.", "Use 1 for a single machine.")
+        img = images.find(self.serving_image, "serving")
+        if img is not None and img.kind == "tf-serving" and not images.vertex_serving_registry(img.uri):
+            # a Docker Hub name here would only fail at deploy, minutes later
+            raise InvalidInput(f"serving_image in {where} is {img.uri}, but Vertex AI runs a model's container only "
+                               "from Artifact Registry or Container Registry.",
+                               images.serving_way_out(self.project, self.region, self.name) + ".")
         return self
 
     @property

@@ -290,3 +290,21 @@ def download_prefix(client: Any, uri: str, local_dir: Path,
         with ThreadPoolExecutor(max_workers=max(1, min(workers, len(blobs)))) as pool:
             out = list(pool.map(get, blobs))
     return sorted(out)
+
+
+def copy_prefix(client: Any, src_uri: str, dst_uri: str, last: str = "") -> int:
+    """Copy every object under src_uri to the same relative name under dst_uri, server side
+    (Cloud Storage rewrites: nothing is downloaded), objects named `last` after the others
+    so a reader that tests for one sees the rest. Returns how many were copied."""
+    from google.api_core import exceptions as gexc
+    src_bucket, src = split_uri(src_uri)
+    dst_bucket, dst = split_uri(dst_uri)
+    try:
+        blobs = [b for b in client.list_blobs(src_bucket, prefix=src + "/") if not b.name.endswith("/")]
+        blobs.sort(key=lambda b: bool(last) and b.name.rsplit("/", 1)[-1] == last)
+        source, target = client.bucket(src_bucket), client.bucket(dst_bucket)
+        for blob in blobs:
+            source.copy_blob(blob, target, dst + blob.name[len(src):])
+    except gexc.GoogleAPIError as exc:
+        raise _gcs_error(exc, f"Copying {src_uri} to {dst_uri}") from exc
+    return len(blobs)

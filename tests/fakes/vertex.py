@@ -15,6 +15,12 @@ their states as in the real service:
   deletes) are done after `op_polls` GETs.
 - endpoints:predict / rawPredict and batch prediction call `predict_fn(artifact_uri,
   signature, instances)`: by default `tf_predict`, which loads the uploaded SavedModel.
+  A Model on a custom container (any image that is not Vertex AI's prebuilt) must name
+  an Artifact Registry or Container Registry image; its artifactUri is copied to a
+  staging folder (AIP_STORAGE_URI), and its containerSpec is run as TensorFlow Serving
+  would run it (tests/fakes/tf_serving.py): a deploy whose server would never answer the
+  health route fails, and predictions go to the predict route and reach `predict_fn`
+  with the served version folder.
 
 `fail_next(method_id, status, body)` queues a recorded error body for the next call of
 a method (e.g. "aiplatform.projects.locations.customJobs.create").
@@ -61,6 +67,7 @@ from typing import Any, Callable
 from urllib.parse import parse_qs, urlparse
 
 from tests.fakes.discovery import Discovery
+from tests.fakes.tf_serving import ContainerError, TFServingContainer
 
 SIMULATED_STATES = ["JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_SUCCEEDED"]
 PredictFn = Callable[[str, str, list[Any]], list[Any]]
@@ -75,6 +82,7 @@ IMAGES: dict[str, dt.date] = {
     "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest": dt.date(2027, 1, 14),
     "us-docker.pkg.dev/vertex-ai/prediction/tf2-gpu.2-15:latest": dt.date(2027, 1, 14),
 }
+STAGING_BUCKET = "caip-tenant-fake"      # where models:upload copies artifactUri (AIP_STORAGE_URI)
 _LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
 _digits = itertools.cycle([0, 3, 6, 9])
@@ -149,6 +157,8 @@ class FakeVertex:
         self.models: dict[str, dict[str, Any]] = {}
         self.endpoints: dict[str, dict[str, Any]] = {}
         self.batch_jobs: dict[str, dict[str, Any]] = {}
+        self.staged: dict[str, str] = {}                      # model id -> its AIP_STORAGE_URI
+        self.containers: dict[str, TFServingContainer] = {}   # deployed model id -> its running container
         self.entries: list[dict[str, Any]] = []
         self.log_reads = 0
         self.next_operation_error: dict[str, Any] | None = None
@@ -280,7 +290,7 @@ class FakeVertex:
                                 "keys start with a letter.")
 
     def _check_image(self, uri: str, where: str, package: bool = False) -> None:
-        prebuilt = uri.split("/")[0].endswith("-docker.pkg.dev") and "/vertex-ai/" in uri
+        prebuilt = _prebuilt(uri)
         if package and uri not in IMAGES:
             raise RuleError(400, "INVALID_ARGUMENT", f"{where}: {uri} is not a supported prebuilt container for "
                             "Python package training.")
@@ -510,21 +520,70 @@ class FakeVertex:
         self._check_common(model, "model")
         if not model.get("containerSpec", {}).get("imageUri"):
             raise FakeError(400, "INVALID_ARGUMENT", "model.containerSpec.imageUri is required.")
-        self._check_image(model["containerSpec"]["imageUri"], "model.container_spec")
+        image = model["containerSpec"]["imageUri"]
+        self._check_image(image, "model.container_spec")
+        if not _prebuilt(image) and not _registry_ok(image):
+            raise RuleError(400, "INVALID_ARGUMENT", f"model.container_spec.image_uri: {image} must identify an "
+                            "image in Artifact Registry or Container Registry.")
         self._check_bucket(model.get("artifactUri", ""), self._region(parent), "model.artifact_uri")
         mid = self._id()
         mname = f"{parent}/models/{mid}"
         uri = model.get("artifactUri", "")
         error = None
-        if not self._exists(uri.rstrip("/") + "/saved_model.pb"):
+        if _prebuilt(image) and not self._exists(uri.rstrip("/") + "/saved_model.pb"):
             error = {"code": 3, "message": f"There are no files under \"{uri}\" to copy (saved_model.pb missing)."}
+        elif not _prebuilt(image) and not self._files(uri):
+            error = {"code": 3, "message": f"There are no files under \"{uri}\" to copy."}
         stored = dict(model, name=mname, createTime=now_rfc3339())
 
         def done() -> None:
             if error is None:
                 self.models[mid] = stored
+                self.staged[mid] = self._stage(uri, mid)
         return 200, self._operation(mname, {"@type": f"{AIP_TYPES}.UploadModelResponse", "model": mname},
                                     "UploadModel", error, done)
+
+    def _files(self, uri: str) -> list[Any]:
+        if not uri.startswith("gs://"):
+            return []
+        bucket, _, prefix = uri[5:].partition("/")
+        prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        return [b for b in self.storage.list_blobs(bucket, prefix=prefix) if not b.name.endswith("/")]
+
+    def _stage(self, uri: str, mid: str) -> str:
+        """Copy the artifactUri folder to the Model's AIP_STORAGE_URI, keeping its layout."""
+        from google.api_core import exceptions as gexc
+        try:
+            self.storage.create_bucket(STAGING_BUCKET)
+        except gexc.Conflict:
+            pass
+        prefix = uri[5:].partition("/")[2].strip("/")
+        dest = f"model-{mid}/artifacts"
+        staging = self.storage.bucket(STAGING_BUCKET)
+        for blob in self._files(uri):
+            rel = blob.name[len(prefix):].lstrip("/")
+            staging.blob(f"{dest}/{rel}").upload_from_string(blob.download_as_bytes())
+        return f"gs://{STAGING_BUCKET}/{dest}"
+
+    def _versions(self, base: str) -> list[str]:
+        """Folders directly under a gs:// folder that hold a saved_model.pb (TF Serving's versions)."""
+        out = []
+        for blob in self._files(base):
+            rel = blob.name[len(base[5:].partition("/")[2].strip("/")):].strip("/").split("/")
+            if len(rel) == 2 and rel[1] == "saved_model.pb":
+                out.append(rel[0])
+        return out
+
+    def _container(self, model: dict[str, Any], **env: str) -> TFServingContainer:
+        """The model's custom container, started (ContainerError if it never becomes ready)."""
+        spec = model["containerSpec"]
+        port = str(((spec.get("ports") or [{}])[0]).get("containerPort", 8080))
+        variables = {"AIP_STORAGE_URI": self.staged[model["name"].rsplit("/", 1)[-1]], "AIP_HTTP_PORT": port,
+                     "AIP_HEALTH_ROUTE": spec.get("healthRoute", ""), "AIP_PREDICT_ROUTE": spec.get("predictRoute", ""),
+                     "AIP_PROJECT_NUMBER": PROJECT_NUMBER, "AIP_MODE": "PREDICTION", **env}
+        container = TFServingContainer(spec, variables, self._versions)
+        container.start()
+        return container
 
     def _exists(self, uri: str) -> bool:
         if not uri.startswith("gs://"):
@@ -597,10 +656,20 @@ class FakeVertex:
             raise RuleError(400, "INVALID_ARGUMENT", "traffic_split is required when the endpoint has models.")
         did = self._id()
         deployed = dict(dm, id=did, createTime=now_rfc3339())
+        model = self.models[mid]
+        container: TFServingContainer | None = None
+        if not _prebuilt(model["containerSpec"]["imageUri"]):
+            try:
+                container = self._container(model, AIP_DEPLOYED_MODEL_ID=did,
+                                            AIP_ENDPOINT_ID=ep["name"].rsplit("/", 1)[-1])
+            except ContainerError as exc:
+                return 200, self._operation(ep["name"], None, "DeployModel", {"code": 9, "message": exc.message})
 
         def done() -> None:
             ep["deployedModels"].append(deployed)
             ep["trafficSplit"] = {did: 100}
+            if container is not None:
+                self.containers[did] = container
         return 200, self._operation(ep["name"], {"@type": f"{AIP_TYPES}.DeployModelResponse",
                                                  "deployedModel": {"id": did}}, "DeployModel", on_done=done)
 
@@ -613,6 +682,7 @@ class FakeVertex:
         def done() -> None:
             ep["deployedModels"] = [d for d in ep["deployedModels"] if d["id"] != did]
             ep["trafficSplit"] = {}
+            self.containers.pop(did, None)
         return 200, self._operation(ep["name"], {}, "UndeployModel", on_done=done)
 
     def _serving_model(self, ep: dict[str, Any]) -> dict[str, Any]:
@@ -623,17 +693,31 @@ class FakeVertex:
     def _endpoints_predict(self, name: str, query: Any, body: dict[str, Any]) -> tuple[int, Any]:
         ep = self._endpoint(name)
         model = self._serving_model(ep)
-        preds = self._predict(model, "serving_default", body.get("instances", []))
+        container = self.containers.get(ep["deployedModels"][0]["id"])
+        if container is not None:        # the PredictRequest body goes to the predict route as it is
+            preds = self._in_container(container, body)["predictions"]
+        else:
+            preds = self._predict(model, "serving_default", body.get("instances", []))
         return 200, {"predictions": preds, "deployedModelId": ep["deployedModels"][0]["id"], "model": model["name"]}
 
     def _endpoints_rawPredict(self, name: str, query: Any, body: dict[str, Any]) -> tuple[int, Any]:
         ep = self._endpoint(name)
         model = self._serving_model(ep)
         payload = body                   # the raw body, as TF Serving receives it
+        container = self.containers.get(ep["deployedModels"][0]["id"])
+        if container is not None:
+            return 200, self._in_container(container, payload)
         if "instances" not in payload:
             raise FakeError(400, "INVALID_ARGUMENT", '{"error": "Missing \'instances\' key"}')
         return 200, {"predictions": self._predict(model, payload.get("signature_name", "serving_default"),
                                                   payload.get("instances", []))}
+
+    def _in_container(self, container: TFServingContainer, body: Any) -> dict[str, Any]:
+        try:
+            return container.predict(body, self.predict_fn)
+        except ContainerError as exc:
+            status = "NOT_FOUND" if exc.status == 404 else "FAILED_PRECONDITION"
+            raise FakeError(exc.status if exc.status in (400, 404) else 500, status, exc.message) from exc
 
     def _predict(self, model: dict[str, Any], signature: str, instances: list[Any]) -> list[Any]:
         try:
@@ -683,7 +767,15 @@ class FakeVertex:
         instances = [json.loads(x) for x in lines]
         good = [i for i in instances if not self.batch_refuse(i)]
         bad = [i for i in instances if self.batch_refuse(i)]
-        preds = self.predict_fn(model["artifactUri"], "serving_default", good) if good else []
+        if not _prebuilt(model["containerSpec"]["imageUri"]):
+            try:                         # the batch job's nodes run the model's container too
+                container = self._container(model)
+                preds = container.predict({"instances": good}, self.predict_fn)["predictions"] if good else []
+            except ContainerError as exc:
+                job.update(state="JOB_STATE_FAILED", endTime=now_rfc3339(), error={"code": 9, "message": exc.message})
+                return
+        else:
+            preds = self.predict_fn(model["artifactUri"], "serving_default", good) if good else []
         stamp = datetime.now(timezone.utc).strftime('%Y_%m_%dT%H_%M_%S_%fZ')
         out = job["outputConfig"]["gcsDestination"]["outputUriPrefix"].rstrip("/") + \
             f"/prediction-{model.get('displayName', 'model')}-{stamp}"
@@ -701,6 +793,16 @@ class FakeVertex:
             job["partialFailures"] = [{"code": 3, "message": f"{len(bad)} instances failed"}]
             if not good:
                 job["error"] = {"code": 3, "message": "All instances failed."}
+
+
+def _prebuilt(uri: str) -> bool:
+    return uri.split("/")[0].endswith("-docker.pkg.dev") and "/vertex-ai/" in uri
+
+
+def _registry_ok(uri: str) -> bool:
+    """Artifact Registry or Container Registry: where a Model's custom container may come from."""
+    host = uri.split("/")[0] if "/" in uri else ""
+    return host.endswith("-docker.pkg.dev") or host == "gcr.io" or host.endswith(".gcr.io")
 
 
 class FakeError(Exception):

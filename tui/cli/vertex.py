@@ -28,6 +28,9 @@ def vertex() -> None:
 @click.option("--accelerator-type", help="e.g. NVIDIA_TESLA_T4 (switches to the GPU container).")
 @click.option("--accelerator-count", type=click.IntRange(0, 16))
 @click.option("--credentials", type=click.Path(dir_okay=False), help="Service-account key file (else ADC).")
+@click.option("--serving-image", help="TensorFlow Serving image in your Artifact Registry to deploy models on, "
+              "e.g. REGION-docker.pkg.dev/PROJECT/dockerhub/tensorflow/serving:2.17.1 (docs/vertex.md, Containers); "
+              "'' for Vertex AI's prebuilt image.")
 @click.option("--default/--no-default", "make_default", default=False, help="Make this profile the default backend.")
 def configure(name: str, make_default: bool, **values: Any) -> None:
     """Write (or update) a Vertex AI profile in the config file."""
