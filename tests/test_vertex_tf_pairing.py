@@ -67,3 +67,12 @@ def test_a_model_trained_on_the_training_image_serves_on_the_serving_image(tmp_p
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"served with TensorFlow {serve_tf}" in r.stdout
+
+
+def test_the_tf_serving_way_out_serves_the_trainers_tensorflow_version() -> None:
+    """The TF Serving image genml suggests (docs/vertex.md, Containers) pairs with the training
+    image by version only: tensorflow/serving:X is built on TensorFlow X. Nothing here runs
+    tensorflow_model_server; this keeps the two tags moving together."""
+    assert images.tag_version(images.TF_SERVING) == images.tag_version(images.TRAINING_CPU) == "2.17.1"
+    custom = images.find(images.tf_serving_uri("p", "us-central1"), "serving")
+    assert custom is not None and custom.kind == "tf-serving" and custom.tensorflow == "2.17.1"

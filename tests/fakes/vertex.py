@@ -30,7 +30,8 @@ wrong before (each refusal is a 400 and lands in `rejected`):
 
 - images: a pythonPackageSpec must name a listed prebuilt training image, and a listed
   prebuilt image past its end of availability (IMAGES, as of `today`) is refused in jobs
-  and model uploads; a containerSpec may name any other image;
+  and model uploads; a containerSpec may name any other image, except that a Model's
+  custom container must come from Artifact Registry or Container Registry;
 - buckets: single-region and in the job's region, on customJobs.create (its output
   directory), models.upload (artifactUri) and batch prediction (input and output);
 - labels (keys and values: lowercase letters, digits, _ and -, at most 63 characters,
