@@ -189,6 +189,14 @@ def test_check_reports_the_custom_image_and_names_the_way_out_near_and_past_the_
     assert "tf2-cpu.2-15" in e.value.message and all(cmd in e.value.hint for cmd in WAY_OUT)
     assert fake_vertex.calls("aiplatform.projects.locations.models.upload") == []
 
+    hub = _backend(workspace, fake_vertex, gcs_emulator, "tensorflow/serving:2.17.1")   # hand-written profile
+    ok, text = {label: (ok, text) for label, ok, text in hub.check()}["serving image"]
+    assert not ok and "is on docker.io" in text and all(cmd in text for cmd in WAY_OUT)
+    with pytest.raises(InvalidInput, match="Artifact Registry or Container Registry") as e:
+        hub.deploy(job.id, "faces")
+    assert WAY_OUT[0] in e.value.hint
+    assert fake_vertex.calls("aiplatform.projects.locations.models.upload") == []
+
     custom = _backend(workspace, fake_vertex, gcs_emulator)
     custom.ctx.today = lambda: dt.date(2027, 1, 15)                 # no Vertex AI date applies to it
     ok, text = {label: (ok, text) for label, ok, text in custom.check()}["serving image"]

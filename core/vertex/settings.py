@@ -108,11 +108,16 @@ class Settings:
                                f"--location {self.region}`) and run `genml vertex configure --bucket NAME`.")
         if self.replicas < 1:
             raise InvalidInput(f"replicas in {where} must be at least 1.", "Use 1 for a single machine.")
+        return self
+
+    def validate_serving_image(self) -> "Settings":
+        """`genml vertex configure` refuses a serving image Vertex AI cannot pull (a Docker Hub
+        name would only fail at deploy, minutes later); deploy and `vertex check` refuse it too,
+        but training with such a profile is not held up."""
         img = images.find(self.serving_image, "serving")
         if img is not None and img.kind == "tf-serving" and not images.vertex_serving_registry(img.uri):
-            # a Docker Hub name here would only fail at deploy, minutes later
-            raise InvalidInput(f"serving_image in {where} is {img.uri}, but Vertex AI runs a model's container only "
-                               "from Artifact Registry or Container Registry.",
+            raise InvalidInput(f"serving_image in profile {self.name!r} is {img.uri}, but Vertex AI runs a model's "
+                               "container only from Artifact Registry or Container Registry.",
                                images.serving_way_out(self.project, self.region, self.name) + ".")
         return self
 

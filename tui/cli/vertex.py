@@ -44,7 +44,7 @@ def configure(name: str, make_default: bool, **values: Any) -> None:
     prof.setdefault("region", Settings.region)          # written out, so the file says where jobs run
     settings = Settings.from_profile(prof)
     settings.name = name
-    settings.validate()
+    settings.validate().validate_serving_image()
     cfg.profiles[name] = prof
     if make_default:
         cfg.backend = name
