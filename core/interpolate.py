@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterable
 
 from core.errors import InvalidInput
 
@@ -114,12 +114,13 @@ def animation_format(path: Path) -> str:
     return fmt
 
 
-def save_animation(frames: Sequence["np.ndarray | Image.Image"], path: Path, *, duration_ms: int = 80,
+def save_animation(frames: Iterable["np.ndarray | Image.Image"], path: Path, *, duration_ms: int = 80,
                    bounce: bool = False, scale: int = 1) -> Path:
     """Write the frames as a looping GIF or APNG (chosen by the suffix), atomically.
 
     `bounce` plays the walk back to the start (A -> B -> A) so the loop has no jump;
     `scale` enlarges each frame with nearest-neighbour (small models make 32 px images).
+    `frames` may be any iterable of frames, e.g. the (N, H, W, 3) array a predictor returns.
     """
     import io
 

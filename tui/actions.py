@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 
 _KEY_NAMES = {"question_mark": "?", "slash": "/", "left_square_bracket": "[", "right_square_bracket": "]",
               "left": "←", "right": "→", "up": "↑", "down": "↓", "space": "space"}
@@ -39,7 +39,7 @@ class Action:
         return Binding(self.keys, self.action, self.label, show=self.footer, key_display=self.key_display)
 
 
-def bindings(actions: Iterable[Action]) -> list[Binding]:
+def bindings(actions: Iterable[Action]) -> list[BindingType]:
     """The BINDINGS list for a widget, built from its actions."""
     return [a.binding() for a in actions]
 

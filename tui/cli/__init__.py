@@ -6,13 +6,15 @@ Expected failures (core.errors.GenmlError) print a message and a hint, never a t
 from __future__ import annotations
 
 import json
-import sys
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
 from core.errors import GenmlError
+
+if TYPE_CHECKING:
+    from core.backend import Backend
 
 
 class Context:
@@ -25,11 +27,11 @@ class Context:
 
     def __init__(self, backend_name: str | None) -> None:
         self.backend_name = backend_name
-        self._backend = None
+        self._backend: Backend | None = None
         self._cfg: Any = None
 
     @property
-    def backend(self):  # -> core.backend.Backend
+    def backend(self) -> Backend:
         if self._backend is None:
             if self.backend_name in (None, "all"):
                 from core.multi import open_all
@@ -148,4 +150,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -19,7 +19,7 @@ IMAGE_SIZES = [str(s) for s in contract.IMAGE_SIZES]
 
 def summary(ds: Any, data: dict[str, Any]) -> dict[str, Any]:
     """What `show --json` prints: the registry record, then the manifest's details."""
-    out = ds.to_dict()
+    out: dict[str, Any] = ds.to_dict()
     out.update({k: v for k, v in data.items() if k != "name"})
     out["skipped"] = [{"path": s["path"], "reason": s["reason"]} for s in data.get("skipped", [])]
     return out
@@ -176,8 +176,10 @@ def _lines(data: dict[str, Any], limit: int) -> Iterator[str]:
         yield f"mean RGB:   {', '.join(f'{v:.1f}' for v in stats.get('mean_rgb', []))}"
     shards = data.get("shards", {})
     yield f"shards:     {len(shards.get('train', []))} train, {len(shards.get('validation', []))} validation"
-    for title, key, fmt in (("skipped", "skipped", lambda s: f"{safe(s['path'])}: {safe(s['reason'])}"),
-                            ("duplicates", "duplicates", lambda s: f"{safe(s['path'])} = {safe(s['duplicate_of'])}")):
+    listed: tuple[tuple[str, str, Callable[[Any], str]], ...] = (
+        ("skipped", "skipped", lambda s: f"{safe(s['path'])}: {safe(s['reason'])}"),
+        ("duplicates", "duplicates", lambda s: f"{safe(s['path'])} = {safe(s['duplicate_of'])}"))
+    for title, key, fmt in listed:
         items = data.get(key, [])
         if items:
             yield f"{title}:"
@@ -219,4 +221,4 @@ def rm(ctx: Any, name: str, yes: bool, force: bool) -> None:
     click.echo(f"removed dataset {name}")
 
 
-COMMANDS: list = [dataset]
+COMMANDS: list[click.Command] = [dataset]

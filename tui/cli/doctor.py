@@ -47,4 +47,4 @@ def doctor(fix: bool, as_json: bool) -> None:
         sys.exit(1)
 
 
-COMMANDS: list = [doctor]
+COMMANDS: list[click.Command] = [doctor]

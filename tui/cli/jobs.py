@@ -57,7 +57,8 @@ def train(click_ctx: click.Context, dataset: str, preset: str, max_steps: int | 
     `genml jobs logs ID -f`.
     """
     from core.backend import TrainOptions
-    ctx: Context = click_ctx.find_object(Context)
+    ctx = click_ctx.find_object(Context)
+    assert ctx is not None      # cli() puts one on the root context
     opts = TrainOptions(preset=preset, max_steps=max_steps, batch_size=batch_size, seed=seed, loss=loss,
                         image_size=int(image_size) if image_size else None, embedding_size=embedding_size,
                         extra_args=list(click_ctx.args), machine_type=machine_type)
@@ -229,4 +230,4 @@ def tensorboard(ctx: Context, job_id: str, port: int, host: str) -> None:
     click.secho(f"TensorBoard runs as pid {proc.pid}; stop it with: kill {proc.pid}", err=True)
 
 
-COMMANDS: list = [train, jobs]
+COMMANDS: list[click.Command] = [train, jobs]

@@ -94,4 +94,4 @@ def rm(ctx: Context, ref: str) -> None:
     click.echo(f"{ref} removed")
 
 
-COMMANDS: list = [models]
+COMMANDS: list[click.Command] = [models]

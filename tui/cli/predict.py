@@ -87,7 +87,7 @@ def _draw(images: np.ndarray) -> None:
         row = images[start:start + per_row]
         canvas = Image.new("RGB", (tile * len(row) - 1, h * scale), (0, 0, 0))
         for i, im in enumerate(row):
-            canvas.paste(Image.fromarray(im).resize((w * scale, h * scale), Image.NEAREST), (i * tile, 0))
+            canvas.paste(Image.fromarray(im).resize((w * scale, h * scale), Image.Resampling.NEAREST), (i * tile, 0))
         console.print(Pixels.from_image(canvas, renderer=HalfcellRenderer()))
 
 
@@ -212,7 +212,8 @@ def serve(click_ctx: click.Context, model: str, host: str, port: int, token_file
     else --token (visible in `ps`: a warning says so).
     """
     from core.serve import check_bind, make_server, serve_until_signal
-    ctx: Context = click_ctx.find_object(Context)
+    ctx = click_ctx.find_object(Context)
+    assert ctx is not None      # cli() puts one on the root context
     if token_file is not None:
         if token is not None and click_ctx.get_parameter_source("token") is click.core.ParameterSource.COMMANDLINE:
             raise InvalidInput("Both --token and --token-file were given.", "Give one of them.")
@@ -257,4 +258,4 @@ def batch_predict(ctx: Context, model: str, input_path: Path, output_dir: Path, 
     click.echo(f"{res.predictions} predictions, {res.errors} errors in {res.output_dir}")
 
 
-COMMANDS: list = [predict, generate, encode, serve, batch_predict]
+COMMANDS: list[click.Command] = [predict, generate, encode, serve, batch_predict]

@@ -57,7 +57,7 @@ def configure(name: str, make_default: bool, **values: Any) -> None:
 
 def _console(ctx: click.Context, command: str) -> CloudConsole:
     """The selected backend's cloud console (Backend.capabilities), or a clear refusal."""
-    console = ctx.find_root().obj.backend.capabilities().cloud
+    console: CloudConsole | None = ctx.find_root().obj.backend.capabilities().cloud
     if console is None:
         raise CloudError("The selected backend is not a Vertex AI profile.",
                          f"Run `genml --backend PROFILE vertex {command}` with your Vertex AI profile "
@@ -121,4 +121,4 @@ def smoke(ctx: click.Context, yes: bool) -> None:
         ctx.exit(1)
 
 
-COMMANDS: list = [vertex]
+COMMANDS: list[click.Command] = [vertex]

@@ -13,7 +13,7 @@ import os
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NoReturn, TypeVar
 
 from core.backend import TrainOptions
 
@@ -162,7 +162,7 @@ def _trainer_parser() -> argparse.ArgumentParser:
     from trainer.task import build_parser
 
     class Raising(argparse.ArgumentParser):
-        def error(self, message: str) -> Any:  # type: ignore[override]  (argparse would exit)
+        def error(self, message: str) -> NoReturn:  # argparse's own would exit
             raise ValueError(message)
 
     parser = build_parser()
@@ -237,7 +237,7 @@ class NewJobDialog(Dialog[NewJobRequest]):
         yield Label("", classes="hint", id=f"hint-{hint_id}")
 
     def compose(self) -> ComposeResult:
-        first = self._dataset if self._dataset in self._datasets else (self._datasets or [None])[0]
+        first = self._dataset if self._dataset in self._datasets else (self._datasets[0] if self._datasets else None)
         with Vertical() as v:
             v.border_title = "New training job"
             v.border_subtitle = "tab: next field   enter: start   escape: cancel"

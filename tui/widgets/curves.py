@@ -87,10 +87,10 @@ class Curves(Vertical):
             return
         self._seen = key
         self.query_one(".quality", Static).update(quality_text(summarize(metrics.eval, status)))
-        for key in LOSSES:
-            _, values = metrics.series(key)
-            row = self.query_one(f"#row-{key}")
+        for name in LOSSES:
+            _, values = metrics.series(name)
+            row = self.query_one(f"#row-{name}")
             row.display = bool(values)
             if values:
-                row.query_one(Label).update(f"{key} {values[-1]:.3f}")
+                row.query_one(Label).update(f"{name} {values[-1]:.3f}")
                 row.query_one(Sparkline).data = _downsample(values)

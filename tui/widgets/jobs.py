@@ -210,7 +210,7 @@ class JobsPane(Pane):
             log.update_status()
         if d.metrics is not None:
             self.query_one(Curves).update_metrics(d.metrics, d.status)
-        if d.sample is not None and d.sample_name != self._sample_name:
+        if d.sample is not None and d.sample_name is not None and d.sample_name != self._sample_name:
             self._sample_name = d.sample_name
             step = d.sample_name.removeprefix("step-").removesuffix(".png").lstrip("0") or "0"
             self.query_one("#sample", ImageView).set_cells(d.sample, title=f"{d.job.id}: samples at step {step}")

@@ -18,6 +18,7 @@ from core.errors import GenmlError
 from tui.actions import Action, help_rows
 
 if TYPE_CHECKING:
+    from core.backend import Backend
     from tui.app import GenmlApp
 
 
@@ -48,7 +49,7 @@ class Pane(Vertical, can_focus=True):
         return genml_app(self)
 
     @property
-    def backend(self) -> Any:
+    def backend(self) -> Backend:
         return self.genml.backend
 
     @property
@@ -94,7 +95,7 @@ class Pane(Vertical, can_focus=True):
                 if self.visible_pane and not isinstance(self.app.screen, ModalScreen):
                     self.genml.focus_pane(self)          # a no-op when the focus is fine
         finally:
-            if self.is_attached and not self.app._exit:  # type: ignore[attr-defined]  (no public flag)
+            if self.is_attached and not self.app._exit:  # a private attribute: there is no public flag
                 delay = self.POLL_VISIBLE if self.visible_pane else self.POLL_HIDDEN
                 self._timer = self.set_timer(delay, self.poll_now)
 

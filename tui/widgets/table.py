@@ -12,7 +12,7 @@ from textual.widgets import DataTable, Input
 from tui.actions import Action, bindings
 
 
-class VimTable(DataTable):
+class VimTable(DataTable[Any]):
     """DataTable with j/k/g/G beside the arrows."""
 
     ACTIONS = (
