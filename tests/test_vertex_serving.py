@@ -213,7 +213,7 @@ def test_the_image_table_knows_tf_serving_images_by_their_tag() -> None:
     img = images.find(AR, "serving")
     assert img is not None and (img.kind, img.tensorflow, img.end_of_availability) == ("tf-serving", "2.17.1", None)
     assert images.find(AR) is None                      # as a training image it is just the user's own
-    assert images.find(images.SERVING_CPU, "serving").kind == "prebuilt"            # type: ignore[union-attr]
+    assert images.find(images.SERVING_CPU, "serving").kind == "prebuilt"            # type: ignore[union-attr]  # known image
     assert images.tag_version("eu.gcr.io/p/tf-serving:2.17.1-gpu") == "2.17.1"
     assert images.tag_version("localhost:5000/serving") == "" and images.tag_version("x/y@sha256:ab") == ""
     assert images.status(AR.replace("2.17.1", "2.15.0"), role="serving")[0] == "warn"
