@@ -70,7 +70,8 @@ def load_embeddings(path: Path, size: int) -> "np.ndarray":
                            f"Give N rows of {size} numbers.")
     if not np.all(np.isfinite(z)):
         raise InvalidInput(f"{path} holds NaN or infinite values.", "Use finite numbers.")
-    return z.astype(np.float32)
+    out: np.ndarray = z.astype(np.float32)     # z is Any: np.load's result
+    return out
 
 
 def endpoint(spec: str, predictor: Any) -> tuple["np.ndarray", str]:

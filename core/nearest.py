@@ -87,7 +87,8 @@ def _distances(queries: "np.ndarray", features: "np.ndarray", sq_norms: "np.ndar
     import numpy as np
     q = queries.astype(np.float32)
     d2 = (q * q).sum(1)[:, None] - 2.0 * q @ features.T + sq_norms[None, :]
-    return np.sqrt(np.maximum(d2, 0.0) / features.shape[1])
+    dist: np.ndarray = np.sqrt(np.maximum(d2, 0.0) / features.shape[1])   # Any to numpy's stubs here
+    return dist
 
 
 @dataclass
