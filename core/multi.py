@@ -205,7 +205,7 @@ class AllBackends(Backend):
         return f
 
     def _remote(self, profile: str, what: str, call: Callable[[Backend], list[Any]],
-                cached: Callable[[], list[Any]]) -> list[Any]:
+                cached: Callable[[], list[Any]], error_attr: str = "last_refresh_error") -> list[Any]:
         """One profile's list, within the deadline; its last-known rows when it fails or is slow.
 
         A list still running from an earlier call is not started twice: its rows are shown
@@ -236,7 +236,7 @@ class AllBackends(Backend):
             return cached()
         f.used = True
         # a Vertex AI backend shows cached rows when it cannot ask; it says why here
-        error = str(getattr(self.backend(profile), "last_refresh_error", "") or "")
+        error = str(getattr(self.backend(profile), error_attr, "") or "")
         self._mark(profile, error)
         return list(rows)
 
@@ -252,10 +252,20 @@ class AllBackends(Backend):
         return sorted(local + cloud + orphans, key=lambda j: (j.created, j.id))
 
     def list_models(self) -> list[ModelVersion]:
-        """Local models and every Vertex AI profile's, from the shared registry (no cloud call:
-        a cloud model's record is updated by the deploy and undeploy that change it)."""
+        """Local models and every Vertex AI profile's, each profile's checked against Vertex AI
+        within the deadline like its jobs (a Model or endpoint deleted outside genml shows
+        so); a profile that cannot be reached shows its rows as last seen."""
         local = [m for m in self.backend("local").list_models() if m.backend == "local"]
-        return local + [m for m in self.registry.list_models() if m.backend == "vertex"]
+        cloud: list[ModelVersion] = []
+        for p in self._vertex:
+            mine = [m for m in self.registry.list_models() if m.backend == "vertex" and owner_of(m, self.cfg) == p]
+            rows = self._remote(p, "models", lambda b: b.list_models(), lambda m=mine: m,  # type: ignore[misc]  # default binds the loop value
+                                error_attr="last_models_refresh_error")
+            cloud += [m for m in rows if owner_of(m, self.cfg) == p]
+        known = {*self.profiles()}
+        orphans = [m for m in self.registry.list_models()
+                   if m.backend == "vertex" and owner_of(m, self.cfg) not in known]
+        return local + sorted(cloud + orphans, key=lambda m: (m.name, m.version))
 
     def owner(self, item: Job | ModelVersion) -> str:
         """The profile name for a row's backend column."""

@@ -285,6 +285,21 @@ class Registry:
                          dict(values, _n=name, _v=version)).rowcount == 0:
                 raise NotFound(f"No model {name}@v{version}.", "See `genml models list`.")
 
+    def update_model_if(self, mv: ModelVersion, **values: Any) -> bool:
+        """Update a model only if its remote and deployed columns are still what `mv` holds: a
+        list that read the row before asking the cloud must not undo a deploy that finished
+        meanwhile. False (nothing written) when the row changed or is gone."""
+        with self.transaction() as c:
+            row = c.execute("SELECT remote, deployed FROM models WHERE name = ? AND version = ?",
+                            (mv.name, mv.version)).fetchone()
+            if row is None or json.loads(row["remote"] or "{}") != mv.remote or bool(row["deployed"]) != mv.deployed:
+                return False
+            values = self._cols(values)
+            sets = ", ".join(f"{k} = :{k}" for k in values)
+            c.execute(f"UPDATE models SET {sets} WHERE name = :_n AND version = :_v",
+                      dict(values, _n=mv.name, _v=mv.version))
+            return True
+
     def remove_model(self, name: str, version: int | None = None) -> int:
         with self.transaction() as c:
             if version is None:

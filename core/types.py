@@ -115,6 +115,9 @@ class Job(_Record):
         return max(0, self.max_steps - self.step) * batch / self.images_per_sec
 
 
+REMOTE_MISSING = "missing"     # remote["stage"] of a cloud model whose Model was deleted outside genml
+
+
 @dataclass
 class ModelVersion(_Record):
     name: str
@@ -131,3 +134,16 @@ class ModelVersion(_Record):
     @property
     def ref(self) -> str:
         return f"{self.name}@v{self.version}"
+
+    @property
+    def missing(self) -> bool:
+        """Its cloud Model was deleted outside genml (the console, gcloud): the Vertex AI
+        backend's list found it gone and kept the row, so the person can deploy again or forget it."""
+        return self.remote.get("stage") == REMOTE_MISSING
+
+    @property
+    def deployed_label(self) -> str:
+        """What the lists' deployed column says: yes, no, or that the cloud Model is gone."""
+        if self.missing:
+            return "missing in Vertex AI"
+        return "yes" if self.deployed else "no"

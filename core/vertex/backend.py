@@ -11,7 +11,8 @@ shared Context (core/vertex/context.py):
 - batch and predict: BatchPredictionJobs and online prediction on an endpoint.
 
 The local registry is a cache of the cloud resources genml created; the cloud is the
-truth, and non-terminal jobs are refreshed from it when they are read.
+truth: non-terminal jobs are refreshed from it when they are read, and models are checked
+against it when they are listed or shown (core/vertex/sync.py).
 """
 from __future__ import annotations
 
@@ -69,6 +70,11 @@ class VertexBackend(DatasetMethods, Backend):
     def last_refresh_error(self) -> str:
         """Why the last list_jobs showed cached rows ("" when it reached Vertex AI)."""
         return self.ctx.last_refresh_error
+
+    @property
+    def last_models_refresh_error(self) -> str:
+        """Why the last list_models showed rows as last seen ("" when it reached Vertex AI)."""
+        return self.ctx.models_refresh_error
 
     @property
     def on_notice(self) -> Callable[[str], None]:
@@ -159,7 +165,7 @@ class VertexBackend(DatasetMethods, Backend):
         return models.list_models(self.ctx)
 
     def get_model(self, ref: str) -> ModelVersion:
-        return models.vertex_model(self.ctx, ref)
+        return models.get_model(self.ctx, ref)
 
     def undeploy(self, ref: str) -> ModelVersion:
         return models.undeploy(self.ctx, ref)

@@ -31,7 +31,9 @@ def run(ctx: Context, ref: str, input_path: Path, output_dir: Path, *,
     errors-00000-of-00001.jsonl (plus Vertex's own files under vertex/).
     """
     s = preflight.ready(ctx)
-    mv = models.vertex_model(ctx, ref)
+    mv = models.get_model(ctx, ref)
+    if mv.missing:
+        raise models.missing_error(mv)
     if not mv.remote.get("model"):
         raise InvalidState(f"{mv.ref} has not been uploaded to Vertex AI.",
                            f"Run `genml --backend vertex models deploy {mv.job_id}`.")

@@ -39,6 +39,9 @@ class Context:
     refreshed: dict[str, float] = field(default_factory=dict)   # job id -> monotonic time of the last read
     today: Callable[[], dt.date] = dt.date.today                 # for image end-of-availability dates
     last_refresh_error: str = ""          # why the last list_jobs could not ask Vertex AI ("" if it could)
+    models_refresh_error: str = ""        # the same for list_models (core/vertex/sync.py)
+    models_synced: float = -1e9           # monotonic time of the last list_models that reached Vertex AI
+    models_checked: dict[str, float] = field(default_factory=dict)   # model ref -> monotonic time of its last check
 
     @property
     def state_dir(self) -> Path:

@@ -3,6 +3,10 @@
 Each is a long-running operation whose name is saved in the registry's `remote` column
 before genml waits for it, so a deploy interrupted by a crash or by genml's deadline
 continues where it stopped when the same command is run again.
+
+Lists, `models show`, predict and batch check the rows against Vertex AI first
+(core/vertex/sync.py), so a model deleted or undeployed outside genml says so instead of
+failing with the service's 404; deploying its job again starts such a row over.
 """
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from core.errors import CloudError, InvalidState, NotFound
 from core.jobdir import JobDir
 from core.registry import parse_model_ref
 from core.types import JobState, ModelVersion
-from core.vertex import images, jobs, operations, preflight, serving
+from core.vertex import images, jobs, operations, preflight, serving, sync
 from core.vertex import storage as gcs
 from core.vertex.context import Context, label
 
@@ -34,8 +38,27 @@ def vertex_model(ctx: Context, ref: str) -> ModelVersion:
     return mv
 
 
-def list_models(ctx: Context) -> list[ModelVersion]:
+def _mine(ctx: Context) -> list[ModelVersion]:
     return [m for m in ctx.registry.list_models() if jobs.mine(ctx, m)]
+
+
+def list_models(ctx: Context) -> list[ModelVersion]:
+    """This profile's models, checked against Vertex AI; as last seen when it cannot be
+    asked (then `ctx.models_refresh_error` says why, for the all-backends list)."""
+    return sync.refresh(ctx, _mine(ctx))
+
+
+def get_model(ctx: Context, ref: str) -> ModelVersion:
+    return sync.refresh_one(ctx, vertex_model(ctx, ref))
+
+
+def missing_error(mv: ModelVersion) -> InvalidState:
+    """What predict, batch and undeploy say about a model whose Vertex AI Model is gone."""
+    note = mv.remote.get("note") or "its Model was deleted outside genml"
+    return InvalidState(f"{mv.ref} is missing in Vertex AI: {note}.",
+                        f"Deploy its job again with `genml --backend {mv.remote.get('profile', 'vertex')} models "
+                        f"deploy {mv.job_id}` (it keeps the name {mv.ref}), or forget it with "
+                        f"`genml models rm {mv.ref}`.")
 
 
 def _save(ctx: Context, mv: ModelVersion, **remote: Any) -> ModelVersion:
@@ -71,6 +94,8 @@ def deploy(ctx: Context, job_id: str, name: str | None = None, progress: Progres
                and (name is None or m.name == name)]
     if pending:
         mv = pending[-1]
+        if mv.missing:
+            mv = _start_over(ctx, mv)
     else:
         jd = JobDir(gcs.GcsStore(job.job_dir, ctx.clients.storage))
         if not jd.has_model():
@@ -84,6 +109,20 @@ def deploy(ctx: Context, job_id: str, name: str | None = None, progress: Progres
                                                     "profile": s.name})
         ctx.registry.update_model(mv.name, mv.version, deployed=False)
     return _continue_deploy(ctx, mv, progress)
+
+
+def _start_over(ctx: Context, mv: ModelVersion) -> ModelVersion:
+    """A row whose Model was deleted outside genml is deployed again from the upload on,
+    under the same version; an endpoint it left behind is deleted first."""
+    s, c = ctx.settings, ctx.clients
+    endpoint = mv.remote.get("endpoint")
+    if endpoint:
+        operations.gone_ok(lambda: _step(ctx, mv, "endpoint_delete_op", lambda: c.call(
+            c.aiplatform.endpoints().delete(name=endpoint), "Deleting the endpoint"),
+            f"Deleting the endpoint {mv.ref} left behind", None))
+    mv.remote = {"stage": "upload", "project": s.project, "region": s.region, "profile": s.name}
+    ctx.registry.update_model(mv.name, mv.version, remote=mv.remote, deployed=False)
+    return mv
 
 
 def _continue_deploy(ctx: Context, mv: ModelVersion, progress: ProgressFn | None) -> ModelVersion:
@@ -135,8 +174,11 @@ def undeploy(ctx: Context, ref: str) -> ModelVersion:
         operations.gone_ok(lambda: _step(ctx, mv, "endpoint_delete_op", lambda: c.call(
             ai.endpoints().delete(name=endpoint), "Deleting the endpoint"),
             f"Deleting the endpoint of {mv.ref}", None))
-    keep = {k: v for k, v in mv.remote.items() if k in ("model", "project", "region", "profile", "upload_op")}
-    mv.remote = dict(keep, stage="undeployed")
+    if mv.missing:                 # its Model is gone: only the endpoint it left was to delete
+        mv.remote = {k: v for k, v in mv.remote.items() if k not in ("endpoint", "endpoint_delete_op", "undeploy_op")}
+    else:
+        keep = {k: v for k, v in mv.remote.items() if k in ("model", "project", "region", "profile", "upload_op")}
+        mv.remote = dict(keep, stage="undeployed")
     ctx.registry.update_model(mv.name, mv.version, remote=mv.remote, deployed=False)
     return ctx.registry.get_model(mv.name, mv.version)
 
@@ -144,7 +186,7 @@ def undeploy(ctx: Context, ref: str) -> ModelVersion:
 def remove(ctx: Context, ref: str) -> None:
     name, version = parse_model_ref(ref)
     versions = [vertex_model(ctx, ref)] if version is not None else \
-        [m for m in list_models(ctx) if m.name == name]
+        [m for m in _mine(ctx) if m.name == name]
     if not versions:
         raise NotFound(f"No Vertex AI model named {name!r}.", "See `genml --backend vertex models list`.")
     for mv in versions:
@@ -159,9 +201,13 @@ def remove(ctx: Context, ref: str) -> None:
 
 
 def deployed(ctx: Context, ref: str) -> ModelVersion:
-    """The model, which must be serving on an endpoint."""
-    mv = vertex_model(ctx, ref)
+    """The model, which must be serving on an endpoint (checked with Vertex AI first)."""
+    mv = get_model(ctx, ref)
+    if mv.missing:
+        raise missing_error(mv)
     if not mv.deployed or not mv.remote.get("endpoint"):
-        raise InvalidState(f"{mv.ref} is not deployed on Vertex AI (stage: {mv.remote.get('stage', '?')}).",
-                           f"Run `genml --backend vertex models deploy {mv.job_id}` (it resumes an unfinished deploy).")
+        note = f": {mv.remote['note']}" if mv.remote.get("note") else f" (stage: {mv.remote.get('stage', '?')})"
+        raise InvalidState(f"{mv.ref} is not deployed on Vertex AI{note}.",
+                           f"Run `genml --backend {mv.remote.get('profile', 'vertex')} models deploy {mv.job_id}` "
+                           "(it resumes an unfinished deploy; an undeployed model gets a new version).")
     return mv

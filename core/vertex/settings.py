@@ -61,6 +61,7 @@ class Settings:
     retry_initial_s: float = 1.0
     poll_interval_s: float = 10.0          # long-running operations and batch jobs
     refresh_interval_s: float = 5.0        # re-read a running job from Vertex AI at most this often
+    models_refresh_interval_s: float = 30.0  # check the models' Vertex AI resources at most this often
     log_reads_per_minute: int = 60
     name: str = "vertex"
 

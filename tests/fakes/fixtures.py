@@ -118,7 +118,8 @@ def fake_vertex(storage_client: Any, tmp_path: Path) -> Iterator[FakeVertex]:
 def vertex_profile(fake: FakeVertex, emulator: str, **extra: Any) -> dict[str, Any]:
     return {"backend": "vertex", "name": "cloud", "project": PROJECT, "region": REGION, "bucket": BUCKET,
             "api_endpoint": fake.url, "storage_endpoint": emulator, "retry_initial_s": 0.01,
-            "poll_interval_s": 0.05, "refresh_interval_s": 0.0, "log_reads_per_minute": 60_000,
+            "poll_interval_s": 0.05, "refresh_interval_s": 0.0, "models_refresh_interval_s": 0.0,
+            "log_reads_per_minute": 60_000,
             "operation_deadline_s": 60.0, **extra}
 
 

@@ -23,7 +23,9 @@ their states as in the real service:
   with the served version folder.
 
 `fail_next(method_id, status, body)` queues a recorded error body for the next call of
-a method (e.g. "aiplatform.projects.locations.customJobs.create").
+a method (e.g. "aiplatform.projects.locations.customJobs.create"). `undeploy_outside`,
+`delete_endpoint_outside` and `delete_model_outside` do what a person does in the Cloud
+console or with gcloud, behind genml's back.
 
 Beyond the schemas, the fake enforces the service's semantic rules that genml has got
 wrong before (each refusal is a 400 and lands in `rejected`):
@@ -414,6 +416,9 @@ class FakeVertex:
     def _endpoints_list(self, name: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
         return 200, self._filtered(list(self.endpoints.values()), query, "endpoints")
 
+    def _models_list(self, name: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+        return 200, self._filtered(list(self.models.values()), query, "models")
+
     def _customJobs_delete(self, name: str, query: Any, body: Any) -> tuple[int, Any]:
         jid = name.rsplit("/", 1)[-1]
         job = self.custom_jobs.get(jid)
@@ -685,6 +690,31 @@ class FakeVertex:
             ep["trafficSplit"] = {}
             self.containers.pop(did, None)
         return 200, self._operation(ep["name"], {}, "UndeployModel", on_done=done)
+
+    # ---- what a person does in the Cloud console or with gcloud, behind genml's back ----------
+    def undeploy_outside(self, endpoint: str) -> None:
+        """`gcloud ai endpoints undeploy-model`: the endpoint stays, empty."""
+        with self.lock:
+            ep = self._endpoint(endpoint)
+            for d in ep["deployedModels"]:
+                self.containers.pop(d["id"], None)
+            ep["deployedModels"], ep["trafficSplit"] = [], {}
+
+    def delete_endpoint_outside(self, endpoint: str) -> None:
+        """The console's delete: its models are undeployed, then the endpoint goes."""
+        with self.lock:
+            self.undeploy_outside(endpoint)
+            self.endpoints.pop(self._endpoint(endpoint)["name"].rsplit("/", 1)[-1])
+
+    def delete_model_outside(self, model: str) -> None:
+        """The console's delete of a Model: undeployed from every endpoint first (the service
+        refuses to delete a deployed Model); the endpoints stay."""
+        with self.lock:
+            mid = model.rsplit("/", 1)[-1]
+            for ep in self.endpoints.values():
+                if any(d["model"].rsplit("/", 1)[-1] == mid for d in ep["deployedModels"]):
+                    self.undeploy_outside(ep["name"])
+            del self.models[mid]
 
     def _serving_model(self, ep: dict[str, Any]) -> dict[str, Any]:
         if not ep["deployedModels"]:

@@ -40,21 +40,27 @@ def deploy(ctx: Context, job_id: str, name: str | None, as_json: bool) -> None:
 @click.option("--all", "show_all", is_flag=True, help="Include undeployed versions.")
 @pass_ctx
 def list_(ctx: Context, as_json: bool, show_all: bool) -> None:
-    """Model versions with their job and last evaluation (swd lower is better; psnr, ssim higher)."""
-    mvs: list[ModelVersion] = [m for m in ctx.backend.list_models() if show_all or m.deployed]
+    """Model versions with their job and last evaluation (swd lower is better; psnr, ssim higher).
+
+    A cloud model deleted outside genml is listed as "missing in Vertex AI" (deploy its job
+    again, or `genml models rm` it)."""
+    mvs: list[ModelVersion] = [m for m in ctx.backend.list_models() if show_all or m.deployed or m.missing]
     if ctx.backend_name not in (None, "all"):          # a named backend: its own rows only
         mvs = [m for m in mvs if ctx.profile_of(m) == ctx.backend_name]
     if as_json:
         echo_json([dict(m.to_dict(), profile=ctx.profile_of(m)) for m in mvs])
+        ctx.say_unreachable()
         return
     if not mvs:
         click.echo("No models. Deploy a finished job with: genml models deploy JOB", err=True)
+        ctx.say_unreachable()
         return
     header = ["MODEL", "BACKEND", "JOB", "DEPLOYED", "SWD", "PSNR", "SSIM", "STEP", "CREATED"]
-    rows = [[m.ref, ctx.profile_of(m), m.job_id, "yes" if m.deployed else "no", _fmt(m.metrics.get("swd")),
+    rows = [[m.ref, ctx.profile_of(m), m.job_id, m.deployed_label, _fmt(m.metrics.get("swd")),
              _fmt(m.metrics.get("psnr")), _fmt(m.metrics.get("ssim")), _fmt(m.metrics.get("step")),
              when(m.created)] for m in mvs]
     echo_table(rows, header)
+    ctx.say_unreachable()
 
 
 @models.command()
@@ -65,7 +71,10 @@ def show(ctx: Context, ref: str, as_json: bool) -> None:
     if as_json:
         echo_json(mv.to_dict())
         return
-    click.echo(f"model:     {mv.ref}{'' if mv.deployed else '  (undeployed)'}")
+    state = "" if mv.deployed else f"  ({'missing in Vertex AI' if mv.missing else 'undeployed'})"
+    click.echo(f"model:     {mv.ref}{state}")
+    if mv.remote.get("note"):
+        click.echo(f"cloud:     {mv.remote['note']}")
     click.echo(f"job:       {mv.job_id}")
     click.echo(f"path:      {mv.path}")
     click.echo(f"created:   {when(mv.created)}")

@@ -33,7 +33,8 @@ def model_row(m: ModelVersion, backend: str | None = None) -> tuple[Any, ...]:
     """One row; `backend` is the backend cell when it says more than m.backend (core.multi.backend_cell)."""
     cell = backend or m.backend
     return (m.name, f"v{m.version}", m.job_id, _num(m.metrics.get("swd"), "{:.3f}"),
-            _num(m.metrics.get("psnr"), "{:.1f}"), "[green]yes[/]" if m.deployed else "no",
+            _num(m.metrics.get("psnr"), "{:.1f}"),
+            "[green]yes[/]" if m.deployed else (f"[red]{m.deployed_label}[/]" if m.missing else "no"),
             cell if cell == m.backend else f"[yellow]{cell}[/]")
 
 
