@@ -53,7 +53,7 @@ def get_model(ctx: Context, ref: str) -> ModelVersion:
 
 
 def missing_error(mv: ModelVersion) -> InvalidState:
-    """What predict, batch and undeploy say about a model whose Vertex AI Model is gone."""
+    """What predict and batch say about a model whose Vertex AI Model is gone."""
     note = mv.remote.get("note") or "its Model was deleted outside genml"
     return InvalidState(f"{mv.ref} is missing in Vertex AI: {note}.",
                         f"Deploy its job again with `genml --backend {mv.remote.get('profile', 'vertex')} models "
@@ -119,7 +119,7 @@ def _start_over(ctx: Context, mv: ModelVersion) -> ModelVersion:
     if endpoint:
         operations.gone_ok(lambda: _step(ctx, mv, "endpoint_delete_op", lambda: c.call(
             c.aiplatform.endpoints().delete(name=endpoint), "Deleting the endpoint"),
-            f"Deleting the endpoint {mv.ref} left behind", None))
+            f"Deleting the endpoint left behind by {mv.ref}", None))
     mv.remote = {"stage": "upload", "project": s.project, "region": s.region, "profile": s.name}
     ctx.registry.update_model(mv.name, mv.version, remote=mv.remote, deployed=False)
     return mv
