@@ -47,6 +47,9 @@ async def settle(pilot: Any, cond: Any, timeout: float = 15.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("workers still running")
         await pilot.pause(0.02)
+    # A toast (e.g. "Pinned seed ...") times out after a few seconds of wall time, so under
+    # load it is in some snapshots and not others: the picture is of the panes, not of it.
+    pilot.app.clear_notifications()
     await pilot.pause()
 
 
