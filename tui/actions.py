@@ -2,8 +2,9 @@
 
 Before, each pane spelled its actions three times (BINDINGS, a COMMANDS list for the
 palette, and the help rows read back from the bindings); they drifted. Now a pane
-declares `ACTIONS = (Action(...), ...)` and `BINDINGS = bindings(ACTIONS)`; the palette
-(tui/commands.py) and the help page (tui/screens/help.py) read the same tuple.
+declares `ACTIONS = (Action(...), ...)` and the Pane base makes its BINDINGS from them
+(another widget writes `BINDINGS = bindings(ACTIONS)`); the palette (tui/commands.py)
+and the help page (tui/screens/help.py) read the same tuple.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """genml vertex commands: set up a Vertex AI profile and check that it works."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import click
 
@@ -65,9 +65,17 @@ def _console(ctx: click.Context, command: str) -> CloudConsole:
     return console
 
 
-@vertex.command("check")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.pass_context
+def console_command(name: str) -> Callable[[Callable[..., None]], click.Command]:
+    """`genml vertex NAME [--json]`, a command about the selected Vertex AI profile: it takes
+    the context (for _console and the exit code) and as_json."""
+    def wrap(fn: Callable[..., None]) -> click.Command:
+        fn = click.pass_context(fn)
+        fn = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(fn)
+        return vertex.command(name)(fn)
+    return wrap
+
+
+@console_command("check")
 def check(ctx: click.Context, as_json: bool) -> None:
     """Check the profile, credentials, bucket location and the Vertex AI and Logging APIs."""
     results = _console(ctx, "check").check()
@@ -83,9 +91,7 @@ def check(ctx: click.Context, as_json: bool) -> None:
         ctx.exit(1)
 
 
-@vertex.command("resources")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.pass_context
+@console_command("resources")
 def resources(ctx: click.Context, as_json: bool) -> None:
     """What genml has running in Google Cloud that may be billing (jobs, batch jobs, deployed endpoints)."""
     found = _console(ctx, "resources").billable_resources()

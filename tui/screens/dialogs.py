@@ -13,7 +13,7 @@ import os
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, NoReturn, TypeVar
+from typing import Any, ClassVar, Generic, NoReturn, TypeVar
 
 from core.backend import TrainOptions
 
@@ -34,6 +34,16 @@ DIALOG_CSS = """
 {name} Label.error {{ color: $error; }}
 {name} Horizontal.buttons {{ height: auto; align-horizontal: right; margin-top: 1; }}
 {name} Button {{ margin-left: 1; }}
+"""
+
+# a dialog of fields (FormDialog): a name column, the field, a hint line under it
+FORM_CSS = DIALOG_CSS + """
+{name} Horizontal.field {{ height: 1; }}
+{name} Horizontal.field > Label.name {{ width: 14; }}
+{name} Horizontal.field > Input, {name} Horizontal.field > Select {{ width: 1fr; }}
+{name} Label.hint {{ color: $text-muted; padding-left: 14; height: 1; }}
+{name} Label.hint.-error {{ color: $error; }}
+{name} Horizontal.buttons {{ margin-top: 0; height: 1; }}
 """
 
 T = TypeVar("T")
@@ -75,10 +85,54 @@ class Dialog(ModalScreen[T | None], Generic[T]):
     def _cancel(self) -> None:
         self.dismiss(None)
 
-    def buttons(self, ok: str = "OK") -> ComposeResult:
+    def buttons(self, ok: str = "OK", compact: bool = False) -> ComposeResult:
         with Horizontal(classes="buttons"):
-            yield Button("Cancel", id="cancel")
-            yield Button(ok, id="ok", variant="primary")
+            yield Button("Cancel", id="cancel", compact=compact)
+            yield Button(ok, id="ok", variant="primary", compact=compact)
+
+
+class FormDialog(Dialog[T]):
+    """A dialog of fields, each with a hint line under it that turns into the field's error.
+
+    Enter in any field (or OK) checks them all: a good request closes the dialog, else
+    the first bad field gets the focus and the dialog stays open.
+    """
+
+    FIELDS: ClassVar[tuple[str, ...]] = ()       # the checked fields' ids, in the order shown
+    HINTS: ClassVar[dict[str, str]] = {}
+
+    def collect(self) -> tuple[T | None, dict[str, str]]:
+        """The request, or the errors by field id (both from the dialog's current values)."""
+        raise NotImplementedError
+
+    def hints(self) -> dict[str, str]:
+        """Each field's hint by id, shown while the field has no error."""
+        return self.HINTS
+
+    def field(self, label: str, widget: Any, key: str, hint: str = "") -> ComposeResult:
+        with Horizontal(classes="field"):
+            yield Label(label, classes="name")
+            yield widget
+        yield Label(hint, classes="hint", id=f"hint-{key}")
+
+    def show_hints(self, errors: dict[str, str] | None = None) -> None:
+        errors = errors or {}
+        for key, hint in self.hints().items():
+            label = self.query_one(f"#hint-{key}", Label)
+            label.update(errors.get(key, hint))
+            label.set_class(key in errors, "-error")
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#ok")
+    def _ok(self, event: Any) -> None:
+        event.stop()
+        request, errors = self.collect()
+        self.show_hints(errors)
+        if request is None:
+            first = next(k for k in self.FIELDS if k in errors)
+            self.query_one(f"#{first}").focus()
+            return
+        self.dismiss(request)
 
 
 class ConfirmDialog(Dialog[bool]):
@@ -209,60 +263,46 @@ class NewJobRequest:
         return shlex.join(words + list(o.extra_args))
 
 
-class NewJobDialog(Dialog[NewJobRequest]):
+class NewJobDialog(FormDialog[NewJobRequest]):
     """Dataset, preset, and the options people change, each with a hint and its own error line."""
 
-    DEFAULT_CSS = DIALOG_CSS.format(name="NewJobDialog") + """
+    DEFAULT_CSS = FORM_CSS.format(name="NewJobDialog") + """
     NewJobDialog > Vertical { width: 78; max-height: 100%; }
-    NewJobDialog Horizontal.field { height: 1; }
-    NewJobDialog Horizontal.field > Label.name { width: 14; }
-    NewJobDialog Horizontal.field > Input, NewJobDialog Horizontal.field > Select { width: 1fr; }
-    NewJobDialog Label.hint { color: $text-muted; padding-left: 14; height: 1; }
-    NewJobDialog Label.hint.-error { color: $error; }
     NewJobDialog #hint-dataset { display: none; }
     NewJobDialog #hint-dataset.-error { display: block; }
     NewJobDialog Label.command { color: $text-muted; height: auto; }
-    NewJobDialog Horizontal.buttons { margin-top: 0; height: 1; }
     """
-    FIELDS = ("steps", "seed", "batch", "size", "augment", "more")
+    FIELDS = ("dataset", "steps", "seed", "batch", "size", "augment", "more")
 
     def __init__(self, datasets: list[str], preset: str = contract.PRESETS[0], dataset: str | None = None) -> None:
         super().__init__()
         self._datasets, self._preset, self._dataset = datasets, preset, dataset
-
-    def _field(self, label: str, widget: Any, hint_id: str) -> ComposeResult:
-        with Horizontal(classes="field"):
-            yield Label(label, classes="name")
-            yield widget
-        yield Label("", classes="hint", id=f"hint-{hint_id}")
 
     def compose(self) -> ComposeResult:
         first = self._dataset if self._dataset in self._datasets else (self._datasets[0] if self._datasets else None)
         with Vertical() as v:
             v.border_title = "New training job"
             v.border_subtitle = "tab: next field   enter: start   escape: cancel"
-            yield from self._field("Dataset", Select([(d, d) for d in self._datasets], id="dataset", compact=True,
+            yield from self.field("Dataset", Select([(d, d) for d in self._datasets], id="dataset", compact=True,
                                                      value=first if first else Select.BLANK), "dataset")
-            yield from self._field("Preset", Select(PRESETS, value=self._preset, allow_blank=False, id="preset",
+            yield from self.field("Preset", Select(PRESETS, value=self._preset, allow_blank=False, id="preset",
                                                     compact=True), "preset")
             for key, label in (("steps", "Steps"), ("seed", "Seed"), ("batch", "Batch size"), ("size", "Image size")):
-                yield from self._field(label, Input(id=key, type="integer", compact=True, placeholder="preset's"),
+                yield from self.field(label, Input(id=key, type="integer", compact=True, placeholder="preset's"),
                                        key)
-            yield from self._field("Augment", Select(AUGMENT_CHOICES, value="", allow_blank=False, id="augment",
+            yield from self.field("Augment", Select(AUGMENT_CHOICES, value="", allow_blank=False, id="augment",
                                                      compact=True), "augment")
-            yield from self._field("More options", Input(id="more", placeholder="--eval-every 200 --lr-g 1e-4",
+            yield from self.field("More options", Input(id="more", placeholder="--eval-every 200 --lr-g 1e-4",
                                                          compact=True), "more")
             yield Label("", classes="command", id="command")
-            with Horizontal(classes="buttons"):
-                yield Button("Cancel", id="cancel", compact=True)
-                yield Button("Start", id="ok", variant="primary", compact=True)
+            yield from self.buttons("Start", compact=True)
 
     def on_mount(self) -> None:
-        self._refresh_hints()
+        self.show_hints()
         self.query_one("#steps", Input).focus()     # enter in any field starts the job
 
     # ---- hints and checks ------------------------------------------------------------------
-    def _hints(self) -> dict[str, str]:
+    def hints(self) -> dict[str, str]:
         preset = str(self.query_one("#preset", Select).value)
         d = preset_defaults(preset)
         augment = d.get("augment") or "off"
@@ -280,13 +320,6 @@ class NewJobDialog(Dialog[NewJobRequest]):
             "augment": f"DiffAugment on D's inputs, for small datasets; {preset}: {augment}",
             "more": "any other trainer option, as `genml train` passes them",
         }
-
-    def _refresh_hints(self, errors: dict[str, str] | None = None) -> None:
-        errors = errors or {}
-        for key, hint in self._hints().items():
-            label = self.query_one(f"#hint-{key}", Label)
-            label.update(errors.get(key, hint))
-            label.set_class(key in errors, "-error")
 
     def _int(self, key: str, errors: dict[str, str], low: int = 1,
              allowed: tuple[int, ...] | None = None) -> int | None:
@@ -332,20 +365,8 @@ class NewJobDialog(Dialog[NewJobRequest]):
     @on(Select.Changed)
     def _changed(self, event: Any) -> None:
         request, errors = self.collect()
-        self._refresh_hints(errors)
+        self.show_hints(errors)
         self.query_one("#command", Label).update(f"$ {request.command_line()}" if request else "")
-
-    @on(Input.Submitted)
-    @on(Button.Pressed, "#ok")
-    def _ok(self, event: Any) -> None:
-        event.stop()
-        request, errors = self.collect()
-        self._refresh_hints(errors)
-        if request is None:
-            first = next(k for k in ("dataset", *self.FIELDS) if k in errors)
-            self.query_one(f"#{first}").focus()
-            return
-        self.dismiss(request)
 
 
 @dataclass(frozen=True)
@@ -417,17 +438,11 @@ class AnimationRequest:
     scale: int
 
 
-class AnimationDialog(Dialog[AnimationRequest]):
+class AnimationDialog(FormDialog[AnimationRequest]):
     """Where and how to save a walk as an animation (GIF or APNG, by the file name)."""
 
-    DEFAULT_CSS = DIALOG_CSS.format(name="AnimationDialog") + """
-    AnimationDialog Horizontal.field { height: 1; }
-    AnimationDialog Horizontal.field > Label.name { width: 14; }
-    AnimationDialog Horizontal.field > Input, AnimationDialog Horizontal.field > Select { width: 1fr; }
-    AnimationDialog Label.hint { color: $text-muted; padding-left: 14; height: 1; }
-    AnimationDialog Label.hint.-error { color: $error; }
-    AnimationDialog Horizontal.buttons { margin-top: 0; height: 1; }
-    """
+    DEFAULT_CSS = FORM_CSS.format(name="AnimationDialog")
+    FIELDS = ("path", "frames", "duration", "scale")
     HINTS = {"path": ".gif, or .png for an animated PNG (lossless)", "frames": "both ends included; 2 to 1024",
              "duration": "milliseconds per frame", "scale": "enlarge each frame (nearest-neighbour); 1 to 16",
              "bounce": "there and back, so the loop does not jump"}
@@ -447,13 +462,8 @@ class AnimationDialog(Dialog[AnimationRequest]):
                     ("scale", "Scale", Input("4", id="scale", type="integer", compact=True)),
                     ("bounce", "Loop", Select([("A → B → A", "yes"), ("A → B", "no")], value="yes",
                                               allow_blank=False, id="bounce", compact=True))):
-                with Horizontal(classes="field"):
-                    yield Label(label, classes="name")
-                    yield widget
-                yield Label(self.HINTS[key], classes="hint", id=f"hint-{key}")
-            with Horizontal(classes="buttons"):
-                yield Button("Cancel", id="cancel", compact=True)
-                yield Button("Save", id="ok", variant="primary", compact=True)
+                yield from self.field(label, widget, key, self.HINTS[key])
+            yield from self.buttons("Save", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#frames", Input).focus()
@@ -486,23 +496,6 @@ class AnimationDialog(Dialog[AnimationRequest]):
         return AnimationRequest(path, values["frames"], values["duration"],
                                 self.query_one("#bounce", Select).value == "yes", values["scale"]), {}
 
-    def _refresh(self, errors: dict[str, str]) -> None:
-        for key, hint in self.HINTS.items():
-            label = self.query_one(f"#hint-{key}", Label)
-            label.update(errors.get(key, hint))
-            label.set_class(key in errors, "-error")
-
     @on(Input.Changed)
     def _changed(self) -> None:
-        self._refresh(self.collect()[1])
-
-    @on(Input.Submitted)
-    @on(Button.Pressed, "#ok")
-    def _ok(self, event: Any) -> None:
-        event.stop()
-        request, errors = self.collect()
-        self._refresh(errors)
-        if request is None:
-            self.query_one(f"#{next(iter(errors))}").focus()
-            return
-        self.dismiss(request)
+        self.show_hints(self.collect()[1])

@@ -12,7 +12,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Label, ProgressBar, Static
 
 from core.backend import Progress
-from tui.actions import Action, bindings
+from tui.actions import Action
 from tui.screens.dialogs import AddDatasetRequest
 from tui.images import ImageView, split_grid, to_pil
 from tui.widgets.pane import Pane
@@ -58,9 +58,7 @@ class DatasetsPane(Pane):
         Action("demo", "d", "Make demo", "Make the demo dataset"),
         Action("delete", "x,delete", "Delete", "Delete the selected dataset"),
         Action("zoom", "z", "Zoom", "Zoom into the contact sheet, one image at a time"),
-        Action("back", "escape", "Back", footer=False, help=False),
     )
-    BINDINGS = bindings(ACTIONS)
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
@@ -145,9 +143,6 @@ class DatasetsPane(Pane):
     # ---- actions ------------------------------------------------------------------------
     def action_zoom(self) -> None:
         self.genml.zoom(self.query_one("#sheet", ImageView))
-
-    def action_back(self) -> None:
-        self.query_one(FilterTable).focus_table()
 
     def action_add(self) -> None:
         from tui.screens.dialogs import AddDatasetDialog

@@ -23,7 +23,7 @@ from textual.widgets import Select, Static
 
 from core.interpolate import embedding, slerp
 from trainer.contract import CROP_FRACTION
-from tui.actions import Action, bindings
+from tui.actions import Action
 from tui.images import ImageView, tile, to_pil
 from tui.widgets.pane import Pane
 
@@ -76,9 +76,7 @@ class GeneratorPane(Pane):
         Action("nearest", "n", "Nearest in data", "Show the closest training images (is it copying?)"),
         Action("nearest_space", "N", "Nearest: pixels/embedding", "Nearest in the data: switch pixels / embedding"),
         Action("pick_model", "M", "Model", "Pick the model"),
-        Action("focus_canvas", "escape", "Back", footer=False, help=False),
     )
-    BINDINGS = bindings(ACTIONS)
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
@@ -134,7 +132,8 @@ class GeneratorPane(Pane):
         self.query_one("#model", Select).focus()
         self.query_one("#model", Select).expanded = True
 
-    def action_focus_canvas(self) -> None:
+    def action_focus_home(self) -> None:
+        """escape: back to the canvas (the pane itself), from the model picker."""
         self.focus()
 
     def load_model(self, ref: str) -> None:

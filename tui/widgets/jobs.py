@@ -17,7 +17,7 @@ from core.jobdir import JobDir, Metrics, tensorboard_dir
 from core.multi import backend_cell
 from core.quality import QualitySummary, summarize
 from core.types import Job, JobState
-from tui.actions import Action, bindings
+from tui.actions import Action
 from tui.screens.dialogs import NewJobRequest
 from tui.images import ImageView, split_grid, to_pil
 from tui.widgets.curves import Curves, swd_cell
@@ -85,9 +85,7 @@ class JobsPane(Pane):
         Action("tensorboard", "t", "TensorBoard", "Open TensorBoard for the selected job"),
         Action("focus_log", "l", "Log", "Show the selected job's log"),
         Action("zoom", "z", "Zoom", "Zoom into the latest samples, one at a time"),
-        Action("back", "escape", "Back", footer=False, help=False),
     )
-    BINDINGS = bindings(ACTIONS)
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
@@ -228,9 +226,6 @@ class JobsPane(Pane):
     def current(self) -> Job | None:
         key = self.query_one(FilterTable).current_key
         return self.jobs.get(key) if key else None
-
-    def action_back(self) -> None:
-        self.query_one(FilterTable).focus_table()
 
     def action_zoom(self) -> None:
         self.genml.zoom(self.query_one("#sample", ImageView))

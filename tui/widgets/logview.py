@@ -11,9 +11,7 @@ from typing import Any, Iterable
 
 from rich.style import Style
 from rich.text import Text
-from textual import on
 from textual.app import ComposeResult
-from textual.containers import Vertical
 from textual.geometry import Size
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
@@ -21,6 +19,7 @@ from textual.strip import Strip
 from textual.widgets import Input, Static
 
 from tui.actions import Action, bindings
+from tui.widgets.querybox import QueryBox
 
 MAX_LINES = 5000
 MATCH = Style(bgcolor="yellow", color="black")
@@ -172,7 +171,7 @@ class LogView(ScrollView, can_focus=True):
 
     def action_search(self) -> None:
         if isinstance(self.parent, LogPanel):
-            self.parent.open_search()
+            self.parent.open_query()
 
     # ---- moving ------------------------------------------------------------------------
     def action_toggle_follow(self) -> None:
@@ -218,9 +217,10 @@ class LogView(ScrollView, can_focus=True):
         self.follow = False
 
 
-class LogPanel(Vertical):
+class LogPanel(QueryBox):
     """A LogView with its search box and a status line (follow, wrap, matches)."""
 
+    OPEN_CLASS = "-searching"
     DEFAULT_CSS = """
     LogPanel { height: 1fr; }
     LogPanel > Input { display: none; height: 3; }
@@ -240,10 +240,6 @@ class LogPanel(Vertical):
     def view(self) -> LogView:
         return self.query_one(LogView)
 
-    def open_search(self) -> None:
-        self.add_class("-searching")
-        self.query_one(Input).focus()
-
     def update_status(self) -> None:
         v = self.view
         bits = [f"follow {'on' if v.follow else 'off'} (f)", f"wrap {'on' if v.wrap else 'off'} (w)",
@@ -252,24 +248,11 @@ class LogPanel(Vertical):
             bits.append(f"{v.current + 1 if v.matches else 0}/{len(v.matches)} matches (n/N)")
         self.query_one(".status", Static).update("  ".join(bits))
 
-    @on(Input.Changed)
-    def _changed(self, event: Input.Changed) -> None:
-        event.stop()
-        self.view.search(event.value)
+    # ---- the search (QueryBox) ------------------------------------------------------------
+    def query_changed(self, text: str) -> None:
+        self.view.search(text)
         self.update_status()
 
-    @on(Input.Submitted)
-    def _submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        if not event.value:
-            self.remove_class("-searching")
-        self.view.focus()
-
-    def on_key(self, event: Any) -> None:
-        if event.key == "escape" and self.query_one(Input).has_focus:
-            event.stop()
-            self.query_one(Input).value = ""
-            self.remove_class("-searching")
-            self.view.search("")
-            self.update_status()
-            self.view.focus()
+    @property
+    def query_target(self) -> LogView:
+        return self.view

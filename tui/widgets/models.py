@@ -10,7 +10,7 @@ from textual.widgets import Static
 
 from core.multi import backend_cell
 from core.types import JobState, ModelVersion
-from tui.actions import Action, bindings
+from tui.actions import Action
 from tui.screens.dialogs import DeployRequest
 from tui.widgets.pane import Pane
 from tui.widgets.table import FilterTable
@@ -45,9 +45,7 @@ class ModelsPane(Pane):
         Action("undeploy", "u", "Undeploy", "Undeploy the selected model"),
         Action("delete", "x,delete", "Delete", "Delete the selected model version"),
         Action("open", "o,enter", "Open in generator", "Open the selected model in the generator"),
-        Action("back", "escape", "Back", footer=False, help=False),
     )
-    BINDINGS = bindings(ACTIONS)
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
@@ -90,9 +88,6 @@ class ModelsPane(Pane):
 
     def current(self) -> ModelVersion | None:
         return self.models.get(self.query_one(FilterTable).current_key or "")
-
-    def action_back(self) -> None:
-        self.query_one(FilterTable).focus_table()
 
     def action_open(self) -> None:
         m = self.current()

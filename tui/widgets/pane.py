@@ -15,7 +15,7 @@ from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
 from core.errors import GenmlError
-from tui.actions import Action, help_rows
+from tui.actions import Action, bindings, help_rows
 
 if TYPE_CHECKING:
     from core.backend import Backend
@@ -36,8 +36,17 @@ class Pane(Vertical, can_focus=True):
     TITLE = ""
     POLL_VISIBLE = 1.0
     POLL_HIDDEN = 5.0
-    # the pane's keys, footer, palette entries and help rows (see tui/actions.py)
-    ACTIONS: ClassVar[tuple[Action, ...]] = ()
+    # the pane's keys, footer, palette entries and help rows (see tui/actions.py); a pane
+    # declares only ACTIONS: its BINDINGS are made from them (__init_subclass__). These are
+    # every pane's: a pane's BINDINGS add to them (Textual merges a class's with its bases').
+    ACTIONS: ClassVar[tuple[Action, ...]] = (Action("focus_home", "escape", "Back", footer=False, help=False),)
+    BINDINGS = bindings(ACTIONS)
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        # before Textual's own __init_subclass__, which reads BINDINGS from the class's __dict__
+        if "ACTIONS" in cls.__dict__:
+            cls.BINDINGS = bindings(cls.ACTIONS)
+        super().__init_subclass__(**kw)
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
@@ -55,6 +64,11 @@ class Pane(Vertical, can_focus=True):
     @property
     def visible_pane(self) -> bool:
         return self.genml.current_pane is self
+
+    def action_focus_home(self) -> None:
+        """escape: back to the pane's list, from its filter, log or detail."""
+        from tui.widgets.table import FilterTable
+        self.query_one(FilterTable).focus_table()
 
     # ---- polling -----------------------------------------------------------------------
     def on_mount(self) -> None:

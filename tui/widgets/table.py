@@ -1,15 +1,15 @@
 """A list with vim keys and a `/` filter: every list in the app is one of these."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Generic, Sequence, TypeVar
 
 from textual import on
 from textual.app import ComposeResult
-from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Input
 
 from tui.actions import Action, bindings
+from tui.widgets.querybox import QueryBox
 
 
 class VimTable(DataTable[Any]):
@@ -24,7 +24,24 @@ class VimTable(DataTable[Any]):
     BINDINGS = bindings(ACTIONS)
 
 
-class FilterTable(Vertical):
+K = TypeVar("K")   # the key: str, or str | None where "no row" is news
+
+
+class RowMessage(Message, Generic[K]):
+    """A message about one of a FilterTable's rows. `control` is the table: what Textual's
+    `@on(message, selector)` matches, so a handler can pick a table by its id."""
+
+    def __init__(self, table: "FilterTable", key: K) -> None:
+        super().__init__()
+        self.table = table
+        self.key = key
+
+    @property
+    def control(self) -> "FilterTable":
+        return self.table
+
+
+class FilterTable(QueryBox):
     """A table of rows keyed by id, with a filter input that `/` opens and escape closes.
 
     Rows are replaced wholesale by `set_rows`; the cursor stays on the same key so a
@@ -37,32 +54,15 @@ class FilterTable(Vertical):
     FilterTable.-filtering > Input { display: block; }
     FilterTable > VimTable { height: 1fr; }
     """
+    OPEN_CLASS = "-filtering"
     ACTIONS = (Action("filter", "slash", "Filter", key_display="/"),)
     BINDINGS = bindings(ACTIONS)
 
-    class Selected(Message):
+    class Selected(RowMessage[str | None]):
         """The highlighted row changed (key None when the list is empty)."""
 
-        def __init__(self, table: "FilterTable", key: str | None) -> None:
-            super().__init__()
-            self.table = table
-            self.key = key
-
-        @property
-        def control(self) -> "FilterTable":
-            return self.table
-
-    class Activated(Message):
+    class Activated(RowMessage[str]):
         """Enter (or a click) on a row."""
-
-        def __init__(self, table: "FilterTable", key: str) -> None:
-            super().__init__()
-            self.table = table
-            self.key = key
-
-        @property
-        def control(self) -> "FilterTable":
-            return self.table
 
     def __init__(self, columns: Sequence[str], **kw: Any) -> None:
         super().__init__(**kw)
@@ -135,28 +135,16 @@ class FilterTable(Vertical):
                 return
 
     def action_filter(self) -> None:
-        self.add_class("-filtering")
-        self.query_one(Input).focus()
+        self.open_query()
 
-    @on(Input.Changed)
-    def _changed(self, event: Input.Changed) -> None:
-        event.stop()
-        self._filter = event.value
+    # ---- the filter (QueryBox) ------------------------------------------------------------
+    def query_changed(self, text: str) -> None:
+        self._filter = text
         self._redraw()
 
-    @on(Input.Submitted)
-    def _submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        if not event.value:
-            self.remove_class("-filtering")
-        self.table.focus()
-
-    def on_key(self, event: Any) -> None:
-        if event.key == "escape" and self.query_one(Input).has_focus:
-            event.stop()
-            self.query_one(Input).value = ""
-            self.remove_class("-filtering")
-            self.table.focus()
+    @property
+    def query_target(self) -> VimTable:
+        return self.table
 
     @on(DataTable.RowHighlighted)
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
