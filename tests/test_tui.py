@@ -2,25 +2,29 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import os
 import subprocess
 import sys
 import time
-from typing import Callable
+from typing import AsyncIterator, Callable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 import pytest
+from textual.pilot import Pilot
 
 from core.registry import Registry
 from core.types import JobState
 from tests import tui_workspace
 from tui.app import GenmlApp
+from tui.images import ImageView
 from tui.widgets.generator import GeneratorPane, embedding, slerp
 from tui.widgets.logview import LogView
+from tui.widgets.pane import Pane
 from tui.widgets.table import FilterTable
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,11 +81,53 @@ def table_keys(app: GenmlApp, pane: str) -> list[str]:
     return [str(k.value) for k in t.rows]
 
 
+@contextlib.asynccontextmanager
+async def piloted(app: GenmlApp, size: tuple[int, int] = (80, 24)) -> AsyncIterator[Pilot]:
+    """The app under a Pilot, ready for keys (see `ready`)."""
+    async with app.run_test(size=size) as pilot:
+        await ready(pilot, app)
+        yield pilot
+
+
+async def notified(pilot, app: GenmlApp, *words: str) -> None:
+    """Wait for a notification that says all of `words`."""
+    await until(pilot, lambda: any(all(w in n.message for w in words) for n in app._notifications))
+
+
+async def jobs_listed(pilot, app: GenmlApp) -> Pane:
+    """Go to pane 2 and wait for the workspace's three jobs."""
+    await pilot.press("2")
+    await until(pilot, lambda: len(table_keys(app, "jobs")) == 3)
+    return app.panes["jobs"]
+
+
+async def models_listed(pilot, app: GenmlApp) -> None:
+    """Go to pane 3 and wait for the workspace's one model."""
+    await pilot.press("3")
+    await until(pilot, lambda: table_keys(app, "models") == ["cats@v1"])
+
+
+async def opened_in_generator(pilot, app: GenmlApp) -> GeneratorPane:
+    """Open the model from pane 3 (enter) and wait for the generator's first sample."""
+    await models_listed(pilot, app)
+    await pilot.press("enter")
+    gen = app.panes["generator"]
+    assert isinstance(gen, GeneratorPane)
+    await until(pilot, lambda: len(gen.history) == 1)
+    return gen
+
+
+async def contact_sheet(pilot, app: GenmlApp) -> ImageView:
+    """The datasets pane's contact sheet, once it is cut into its 24 thumbnails."""
+    sheet = app.panes["datasets"].query_one("#sheet", ImageView)
+    await until(pilot, lambda: len(sheet.cells) == 24)
+    return sheet
+
+
 @sync
 async def test_empty_workspace_greets_with_next_step(workspace) -> None:
     app = make_app(workspace)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await ready(pilot, app)
+    async with piloted(app) as pilot:
         welcome = app.panes["datasets"].query_one("#welcome")
         await until(pilot, lambda: welcome.display)
         assert "make the demo dataset" in str(welcome.render())
@@ -94,8 +140,7 @@ async def test_empty_workspace_greets_with_next_step(workspace) -> None:
 @sync
 async def test_datasets_list_filter_detail_delete(ws) -> None:
     app = make_app(ws)
-    async with app.run_test(size=(100, 30)) as pilot:
-        await ready(pilot, app)
+    async with piloted(app, (100, 30)) as pilot:
         await until(pilot, lambda: table_keys(app, "datasets") == ["cats", "dogs"])
         pane = app.panes["datasets"]
         await until(pilot, lambda: "bad/0.jpg" in str(pane.query_one("#skipped").render()))
@@ -116,11 +161,8 @@ async def test_datasets_list_filter_detail_delete(ws) -> None:
 @sync
 async def test_jobs_live_list_log_search_and_finish_notification(ws) -> None:
     app = make_app(ws)
-    async with app.run_test(size=(100, 30)) as pilot:
-        await ready(pilot, app)
-        await pilot.press("2")
-        await until(pilot, lambda: len(table_keys(app, "jobs")) == 3)
-        pane = app.panes["jobs"]
+    async with piloted(app, (100, 30)) as pilot:
+        pane = await jobs_listed(pilot, app)
         view = pane.query_one(LogView)
         await until(pilot, lambda: len(view.lines) == 60)
         # follow the running job's state change: RUNNING -> SUCCEEDED rings and notifies
@@ -146,28 +188,24 @@ async def test_jobs_live_list_log_search_and_finish_notification(ws) -> None:
         await pilot.press("escape")
         reg = Registry(ws.registry_path)
         reg.update_job(running, state=JobState.SUCCEEDED)
-        await until(pilot, lambda: any("finished" in n.message for n in app._notifications))
+        await notified(pilot, app, "finished")
 
 
 @sync
 async def test_jobs_cancel_refuses_finished_job(ws) -> None:
     app = make_app(ws)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await ready(pilot, app)
-        await pilot.press("2")
-        await until(pilot, lambda: len(table_keys(app, "jobs")) == 3)
-        app.panes["jobs"].query_one(FilterTable).select("cats-20251128-171320")
+    async with piloted(app) as pilot:
+        pane = await jobs_listed(pilot, app)
+        pane.query_one(FilterTable).select("cats-20251128-171320")
         await pilot.press("c")
-        await until(pilot, lambda: any("already succeeded" in n.message for n in app._notifications))
+        await notified(pilot, app, "already succeeded")
 
 
 @sync
 async def test_models_list_undeploy_delete(ws) -> None:
     app = make_app(ws)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await ready(pilot, app)
-        await pilot.press("3")
-        await until(pilot, lambda: table_keys(app, "models") == ["cats@v1"])
+    async with piloted(app) as pilot:
+        await models_listed(pilot, app)
         await pilot.press("u")
         await until(pilot, lambda: not Registry(ws.registry_path).get_model("cats", 1).deployed)
         await pilot.press("x", "y")
@@ -177,15 +215,11 @@ async def test_models_list_undeploy_delete(ws) -> None:
 @sync
 async def test_generator_resample_history_pin_interpolate_save(ws, tmp_path: Path) -> None:
     app = make_app(ws)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await ready(pilot, app)
+    async with piloted(app) as pilot:
         gen = app.panes["generator"]
         assert isinstance(gen, GeneratorPane)
         gen.save_dir = tmp_path / "out"
-        await pilot.press("3")
-        await until(pilot, lambda: table_keys(app, "models") == ["cats@v1"])
-        await pilot.press("enter")                  # open in the generator
-        await until(pilot, lambda: len(gen.history) == 1)
+        await opened_in_generator(pilot, app)
         first = gen.current
         assert first is not None and first.kind == "random"
         np.testing.assert_array_equal(first.z[0], embedding(first.seeds[0], 100))
@@ -234,8 +268,7 @@ async def test_help_lists_pane_bindings_and_palette_has_actions(ws) -> None:
 
     from tui.screens.help import HelpScreen
     app = make_app(ws)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await ready(pilot, app)
+    async with piloted(app) as pilot:
         await pilot.press("2", "question_mark")
         await until(pilot, lambda: isinstance(app.screen, HelpScreen))
         text = str(app.screen.query_one("Static").render())
@@ -276,8 +309,7 @@ async def test_add_folder_with_completion_and_progress(workspace, tmp_path: Path
     (photos / "broken.jpg").write_bytes(b"not a jpeg")
     assert await PathSuggester().get_suggestion(str(tmp_path / "pho")) == str(photos) + os.sep
     app = make_app(workspace)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await ready(pilot, app)
+    async with piloted(app) as pilot:
         await pilot.press("a")
         await until(pilot, lambda: isinstance(app.screen, AddDatasetDialog))
         await typed(pilot, app, str(photos))
@@ -290,10 +322,9 @@ async def test_add_folder_with_completion_and_progress(workspace, tmp_path: Path
 @sync
 async def test_image_mode_key_with_half_blocks_only(ws) -> None:
     app = make_app(ws)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await ready(pilot, app)
+    async with piloted(app) as pilot:
         await pilot.press("m")
-        await until(pilot, lambda: any("half-blocks only" in n.message for n in app._notifications))
+        await notified(pilot, app, "half-blocks only")
         assert app.image_mode == "halfblock"
         assert app.panes["datasets"].query_one("#sheet").border_subtitle.endswith("halfblock")
 
@@ -321,8 +352,7 @@ async def test_backend_notices_become_notifications(workspace) -> None:
 
     backend = NoticingBackend(workspace)
     app = GenmlApp(backend)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await ready(pilot, app)
+    async with piloted(app) as pilot:
         # from a worker thread (call_from_thread waits for the app's loop: do not join here)
         threading.Thread(target=backend.on_notice, args=("genml starts billable Google Cloud work",),
                          daemon=True).start()
@@ -341,8 +371,7 @@ async def test_keys_palette_and_help_come_from_one_registry(ws) -> None:
     from tui.commands import GenmlCommands
     from tui.screens.help import HelpScreen
     app = make_app(ws)
-    async with app.run_test(size=(120, 40)) as pilot:
-        await ready(pilot, app)
+    async with piloted(app, (120, 40)) as pilot:
         for pane_id, pane in app.panes.items():
             bound = {(b.key, b.action) for b in type(pane).BINDINGS}
             assert bound == {(a.keys, a.action) for a in pane.ACTIONS}, pane_id
@@ -364,15 +393,13 @@ async def test_keys_palette_and_help_come_from_one_registry(ws) -> None:
 async def test_a_worker_that_raises_is_shown_once_by_the_app(ws) -> None:
     from core.errors import InvalidInput
     app = make_app(ws)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await ready(pilot, app)
+    async with piloted(app) as pilot:
         pane = app.panes["datasets"]
 
         def boom() -> None:
             raise InvalidInput("The folder is empty.", "Put some JPEGs in it.")
         pane.call_backend(boom)
-        await until(pilot, lambda: any("The folder is empty." in n.message and "Put some JPEGs" in n.message
-                                       for n in app._notifications))
+        await notified(pilot, app, "The folder is empty.", "Put some JPEGs")
         assert sum("The folder is empty." in n.message for n in app._notifications) == 1
 
 
@@ -397,8 +424,7 @@ async def test_new_job_dialog_hints_validates_and_submits_the_options(ws, monkey
     submitted: list = []
     monkeypatch.setattr(type(app.backend._backend), "submit_job",
                         lambda self, ds, opts: (submitted.append((ds, opts)), self.get_job("cats-20251128-171320"))[1])
-    async with app.run_test(size=(80, 24)) as pilot:
-        await ready(pilot, app)
+    async with piloted(app) as pilot:
         await pilot.press("2", "n")
         await until(pilot, lambda: isinstance(app.screen, NewJobDialog))
         dlg = app.screen
@@ -437,11 +463,8 @@ async def test_jobs_pane_shows_quality_at_a_glance(ws) -> None:
     """SWD with a trend arrow in the list; best step and improving/stalled in the detail, live."""
     from tui.widgets.curves import Curves
     app = make_app(ws)
-    async with app.run_test(size=(120, 40)) as pilot:
-        await ready(pilot, app)
-        await pilot.press("2")
-        await until(pilot, lambda: len(table_keys(app, "jobs")) == 3)
-        pane = app.panes["jobs"]
+    async with piloted(app, (120, 40)) as pilot:
+        pane = await jobs_listed(pilot, app)
         table = pane.query_one(FilterTable).table
 
         def cell(job_id: str) -> str:
@@ -484,10 +507,8 @@ async def test_zoom_steps_through_each_grid_and_closes(ws) -> None:
     """z on the contact sheet, the job's samples and the generator's grid: one cell at a time, full screen."""
     from tui.screens.zoom import ZoomScreen
     app = make_app(ws)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await ready(pilot, app)
-        sheet = app.panes["datasets"].query_one("#sheet")
-        await until(pilot, lambda: len(sheet.cells) == 24)
+    async with piloted(app) as pilot:
+        sheet = await contact_sheet(pilot, app)
         assert 1 <= sheet.shown < 24 and f"{sheet.shown} of 24" in sheet.border_subtitle   # fewer, larger
         await pilot.press("z")
         await until(pilot, lambda: isinstance(app.screen, ZoomScreen))
@@ -514,11 +535,7 @@ async def test_zoom_steps_through_each_grid_and_closes(ws) -> None:
         await pilot.press("z")
         await until(pilot, lambda: not isinstance(app.screen, ZoomScreen))
         # the generator's grid, with each cell's seed
-        await pilot.press("3")
-        await until(pilot, lambda: table_keys(app, "models") == ["cats@v1"])
-        await pilot.press("enter")
-        gen = app.panes["generator"]
-        await until(pilot, lambda: len(gen.history) == 1)
+        gen = await opened_in_generator(pilot, app)
         await pilot.press("g")
         await until(pilot, lambda: gen.current.kind == "grid")
         await pilot.press("z")
@@ -532,11 +549,9 @@ async def test_zoom_steps_through_each_grid_and_closes(ws) -> None:
 async def test_a_click_on_an_image_zooms(ws) -> None:
     from tui.screens.zoom import ZoomScreen
     app = make_app(ws)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await ready(pilot, app)
-        sheet = app.panes["datasets"].query_one("#sheet")
-        await until(pilot, lambda: len(sheet.cells) == 24)
-        await pilot.click("#sheet")
+    async with piloted(app) as pilot:
+        sheet = await contact_sheet(pilot, app)
+        await pilot.click(sheet)
         await until(pilot, lambda: isinstance(app.screen, ZoomScreen))
 
 
@@ -569,14 +584,10 @@ async def test_generator_nearest_in_the_data_flags_a_copy(ws, demo_dataset: Path
     backend = tui_workspace.FixedBackend(ws)
     backend.predictor = lambda ref: predictor  # type: ignore[method-assign]  # a stand-in
     app = GenmlApp(backend)
-    async with app.run_test(size=(120, 40)) as pilot:
-        await ready(pilot, app)
+    async with piloted(app, (120, 40)) as pilot:
         gen = app.panes["generator"]
         gen.cache_dir = tmp_path / "cache"
-        await pilot.press("3")
-        await until(pilot, lambda: table_keys(app, "models") == ["cats@v1"])
-        await pilot.press("enter")
-        await until(pilot, lambda: len(gen.history) == 1)
+        await opened_in_generator(pilot, app)
         await pilot.press("n")
         canvas = gen.query_one("#canvas")
         await until(pilot, lambda: gen._nearest_for is gen.current, timeout=60)
@@ -591,7 +602,7 @@ async def test_generator_nearest_in_the_data_flags_a_copy(ws, demo_dataset: Path
         top = gen._nearest[0][0]
         assert top.name == name and top.near_copy and top.distance < 0.02
         assert "NEAR-COPY" in canvas.labels[1] and "copy?" in str(gen.query_one("#gen-info").render())
-        await until(pilot, lambda: any("Near-copy of a training image" in n.message for n in app._notifications))
+        await notified(pilot, app, "Near-copy of a training image")
         predictor.copying = False
         await pilot.press("g")                                           # a grid: each image beside its nearest
         await until(pilot, lambda: gen.current.kind == "grid" and gen._nearest_for is gen.current)
@@ -604,16 +615,12 @@ async def test_generator_nearest_in_the_data_flags_a_copy(ws, demo_dataset: Path
 async def test_generator_saves_the_walk_as_an_animation(ws, tmp_path: Path) -> None:
     from tui.screens.dialogs import AnimationDialog
     app = make_app(ws)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await ready(pilot, app)
+    async with piloted(app) as pilot:
         gen = app.panes["generator"]
         gen.save_dir = tmp_path
-        await pilot.press("3")
-        await until(pilot, lambda: table_keys(app, "models") == ["cats@v1"])
-        await pilot.press("enter")
-        await until(pilot, lambda: len(gen.history) == 1)
+        await opened_in_generator(pilot, app)
         await pilot.press("a")                                            # nothing to walk yet
-        await until(pilot, lambda: any("Pin two samples" in n.message for n in app._notifications))
+        await notified(pilot, app, "Pin two samples")
         await pilot.press("p", "r")
         await until(pilot, lambda: len(gen.history) == 2)
         await pilot.press("p", "a")
@@ -634,7 +641,7 @@ async def test_generator_saves_the_walk_as_an_animation(ws, tmp_path: Path) -> N
         first = Image.open(tmp_path / "walk.gif").convert("RGB").resize((64, 64), Image.Resampling.NEAREST)
         expected = tui_workspace.NumpyPredictor().generate(gen.pins[-2].z)[0]
         assert np.abs(np.asarray(first).astype(int) - expected.astype(int)).mean() < 8   # GIF's palette
-        await until(pilot, lambda: any("Saved" in n.message and "walk.gif" in n.message for n in app._notifications))
+        await notified(pilot, app, "Saved", "walk.gif")
 
 
 def test_tensorflow_log_lines_are_drawn_dim() -> None:
@@ -656,10 +663,8 @@ async def test_zoom_draws_in_kitty_graphics_and_m_switches_modes(ws) -> None:
     from tui.images import HalfBlocks
     from tui.screens.zoom import ZoomScreen
     app = make_app(ws, image_mode="tgp", image_modes=["halfblock", "tgp"])
-    async with app.run_test(size=(80, 24)) as pilot:
-        await ready(pilot, app)
-        sheet = app.panes["datasets"].query_one("#sheet")
-        await until(pilot, lambda: len(sheet.cells) == 24)
+    async with piloted(app) as pilot:
+        sheet = await contact_sheet(pilot, app)
         assert sheet.query(TGPImage)
         await pilot.press("z")
         await until(pilot, lambda: isinstance(app.screen, ZoomScreen) and bool(app.screen.query(TGPImage)))
