@@ -11,7 +11,7 @@ import random
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import pytest
 
@@ -53,34 +53,46 @@ async def settle(pilot: Any, cond: Any, timeout: float = 15.0) -> None:
     await pilot.pause()
 
 
-async def started(pilot: Any) -> None:
-    """Keys pressed before the tabs have mounted are lost: wait for the first pane's data."""
+async def started(pilot: Any, *keys: str) -> None:
+    """Keys pressed before the tabs have mounted are lost: wait for the first pane's data,
+    then press `keys`."""
     app = pilot.app
     await settle(pilot, lambda: app.focused is not None and all(p.is_mounted for p in app.panes.values()))
+    if keys:
+        await pilot.press(*keys)
 
 
 def rows(app: GenmlApp, pane: str) -> int:
     return app.panes[pane].query_one(FilterTable).table.row_count
 
 
-@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
-def test_datasets_pane(snap_compare: Any, snap_ws: Any, size: tuple[int, int]) -> None:
+sized = pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+
+
+def snapshot(snap_compare: Any, snap_ws: Any, size: tuple[int, int],
+             prepare: Callable[[Any, GenmlApp], Awaitable[None]]) -> bool:
+    """The app on the fixed workspace at `size`, after `prepare(pilot, app)`, against its SVG."""
     app = GenmlApp(tui_workspace.FixedBackend(snap_ws))
 
-    async def ready(pilot: Any) -> None:
+    async def run_before(pilot: Any) -> None:
+        await prepare(pilot, app)
+
+    return bool(snap_compare(app, terminal_size=size, run_before=run_before))
+
+
+@sized
+def test_datasets_pane(snap_compare: Any, snap_ws: Any, size: tuple[int, int]) -> None:
+    async def ready(pilot: Any, app: GenmlApp) -> None:
         pane = app.panes["datasets"]
         await settle(pilot, lambda: rows(app, "datasets") == 2 and pane.query_one("#sheet").image is not None)
 
-    assert snap_compare(app, terminal_size=size, run_before=ready)
+    assert snapshot(snap_compare, snap_ws, size, ready)
 
 
-@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@sized
 def test_jobs_pane(snap_compare: Any, snap_ws: Any, size: tuple[int, int]) -> None:
-    app = GenmlApp(tui_workspace.FixedBackend(snap_ws))
-
-    async def ready(pilot: Any) -> None:
-        await started(pilot)
-        await pilot.press("2")
+    async def ready(pilot: Any, app: GenmlApp) -> None:
+        await started(pilot, "2")
         pane = app.panes["jobs"]
         await settle(pilot, lambda: rows(app, "jobs") == 3)
         pane.query_one(FilterTable).select("cats-20251128-181320")
@@ -88,35 +100,29 @@ def test_jobs_pane(snap_compare: Any, snap_ws: Any, size: tuple[int, int]) -> No
                      and len(pane.query_one(LogView).lines) == 60 and pane.query_one("#sample").image is not None)
         pane.POLL_VISIBLE = 3600     # freeze: no poll between settling and the screenshot
 
-    assert snap_compare(app, terminal_size=size, run_before=ready)
+    assert snapshot(snap_compare, snap_ws, size, ready)
 
 
-@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@sized
 def test_models_pane(snap_compare: Any, snap_ws: Any, size: tuple[int, int]) -> None:
-    app = GenmlApp(tui_workspace.FixedBackend(snap_ws))
-
-    async def ready(pilot: Any) -> None:
-        await started(pilot)
-        await pilot.press("3")
+    async def ready(pilot: Any, app: GenmlApp) -> None:
+        await started(pilot, "3")
         await settle(pilot, lambda: rows(app, "models") == 1)
 
-    assert snap_compare(app, terminal_size=size, run_before=ready)
+    assert snapshot(snap_compare, snap_ws, size, ready)
 
 
-@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@sized
 def test_generator_pane(snap_compare: Any, snap_ws: Any, size: tuple[int, int]) -> None:
-    app = GenmlApp(tui_workspace.FixedBackend(snap_ws))
-
-    async def ready(pilot: Any) -> None:
+    async def ready(pilot: Any, app: GenmlApp) -> None:
         gen = app.panes["generator"]
         gen.seed_source = random.Random(0)
-        await started(pilot)
-        await pilot.press("4")
+        await started(pilot, "4")
         await settle(pilot, lambda: len(gen.history) == 1)
         await pilot.press("r", "p")
         await settle(pilot, lambda: len(gen.history) == 2)
 
-    assert snap_compare(app, terminal_size=size, run_before=ready)
+    assert snapshot(snap_compare, snap_ws, size, ready)
 
 
 def test_empty_workspace(snap_compare: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
