@@ -25,7 +25,7 @@ from core.types import Dataset, JobState
 from core.vertex import storage as gcs
 from core.vertex.packaging import build_sdist
 from tests.fakes.fixtures import *  # noqa: F403  (fixtures)
-from tests.fakes.fixtures import BUCKET, make_backend, make_bucket, vertex_profile
+from tests.fakes.fixtures import BUCKET, make_backend, make_bucket, vertex_profile, without_credentials
 from tests.fakes.vertex import PROJECT_NUMBER, FakeVertex, google_error
 
 
@@ -582,11 +582,7 @@ def test_cli_check_without_credentials_says_what_to_do(workspace: Any, monkeypat
 
     from core import config as config_mod
     from tui.cli import cli
-    for var in ("GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
-    monkeypatch.setenv("NO_GCE_CHECK", "True")
+    without_credentials(monkeypatch, tmp_path)
     config_mod.save(config_mod.Config(profiles={"cloud": {"backend": "vertex", "project": "p", "bucket": "b12"}}))
     r = CliRunner().invoke(cli, ["--backend", "cloud", "vertex", "check"])
     assert r.exit_code == 1

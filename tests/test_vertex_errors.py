@@ -12,6 +12,7 @@ from core.errors import CloudError, InvalidInput
 from core.vertex.clients import Clients, load_credentials
 from core.vertex.errors import ApiError
 from core.vertex.settings import Settings, bucket_location_kind, bucket_location_ok
+from tests.fakes.fixtures import without_credentials
 
 QUOTA_429 = {"error": {
     "code": 429, "status": "RESOURCE_EXHAUSTED",
@@ -100,10 +101,7 @@ def test_api_error_parsing_of_quota_failure_details() -> None:
 
 
 def test_missing_credentials_name_adc_and_the_env_var(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
-    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
-    monkeypatch.setenv("NO_GCE_CHECK", "True")
+    without_credentials(monkeypatch, tmp_path)
     with pytest.raises(CloudError) as e:
         load_credentials(Settings(project="p", bucket="b"))
     assert "GOOGLE_APPLICATION_CREDENTIALS" in e.value.hint

@@ -17,7 +17,7 @@ from core.multi import AllBackends, backend_cell, open_all
 from core.registry import Registry
 from core.types import Job, JobState
 from tests.fakes.fixtures import *  # noqa: F403  (fixtures)
-from tests.fakes.fixtures import vertex_profile
+from tests.fakes.fixtures import vertex_profile, without_credentials
 from tests.fakes.vertex import FakeVertex
 from tests.test_vertex import add_dataset
 
@@ -102,11 +102,7 @@ def test_an_unreachable_profile_is_shown_as_such_and_does_not_hold_up_local_rows
 def test_a_profile_without_credentials_is_reported_not_raised(workspace: Any, fake_vertex: FakeVertex,
                                                               gcs_emulator: str, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
-    monkeypatch.setenv("NO_GCE_CHECK", "True")
+    without_credentials(monkeypatch, tmp_path)
     _config(fake_vertex, gcs_emulator, real={"backend": "vertex", "project": "p", "bucket": "b12"})
     _local_job(workspace)
     Registry(workspace.registry_path).add_job(Job(
@@ -160,11 +156,7 @@ def test_without_a_cloud_profile_nothing_changes(workspace: Any) -> None:
 def test_the_smoke_check_prints_the_cost_first_and_skips_without_credentials(
         workspace: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from tui.cli import cli
-    for var in ("GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
-    monkeypatch.setenv("NO_GCE_CHECK", "True")
+    without_credentials(monkeypatch, tmp_path)
     config_mod.save(config_mod.Config(profiles={"real": {"backend": "vertex", "project": "p", "bucket": "b12"}}))
     r = CliRunner().invoke(cli, ["--backend", "real", "vertex", "smoke"], catch_exceptions=False)
     assert r.exit_code == 0, r.output

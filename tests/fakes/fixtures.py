@@ -21,7 +21,7 @@ REGION = "us-central1"
 BUCKET = "genml-test-bucket"
 
 __all__ = ["gcs_emulator", "fake_gcs_server", "any_storage", "storage_client", "fake_vertex", "vertex_profile",
-           "vertex_backend", "PROJECT", "REGION", "BUCKET", "make_backend", "make_bucket"]
+           "vertex_backend", "PROJECT", "REGION", "BUCKET", "make_backend", "make_bucket", "without_credentials"]
 
 
 @pytest.fixture(scope="session")
@@ -68,17 +68,24 @@ def fake_gcs_server() -> Iterator[str]:
     proc.wait(timeout=10)
 
 
-@pytest.fixture(params=["gcp-storage-emulator", "fake-gcs-server"])
-def any_storage(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """The real google-cloud-storage client on each GCS stand-in in turn, with a fresh bucket."""
-    endpoint = request.getfixturevalue("gcs_emulator" if request.param == "gcp-storage-emulator"
-                                       else "fake_gcs_server")
+def _emptied_client(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The real client on an emulator (STORAGE_EMULATOR_HOST set), every bucket in it deleted:
+    the emulators live for the whole session, a test starts from nothing."""
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", endpoint)
     client = gcs.make_client(PROJECT, None, endpoint)
     for b in list(client.list_buckets()):
         for blob in list(client.list_blobs(b.name)):
             blob.delete()
         b.delete()
+    return client
+
+
+@pytest.fixture(params=["gcp-storage-emulator", "fake-gcs-server"])
+def any_storage(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The real google-cloud-storage client on each GCS stand-in in turn, with a fresh bucket."""
+    endpoint = request.getfixturevalue("gcs_emulator" if request.param == "gcp-storage-emulator"
+                                       else "fake_gcs_server")
+    client = _emptied_client(endpoint, monkeypatch)
     client.create_bucket(BUCKET)
     yield client
 
@@ -86,17 +93,22 @@ def any_storage(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
 @pytest.fixture
 def storage_client(gcs_emulator: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """The real google-cloud-storage client on the emulator, with a fresh bucket in REGION."""
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator)
-    client = gcs.make_client(PROJECT, None, gcs_emulator)
-    for b in list(client.list_buckets()):
-        for blob in list(client.list_blobs(b.name)):
-            blob.delete()
-        b.delete()
+    client = _emptied_client(gcs_emulator, monkeypatch)
     make_bucket(client, BUCKET, REGION.upper())
     gcs.set_default_client(client)
     yield client
     gcs.set_default_client(None)
     gcs.set_default_factory(None)
+
+
+def without_credentials(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
+    """A machine with no Google credentials: no key file or emulator in the environment, no
+    ADC under HOME or gcloud's config dir, no metadata-server lookup (NO_GCE_CHECK)."""
+    for var in ("GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(home / "gcloud"))
+    monkeypatch.setenv("NO_GCE_CHECK", "True")
 
 
 def make_bucket(client: Any, name: str, location: str) -> Any:
