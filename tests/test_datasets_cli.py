@@ -15,6 +15,7 @@ from PIL import Image
 
 from core.backend import Progress
 from core.workspace import Workspace
+from tests.fixtures.datasets import image_folder
 from tui.cli import cli
 from tui.cli.dataset import _Bar
 
@@ -60,10 +61,7 @@ def test_demo_list_show_rm(workspace: Workspace) -> None:
 
 
 def test_add_reports_skipped_files_in_show_json(workspace: Workspace, tmp_path: Path) -> None:
-    src = tmp_path / "pics"
-    src.mkdir()
-    for i in range(6):
-        Image.new("RGB", (120, 90), (i * 40, 100, 200 - i * 30)).save(src / f"p{i}.jpg")
+    src = image_folder(tmp_path / "pics", (120, 90), ".jpg")
     (src / "empty.png").write_bytes(b"")
     (src / "tiny.jpg").write_bytes(b"")
     Image.new("RGB", (4, 4)).save(src / "tiny.jpg")

@@ -20,6 +20,7 @@ from core.local import models
 from core.registry import Registry
 from core.types import Job, JobState
 from core.workspace import Workspace
+from tests.fixtures.datasets import image_folder
 from tui.cli import cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,10 +92,7 @@ def test_a_fifo_present_at_scan_time_is_reported(tmp_path: Path) -> None:
 # ---- item 11: file names printed raw ------------------------------------------------------
 
 def test_dataset_show_escapes_control_characters_and_undecodable_names(tmp_path: Path, workspace: Workspace) -> None:
-    src = tmp_path / "src"
-    src.mkdir()
-    for i in range(6):
-        Image.new("RGB", (48, 48), (i * 40, 90, 200 - i * 30)).save(src / f"ok{i}.png")
+    src = image_folder(tmp_path / "src", (48, 48))
     (src / "evil\nforged: line.png").write_bytes(b"not an image")
     os.makedirs(os.fsencode(src) + b"/\xff\xfe", exist_ok=True)
     (Path(os.fsdecode(os.fsencode(src) + b"/\xff\xfe")) / "x.png").write_bytes(b"junk")
