@@ -20,35 +20,18 @@ import http.client
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
+from serving import export_untrained, pct, run_threads, served   # benchmarks/serving.py (this folder is on sys.path)
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
-def export_untrained_seed(out: Path) -> Path:
-    from trainer.export import export
-    from trainer.model import build_decoder, build_encoder
-    from trainer.presets import resolve
-    cfg = resolve("seed", {})
-    model_dir = out / "model"
-    export(str(model_dir), build_encoder(cfg), build_decoder(cfg),
-           {"image_size": cfg.image_size, "embedding_size": cfg.embedding_size, "preset": "seed", "step": 0,
-            "note": "untrained, for benchmarks"})
-    return model_dir
-
-
-def pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))]
 
 
 def timeit(fn, n: int, warmup: int = 10) -> list[float]:
@@ -62,23 +45,13 @@ def timeit(fn, n: int, warmup: int = 10) -> list[float]:
     return out
 
 
-SERVER = """
-import sys
-from core.predict import load_predictor
-from core.serve import make_server, serve_until_signal
-p = load_predictor(sys.argv[1])
-s = make_server(p, "bench", "127.0.0.1", 0, version=1)
-serve_until_signal(s, lambda s: print(s.server_address[1], flush=True))
-"""
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model-dir", type=Path, default=None)
     ap.add_argument("--requests", type=int, default=300)
     args = ap.parse_args()
     tmp = tempfile.TemporaryDirectory()
-    model_dir = args.model_dir or export_untrained_seed(Path(tmp.name))
+    model_dir = args.model_dir or export_untrained(Path(tmp.name), "seed")
     import tensorflow as tf
 
     from core.predict import SavedModelPredictor
@@ -115,11 +88,7 @@ def main() -> None:
     print(f"          (this process got {share:.2f} of {os.cpu_count()} cores during the batch-64 runs; "
           f"decoder ~104 M multiply-adds/image -> {ips_raw * 0.208:.0f} GFLOP/s)")
 
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    srv = subprocess.Popen([sys.executable, "-c", SERVER, str(model_dir)], stdout=subprocess.PIPE, text=True,
-                           env=env, cwd=ROOT)
-    try:
-        port = int(srv.stdout.readline())
+    with served(model_dir) as port:
         body = json.dumps({"instances": inst1}).encode()
         headers = {"Content-Type": "application/json"}
 
@@ -148,18 +117,11 @@ def main() -> None:
                 one(c)
             done.append(per)
 
-        threads = [threading.Thread(target=worker) for _ in range(8)]
         t = time.perf_counter()
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
+        run_threads(worker, 8)
         wall = time.perf_counter() - t
         print(f"REST      8 concurrent clients, batch 1: {sum(done) / wall:7.0f} requests/s "
               f"({sum(done)} requests in {wall:.1f} s)")
-    finally:
-        srv.terminate()
-        srv.wait(timeout=30)
     tmp.cleanup()
 
 

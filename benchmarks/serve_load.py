@@ -29,43 +29,18 @@ import os
 import resource
 import selectors
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
+
+from serving import export_untrained, pct, run_threads, served   # benchmarks/serving.py (this folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-SERVER = """
-import sys
-from core.predict import load_predictor
-from core.serve import make_server, serve_until_signal
-p = load_predictor(sys.argv[1])
-s = make_server(p, "bench", "127.0.0.1", 0, version=1)
-serve_until_signal(s, lambda s: print(s.server_address[1], flush=True))
-"""
-
-
-def export_untrained(out: Path, preset: str) -> Path:
-    from trainer.export import export
-    from trainer.model import build_decoder, build_encoder
-    from trainer.presets import resolve
-    cfg = resolve(preset, {})
-    model_dir = out / "model"
-    export(str(model_dir), build_encoder(cfg), build_decoder(cfg),
-           {"image_size": cfg.image_size, "embedding_size": cfg.embedding_size, "preset": preset, "step": 0,
-            "note": "untrained, for benchmarks"})
-    return model_dir
-
-
-def pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))] if xs else float("nan")
-
 
 class Client:
     def __init__(self, port: int, body: bytes) -> None:
@@ -108,11 +83,7 @@ def burst(client: Client, n: int, rounds: int) -> tuple[list[float], int]:
                 else:
                     times.append(t)
 
-        threads = [threading.Thread(target=go) for _ in range(n)]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join(60)
+        run_threads(go, n, timeout=60)
     return times, refused
 
 
@@ -193,11 +164,7 @@ def steady(client: Client, workers: int, duration: float) -> tuple[list[float], 
                 else:
                     times.append(t)
 
-    threads = [threading.Thread(target=go) for _ in range(workers)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join(duration + 60)
+    run_threads(go, workers, timeout=duration + 60)
     return times, refused
 
 
@@ -228,49 +195,46 @@ def main() -> None:
     model_dir = args.model_dir or export_untrained(Path(tmp.name), args.preset)
     info = json.loads((Path(model_dir) / "genml.json").read_text())
     body = json.dumps({"instances": [{"embeddings": [0.1] * int(info["embedding_size"]), "key": "0"}]}).encode()
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    srv = subprocess.Popen([sys.executable, "-c", SERVER, str(model_dir)], stdout=subprocess.PIPE, text=True,
-                           env=env, cwd=ROOT)
-    try:
-        port = int(srv.stdout.readline())            # type: ignore[union-attr]  # stdout=PIPE
-        client = Client(port, body)
-        print(f"model {model_dir} ({info['image_size']} px, embedding {info['embedding_size']}); "
-              f"{os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}")
-        conn = None
-        alone = []
-        for _ in range(60):
-            t, conn = client.one(conn)
-            if t is not None:
-                alone.append(t)
-        if conn:
-            conn.close()
-        base = pct(alone[10:], 50)
-        print(f"baseline  one client alone, keep-alive: p50 {base * 1000:.1f} ms")
+    with tmp, served(model_dir) as port:
+        measure(args, model_dir, port, body, info)
 
-        if args.rounds:
-            times, refused = burst(client, args.clients, args.rounds)
-            report("burst", times, refused, base,
-                   f"{args.clients} clients x {args.rounds}; target max < 1000 ms: "
-                   f"{'met' if times and max(times) < 1 and not refused else 'MISSED'}")
 
-        loris = Slowloris(port, args.slow, args.slow_interval)
-        loris.thread.start()
-        deadline = time.monotonic() + 30
-        while loris.open < args.slow * 0.95 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        opened = loris.open
-        times, refused = steady(client, 16, args.duration)
-        opened = max(opened, loris.open)
-        loris.stop.set()
-        loris.thread.join(30)
-        report("slowloris", times, refused, base,
-               f"{opened} slow sockets open (re-opened {loris.reconnects}, refused {loris.refused}), 16 clients "
-               f"for {args.duration:g} s; target p99 < 1000 ms: "
-               f"{'met' if times and pct(times, 99) < 1 and not refused else 'MISSED'}")
-    finally:
-        srv.terminate()
-        srv.wait(timeout=30)
-        tmp.cleanup()
+def measure(args: argparse.Namespace, model_dir: Path, port: int, body: bytes, info: dict[str, Any]) -> None:
+    """The baseline, then the burst and the slowloris, against the server on `port`."""
+    client = Client(port, body)
+    print(f"model {model_dir} ({info['image_size']} px, embedding {info['embedding_size']}); "
+          f"{os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}")
+    conn = None
+    alone = []
+    for _ in range(60):
+        t, conn = client.one(conn)
+        if t is not None:
+            alone.append(t)
+    if conn:
+        conn.close()
+    base = pct(alone[10:], 50)
+    print(f"baseline  one client alone, keep-alive: p50 {base * 1000:.1f} ms")
+
+    if args.rounds:
+        times, refused = burst(client, args.clients, args.rounds)
+        report("burst", times, refused, base,
+               f"{args.clients} clients x {args.rounds}; target max < 1000 ms: "
+               f"{'met' if times and max(times) < 1 and not refused else 'MISSED'}")
+
+    loris = Slowloris(port, args.slow, args.slow_interval)
+    loris.thread.start()
+    deadline = time.monotonic() + 30
+    while loris.open < args.slow * 0.95 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    opened = loris.open
+    times, refused = steady(client, 16, args.duration)
+    opened = max(opened, loris.open)
+    loris.stop.set()
+    loris.thread.join(30)
+    report("slowloris", times, refused, base,
+           f"{opened} slow sockets open (re-opened {loris.reconnects}, refused {loris.refused}), 16 clients "
+           f"for {args.duration:g} s; target p99 < 1000 ms: "
+           f"{'met' if times and pct(times, 99) < 1 and not refused else 'MISSED'}")
 
 
 if __name__ == "__main__":
