@@ -23,7 +23,7 @@ from core.jobdir import JobDir
 from core.types import JobState
 from core.vertex import storage as gcs
 from tests.fakes.fixtures import *  # noqa: F403  (fixtures)
-from tests.fakes.fixtures import make_backend, vertex_profile
+from tests.fakes.fixtures import generate_and_encode, make_backend, vertex_profile
 from tests.fakes.vertex import FakeVertex
 
 
@@ -83,21 +83,16 @@ def test_train_deploy_predict_batch_on_the_emulators(workspace: Any, fake_vertex
     assert mv.deployed and mv.info["embedding_size"] == info["embedding_size"]
     pred = backend.predictor("demo")
     e, s = pred.embedding_size, pred.image_size
-    images = pred.generate(np.zeros((2, e), np.float32))
-    assert images.shape == (2, s, s, 3) and images.dtype == np.uint8
+    png = generate_and_encode(pred, e, s)
     from PIL import Image
-    buf = io.BytesIO()
-    Image.fromarray(images[0]).save(buf, format="PNG")
-    emb = pred.encode([buf.getvalue()])
-    assert emb.shape == (1, e) and np.isfinite(emb).all()
     # a phone-sized photo (~4 MB, ~5.5 MB as base64) is downscaled before it is sent: no 400
     rng = np.random.default_rng(0)
     photo = io.BytesIO()
     Image.fromarray(rng.integers(0, 255, (1800, 2400, 3), dtype=np.uint8)).save(photo, format="JPEG", quality=95)
     assert photo.tell() > 3_000_000
-    assert pred.encode([photo.getvalue(), buf.getvalue()]).shape == (2, e)
+    assert pred.encode([photo.getvalue(), png]).shape == (2, e)
     out = pred.predict([{"embeddings": [0.0] * e, "key": "7"},
-                        {"image_bytes": {"b64": base64.b64encode(buf.getvalue()).decode()}, "key": "8"},
+                        {"image_bytes": {"b64": base64.b64encode(png).decode()}, "key": "8"},
                         {"embeddings": [0.0] * (e + 1), "key": "9"}])
     assert out[0]["key"] == "7"
     assert Image.open(io.BytesIO(base64.b64decode(out[0]["image_bytes"]["b64"]))).size == (s, s)

@@ -22,7 +22,7 @@ import pytest
 from core.errors import CloudError, InvalidInput
 from core.vertex import images, operations, serving
 from tests.fakes.fixtures import *  # noqa: F403  (fixtures)
-from tests.fakes.fixtures import BUCKET, PROJECT, REGION, make_backend, vertex_profile
+from tests.fakes.fixtures import BUCKET, PROJECT, REGION, generate_and_encode, make_backend, vertex_profile
 from tests.fakes.vertex import STAGING_BUCKET, FakeVertex, TFPredictor
 from tests.test_vertex import _png, _succeeded_job, stub_predict
 
@@ -106,17 +106,10 @@ def test_a_real_savedmodel_serves_end_to_end_through_the_tf_serving_container(
 
     backend.deploy(job.id, "faces")
     pred = backend.predictor("faces")
-    e, s = cfg.embedding_size, cfg.image_size
-    imgs = pred.generate(np.zeros((2, e), np.float32))
-    assert imgs.shape == (2, s, s, 3) and imgs.dtype == np.uint8
-    from PIL import Image
-    import io
-    buf = io.BytesIO()
-    Image.fromarray(imgs[0]).save(buf, format="PNG")
-    emb = pred.encode([buf.getvalue()])
-    assert emb.shape == (1, e) and np.isfinite(emb).all()
+    e = cfg.embedding_size
+    png = generate_and_encode(pred, e, cfg.image_size)
     out = pred.predict([{"embeddings": [0.0] * e, "key": "7"},
-                        {"image_bytes": {"b64": base64.b64encode(buf.getvalue()).decode()}, "key": "8"}])
+                        {"image_bytes": {"b64": base64.b64encode(png).decode()}, "key": "8"}])
     assert out[0]["key"] == "7" and "b64" in out[0]["image_bytes"] and len(out[1]["embeddings"]) == e
 
 

@@ -21,7 +21,8 @@ REGION = "us-central1"
 BUCKET = "genml-test-bucket"
 
 __all__ = ["gcs_emulator", "fake_gcs_server", "any_storage", "storage_client", "fake_vertex", "vertex_profile",
-           "vertex_backend", "PROJECT", "REGION", "BUCKET", "make_backend", "make_bucket", "without_credentials"]
+           "vertex_backend", "PROJECT", "REGION", "BUCKET", "make_backend", "make_bucket", "without_credentials",
+           "generate_and_encode"]
 
 
 @pytest.fixture(scope="session")
@@ -109,6 +110,22 @@ def without_credentials(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("CLOUDSDK_CONFIG", str(home / "gcloud"))
     monkeypatch.setenv("NO_GCE_CHECK", "True")
+
+
+def generate_and_encode(pred: Any, e: int, s: int) -> bytes:
+    """A deployed model both ways: two images from zero embeddings (E=e, s x s RGB), then the
+    first one's embedding back. Returns that image as PNG, for the instance formats."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+    images = pred.generate(np.zeros((2, e), np.float32))
+    assert images.shape == (2, s, s, 3) and images.dtype == np.uint8
+    buf = io.BytesIO()
+    Image.fromarray(images[0]).save(buf, format="PNG")
+    emb = pred.encode([buf.getvalue()])
+    assert emb.shape == (1, e) and np.isfinite(emb).all()
+    return buf.getvalue()
 
 
 def make_bucket(client: Any, name: str, location: str) -> Any:
