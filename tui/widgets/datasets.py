@@ -12,10 +12,11 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Label, ProgressBar, Static
 
 from core.backend import Progress
+from core.types import Dataset
 from tui.actions import Action
 from tui.screens.dialogs import AddDatasetRequest
 from tui.images import ImageView, split_grid, to_pil
-from tui.widgets.pane import Pane
+from tui.widgets.pane import ListPane
 from tui.widgets.table import FilterTable
 
 WELCOME = """[b]Welcome to genml.[/b]
@@ -51,7 +52,7 @@ def fmt_time(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "-"
 
 
-class DatasetsPane(Pane):
+class DatasetsPane(ListPane[Dataset]):
     TITLE = "Datasets"
     ACTIONS = (
         Action("add", "a", "Add folder", "Add a folder of images as a dataset"),
@@ -62,7 +63,6 @@ class DatasetsPane(Pane):
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
-        self._datasets: dict[str, Any] = {}
         self._detail_for: str | None = None
         self._cancel: threading.Event | None = None
 
@@ -83,7 +83,7 @@ class DatasetsPane(Pane):
         return self.backend.list_datasets()
 
     def apply(self, datasets: list[Any]) -> None:
-        self._datasets = {d.name: d for d in datasets}
+        self.records = {d.name: d for d in datasets}
         empty = not datasets
         self.query_one("#welcome").display = empty
         self.query_one("#body").display = not empty
@@ -157,7 +157,7 @@ class DatasetsPane(Pane):
     def action_demo(self) -> None:
         name = "demo"
         n = 2
-        while name in self._datasets:
+        while name in self.records:
             name, n = f"demo{n}", n + 1
         count = demo_count()
         self._run_with_progress(f"making {name}", lambda progress, cancel: self.backend.make_demo_dataset(

@@ -132,10 +132,6 @@ class GeneratorPane(Pane):
         self.query_one("#model", Select).focus()
         self.query_one("#model", Select).expanded = True
 
-    def action_focus_home(self) -> None:
-        """escape: back to the canvas (the pane itself), from the model picker."""
-        self.focus()
-
     def load_model(self, ref: str) -> None:
         self.model_ref = ref
         self.predictor = None

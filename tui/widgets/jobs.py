@@ -22,7 +22,7 @@ from tui.screens.dialogs import NewJobRequest
 from tui.images import ImageView, split_grid, to_pil
 from tui.widgets.curves import Curves, swd_cell
 from tui.widgets.logview import LogPanel
-from tui.widgets.pane import Pane
+from tui.widgets.pane import ListPane
 from tui.widgets.table import FilterTable
 
 WELCOME = """[b]No training jobs yet.[/b]
@@ -76,7 +76,7 @@ class Detail:
     reset_log: bool = False
 
 
-class JobsPane(Pane):
+class JobsPane(ListPane[Job]):
     TITLE = "Jobs"
     ACTIONS = (
         Action("new", "n", "New job", "Start a new training job"),
@@ -89,7 +89,6 @@ class JobsPane(Pane):
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
-        self.jobs: dict[str, Job] = {}
         self._seen_states: dict[str, JobState] = {}
         self._selected: str | None = None
         self._dirs: dict[str, JobDir] = {}
@@ -167,7 +166,7 @@ class JobsPane(Pane):
     def apply(self, data: tuple[list[Job], Detail | None]) -> None:
         jobs, detail = data
         self._notify_transitions(jobs)
-        self.jobs = {j.id: j for j in jobs}
+        self.records = {j.id: j for j in jobs}
         empty = not jobs
         self.query_one("#welcome").display = empty
         self.query_one("#body").display = not empty
@@ -223,10 +222,6 @@ class JobsPane(Pane):
             self.poll_now()
 
     # ---- actions ------------------------------------------------------------------------
-    def current(self) -> Job | None:
-        key = self.query_one(FilterTable).current_key
-        return self.jobs.get(key) if key else None
-
     def action_zoom(self) -> None:
         self.genml.zoom(self.query_one("#sample", ImageView))
 

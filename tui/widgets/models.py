@@ -12,7 +12,7 @@ from core.multi import backend_cell
 from core.types import JobState, ModelVersion
 from tui.actions import Action
 from tui.screens.dialogs import DeployRequest
-from tui.widgets.pane import Pane
+from tui.widgets.pane import ListPane
 from tui.widgets.table import FilterTable
 
 WELCOME = """[b]No models yet.[/b]
@@ -38,7 +38,7 @@ def model_row(m: ModelVersion, backend: str | None = None) -> tuple[Any, ...]:
             cell if cell == m.backend else f"[yellow]{cell}[/]")
 
 
-class ModelsPane(Pane):
+class ModelsPane(ListPane[ModelVersion]):
     TITLE = "Models"
     ACTIONS = (
         Action("deploy", "D", "Deploy job", "Deploy a finished job as a model"),
@@ -46,10 +46,6 @@ class ModelsPane(Pane):
         Action("delete", "x,delete", "Delete", "Delete the selected model version"),
         Action("open", "o,enter", "Open in generator", "Open the selected model in the generator"),
     )
-
-    def __init__(self, **kw: Any) -> None:
-        super().__init__(**kw)
-        self.models: dict[str, ModelVersion] = {}
 
     def compose(self) -> ComposeResult:
         yield Static(WELCOME, id="welcome", classes="welcome")
@@ -61,7 +57,7 @@ class ModelsPane(Pane):
         return self.backend.list_models()
 
     def apply(self, models: list[ModelVersion]) -> None:
-        self.models = {m.ref: m for m in models}
+        self.records = {m.ref: m for m in models}
         self.query_one("#welcome").display = not models
         self.query_one(FilterTable).display = bool(models)
         self.query_one("#model-detail").display = bool(models)
@@ -73,7 +69,7 @@ class ModelsPane(Pane):
         self._detail(event.key)
 
     def _detail(self, ref: str | None) -> None:
-        m = self.models.get(ref or "")
+        m = self.records.get(ref or "")
         if m is None:
             self.query_one("#model-detail", Static).update("")
             return
@@ -85,9 +81,6 @@ class ModelsPane(Pane):
     @on(FilterTable.Activated)
     def _activated(self, event: FilterTable.Activated) -> None:
         self.genml.open_generator(event.key)
-
-    def current(self) -> ModelVersion | None:
-        return self.models.get(self.query_one(FilterTable).current_key or "")
 
     def action_open(self) -> None:
         m = self.current()

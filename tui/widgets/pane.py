@@ -6,7 +6,7 @@ reads behind it. A hidden pane polls less often.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generic, TypeVar
 
 from textual import work
 from textual.containers import Vertical
@@ -16,6 +16,7 @@ from textual.worker import Worker, WorkerState
 
 from core.errors import GenmlError
 from tui.actions import Action, bindings, help_rows
+from tui.widgets.table import FilterTable
 
 if TYPE_CHECKING:
     from core.backend import Backend
@@ -66,9 +67,8 @@ class Pane(Vertical, can_focus=True):
         return self.genml.current_pane is self
 
     def action_focus_home(self) -> None:
-        """escape: back to the pane's list, from its filter, log or detail."""
-        from tui.widgets.table import FilterTable
-        self.query_one(FilterTable).focus_table()
+        """escape: back to the pane itself (the generator's canvas), from a field inside it."""
+        self.focus()
 
     # ---- polling -----------------------------------------------------------------------
     def on_mount(self) -> None:
@@ -157,3 +157,24 @@ class Pane(Vertical, can_focus=True):
                 if row not in rows:
                     rows.append(row)
         return rows
+
+
+R = TypeVar("R")
+
+
+class ListPane(Pane, Generic[R]):
+    """A pane around one list (datasets, jobs, models): `records` holds the last read, by the
+    list's keys; escape comes back to the list."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.records: dict[str, R] = {}
+
+    def current(self) -> R | None:
+        """The record of the highlighted row, if any."""
+        key = self.query_one(FilterTable).current_key
+        return self.records.get(key) if key else None
+
+    def action_focus_home(self) -> None:
+        """escape: back to the list, from its filter, the log or a detail."""
+        self.query_one(FilterTable).focus_table()
