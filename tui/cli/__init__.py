@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import click
 
@@ -15,6 +15,8 @@ from core.errors import GenmlError
 
 if TYPE_CHECKING:
     from core.backend import Backend
+
+R = TypeVar("R")
 
 
 class Context:
@@ -48,6 +50,22 @@ class Context:
         if self._cfg is None:
             self._cfg = config_mod.load()
         return owner_of(item, self._cfg)
+
+    def echo_list(self, records: list[R], as_json: bool, as_dict: Callable[[R], dict[str, Any]],
+                  header: list[str], row: Callable[[R], list[str]], none: str) -> None:
+        """What `jobs list` and `models list` print: the named backend's rows only (every
+        backend's without --backend or with --backend all), as JSON (each with its profile)
+        or as a table (`none` on stderr when there are no rows), then the profiles that could
+        not be reached."""
+        if self.backend_name not in (None, "all"):
+            records = [r for r in records if self.profile_of(r) == self.backend_name]
+        if as_json:
+            echo_json([dict(as_dict(r), profile=self.profile_of(r)) for r in records])
+        elif not records:
+            click.echo(none, err=True)
+        else:
+            echo_table([row(r) for r in records], header)
+        self.say_unreachable()
 
     def say_unreachable(self) -> None:
         """After a list: which configured profiles could not be reached (their rows are as last seen)."""

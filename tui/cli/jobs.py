@@ -15,7 +15,7 @@ from core.jobdir import tensorboard_dir
 from core.quality import summarize
 from core.types import Job
 from trainer.contract import DEFAULT_PRESET, IMAGE_SIZES, LOSSES, PRESET_SUMMARIES, PRESETS
-from tui.cli import Context, echo_json, echo_table, one_record, pass_ctx, when
+from tui.cli import Context, echo_json, one_record, pass_ctx, when
 
 
 def _duration(s: float | None) -> str:
@@ -88,26 +88,15 @@ def jobs() -> None:
 @pass_ctx
 def list_(ctx: Context, as_json: bool) -> None:
     """All jobs, oldest first."""
-    all_jobs = ctx.backend.list_jobs()
-    if ctx.backend_name not in (None, "all"):          # a named backend: its own rows only
-        all_jobs = [j for j in all_jobs if ctx.profile_of(j) == ctx.backend_name]
-    if as_json:
-        echo_json([dict(job_dict(j), profile=ctx.profile_of(j)) for j in all_jobs])
-        ctx.say_unreachable()
-        return
-    if not all_jobs:
-        click.echo("No jobs yet. Start one with: genml train DATASET --preset tiny", err=True)
-        ctx.say_unreachable()
-        return
-    rows = []
-    for j in all_jobs:
+    def row(j: Job) -> list[str]:
         steps = f"{j.step}/{j.max_steps}" if j.max_steps else str(j.step)
         end = j.ended or (time.time() if j.started else None)
-        rows.append([j.id, ctx.profile_of(j), j.dataset, j.state.short, steps,
-                     f"{j.images_per_sec:.0f}" if j.images_per_sec else "-",
-                     when(j.created), _duration(end - j.started if j.started and end else None)])
-    echo_table(rows, ["ID", "BACKEND", "DATASET", "STATE", "STEP", "IMG/S", "CREATED", "TIME"])
-    ctx.say_unreachable()
+        return [j.id, ctx.profile_of(j), j.dataset, j.state.short, steps,
+                f"{j.images_per_sec:.0f}" if j.images_per_sec else "-",
+                when(j.created), _duration(end - j.started if j.started and end else None)]
+    ctx.echo_list(ctx.backend.list_jobs(), as_json, job_dict,
+                  ["ID", "BACKEND", "DATASET", "STATE", "STEP", "IMG/S", "CREATED", "TIME"], row,
+                  none="No jobs yet. Start one with: genml train DATASET --preset tiny")
 
 
 @jobs.command()

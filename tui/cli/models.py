@@ -6,7 +6,7 @@ from typing import Any
 import click
 
 from core.types import ModelVersion
-from tui.cli import Context, echo_json, echo_table, one_record, pass_ctx, when
+from tui.cli import Context, echo_json, one_record, pass_ctx, when
 
 
 def _fmt(v: Any) -> str:
@@ -44,23 +44,14 @@ def list_(ctx: Context, as_json: bool, show_all: bool) -> None:
 
     A cloud model deleted outside genml is listed as "missing in Vertex AI" (deploy its job
     again, or `genml models rm` it)."""
-    mvs: list[ModelVersion] = [m for m in ctx.backend.list_models() if show_all or m.deployed or m.missing]
-    if ctx.backend_name not in (None, "all"):          # a named backend: its own rows only
-        mvs = [m for m in mvs if ctx.profile_of(m) == ctx.backend_name]
-    if as_json:
-        echo_json([dict(m.to_dict(), profile=ctx.profile_of(m)) for m in mvs])
-        ctx.say_unreachable()
-        return
-    if not mvs:
-        click.echo("No models. Deploy a finished job with: genml models deploy JOB", err=True)
-        ctx.say_unreachable()
-        return
-    header = ["MODEL", "BACKEND", "JOB", "DEPLOYED", "SWD", "PSNR", "SSIM", "STEP", "CREATED"]
-    rows = [[m.ref, ctx.profile_of(m), m.job_id, m.deployed_label, _fmt(m.metrics.get("swd")),
-             _fmt(m.metrics.get("psnr")), _fmt(m.metrics.get("ssim")), _fmt(m.metrics.get("step")),
-             when(m.created)] for m in mvs]
-    echo_table(rows, header)
-    ctx.say_unreachable()
+    def row(m: ModelVersion) -> list[str]:
+        return [m.ref, ctx.profile_of(m), m.job_id, m.deployed_label, _fmt(m.metrics.get("swd")),
+                _fmt(m.metrics.get("psnr")), _fmt(m.metrics.get("ssim")), _fmt(m.metrics.get("step")),
+                when(m.created)]
+    ctx.echo_list([m for m in ctx.backend.list_models() if show_all or m.deployed or m.missing], as_json,
+                  ModelVersion.to_dict,
+                  ["MODEL", "BACKEND", "JOB", "DEPLOYED", "SWD", "PSNR", "SSIM", "STEP", "CREATED"], row,
+                  none="No models. Deploy a finished job with: genml models deploy JOB")
 
 
 @models.command()
