@@ -145,10 +145,15 @@ class GenmlApp(App[None]):
         """Give the pane's list (or the pane itself) focus unless something inside it has it."""
         if not pane.is_mounted:
             return
-        f = self.focused
-        if f is not None and f is not pane and pane in f.ancestors_with_self and f.display and f.region.area:
-            return
+        from textual.widgets import Input
+
         from tui.widgets.table import FilterTable
+        f = self.focused
+        # An Input just opened (the filter, the log search) has no area until the next
+        # layout; a poll landing in between must not take the focus from under the typing.
+        if f is not None and f is not pane and pane in f.ancestors_with_self and (
+                isinstance(f, Input) or (f.display and f.region.area)):
+            return
 
         def shown(w: Any) -> bool:
             return all(a.display for a in w.ancestors_with_self if a is not pane) and pane.display
