@@ -198,7 +198,7 @@ class AddDatasetDialog(Dialog[AddDatasetRequest]):
 
 PRESETS = [(f"{p}: {contract.PRESET_SUMMARIES[p]}", p) for p in contract.PRESETS]
 IMAGE_SIZES = contract.IMAGE_SIZES
-AUGMENT_CHOICES = [("the preset's (off)", ""), ("off", "off"), ("translation", "translation"),
+AUGMENT_CHOICES = [("the preset's", ""), ("off", "off"), ("translation", "translation"),
                    ("color,translation", "color,translation"), ("translation,cutout", "translation,cutout"),
                    ("color,translation,cutout", "color,translation,cutout")]
 # flags the dialog has its own field for: "more options" may not give them again
