@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterator
 import click
 
 from trainer import contract
-from tui.cli import echo_json, pass_ctx, safe
+from tui.cli.common import echo_json, pass_ctx, safe
 
 IMAGE_SIZES = [str(s) for s in contract.IMAGE_SIZES]
 

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from tui.cli import echo_json, safe
+from tui.cli.common import echo_json, safe
 
 
 @click.command("doctor")

@@ -15,7 +15,7 @@ from core.jobdir import tensorboard_dir
 from core.quality import summarize
 from core.types import Job
 from trainer.contract import DEFAULT_PRESET, IMAGE_SIZES, LOSSES, PRESET_SUMMARIES, PRESETS
-from tui.cli import Context, echo_json, one_record, pass_ctx, when
+from tui.cli.common import Context, echo_json, one_record, pass_ctx, when
 
 
 def _duration(s: float | None) -> str:

@@ -6,7 +6,7 @@ from typing import Any
 import click
 
 from core.types import ModelVersion
-from tui.cli import Context, echo_json, one_record, pass_ctx, when
+from tui.cli.common import Context, echo_json, one_record, pass_ctx, when
 
 
 def _fmt(v: Any) -> str:

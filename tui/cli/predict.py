@@ -15,7 +15,7 @@ import click
 import numpy as np
 
 from core.errors import InvalidInput
-from tui.cli import Context, echo_json, pass_ctx
+from tui.cli.common import Context, echo_json, pass_ctx
 
 BATCH = 64
 

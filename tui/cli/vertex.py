@@ -9,7 +9,7 @@ from core import config as config_mod
 from core.backend import CloudConsole
 from core.errors import CloudError
 from core.types import JobState
-from tui.cli import GenmlGroup, echo_json
+from tui.cli.common import GenmlGroup, echo_json
 
 
 @click.group("vertex", cls=GenmlGroup)

@@ -6,7 +6,7 @@ reads behind it. A hidden pane polls less often.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generic, TypeVar, cast
 
 from textual import work
 from textual.containers import Vertical
@@ -24,11 +24,12 @@ if TYPE_CHECKING:
 
 
 def genml_app(widget: Any) -> "GenmlApp":
-    """The running GenmlApp, typed (Textual's `widget.app` is a plain App)."""
-    from tui.app import GenmlApp
-    app = widget.app
-    assert isinstance(app, GenmlApp), f"{type(app).__name__} is not the genml app"
-    return app
+    """The running GenmlApp, typed (Textual's `widget.app` is a plain App).
+
+    A cast, not an isinstance check: importing tui.app here would close an import cycle
+    (the app imports every pane); the panes only ever run inside GenmlApp.
+    """
+    return cast("GenmlApp", widget.app)
 
 
 class Pane(Vertical, can_focus=True):
