@@ -111,15 +111,20 @@ def deploy(ctx: Context, job_id: str, name: str | None = None, progress: Progres
     return _continue_deploy(ctx, mv, progress)
 
 
+def _delete_endpoint(ctx: Context, mv: ModelVersion, endpoint: str, what: str) -> None:
+    """Delete the row's endpoint (its operation saved as endpoint_delete_op); gone already is fine."""
+    c = ctx.clients
+    operations.gone_ok(lambda: _step(ctx, mv, "endpoint_delete_op", lambda: c.call(
+        c.aiplatform.endpoints().delete(name=endpoint), "Deleting the endpoint"), what, None))
+
+
 def _start_over(ctx: Context, mv: ModelVersion) -> ModelVersion:
     """A row whose Model was deleted outside genml is deployed again from the upload on,
     under the same version; an endpoint it left behind is deleted first."""
-    s, c = ctx.settings, ctx.clients
+    s = ctx.settings
     endpoint = mv.remote.get("endpoint")
     if endpoint:
-        operations.gone_ok(lambda: _step(ctx, mv, "endpoint_delete_op", lambda: c.call(
-            c.aiplatform.endpoints().delete(name=endpoint), "Deleting the endpoint"),
-            f"Deleting the endpoint left behind by {mv.ref}", None))
+        _delete_endpoint(ctx, mv, endpoint, f"Deleting the endpoint left behind by {mv.ref}")
     mv.remote = {"stage": "upload", "project": s.project, "region": s.region, "profile": s.name}
     ctx.registry.update_model(mv.name, mv.version, remote=mv.remote, deployed=False)
     return mv
@@ -171,13 +176,11 @@ def undeploy(ctx: Context, ref: str) -> ModelVersion:
             ai.endpoints().undeployModel(endpoint=endpoint, body=body), "Undeploying the model"),
             f"Undeploying {mv.ref}", None))
     if endpoint:
-        operations.gone_ok(lambda: _step(ctx, mv, "endpoint_delete_op", lambda: c.call(
-            ai.endpoints().delete(name=endpoint), "Deleting the endpoint"),
-            f"Deleting the endpoint of {mv.ref}", None))
+        _delete_endpoint(ctx, mv, endpoint, f"Deleting the endpoint of {mv.ref}")
     if mv.missing:                 # its Model is gone: only the endpoint it left was to delete
         mv.remote = {k: v for k, v in mv.remote.items() if k not in ("endpoint", "endpoint_delete_op", "undeploy_op")}
     else:
-        keep = {k: v for k, v in mv.remote.items() if k in ("model", "project", "region", "profile", "upload_op")}
+        keep = {k: v for k, v in mv.remote.items() if k in sync.UNDEPLOYED_KEEPS}
         mv.remote = dict(keep, stage="undeployed")
     ctx.registry.update_model(mv.name, mv.version, remote=mv.remote, deployed=False)
     return ctx.registry.get_model(mv.name, mv.version)

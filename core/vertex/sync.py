@@ -38,7 +38,8 @@ from core.vertex import preflight
 from core.vertex.context import Context, last
 
 LABEL_FILTER = 'labels.genml="1"'     # models:upload and endpoints.create set it (core/vertex/models.py)
-_KEEP = ("model", "project", "region", "profile", "upload_op")     # what an undeployed row keeps, as in undeploy
+# what an undeployed row keeps (core/vertex/models.py undeploy and the reconcile below)
+UNDEPLOYED_KEEPS = ("model", "project", "region", "profile", "upload_op")
 
 
 def resource_id(name: str) -> str:
@@ -94,7 +95,7 @@ def reconcile(mv: ModelVersion, seen: Seen) -> tuple[dict[str, Any], bool] | Non
     stage, model, endpoint, dmid = r.get("stage"), r.get("model"), r.get("endpoint"), r.get("deployed_model_id")
     if stage == REMOTE_MISSING:
         return None
-    kept = {k: r[k] for k in _KEEP if k in r}
+    kept = {k: r[k] for k in UNDEPLOYED_KEEPS if k in r}
     noticed = time.time()
     if model and seen.model(model) is None:
         out = dict(kept, stage=REMOTE_MISSING, noticed=noticed,
