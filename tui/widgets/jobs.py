@@ -23,7 +23,7 @@ from tui.images import ImageView, split_grid, to_pil
 from tui.widgets.curves import Curves, swd_cell
 from tui.widgets.logview import LogPanel
 from tui.widgets.pane import ListPane
-from tui.widgets.table import FilterTable
+from tui.widgets.table import FilterTable, backend_markup
 
 WELCOME = """[b]No training jobs yet.[/b]
 
@@ -44,11 +44,10 @@ def job_row(j: Job, quality: QualitySummary | None = None, backend: str | None =
     """One row; `backend` is the backend cell when it says more than j.backend (core.multi.backend_cell)."""
     state = j.state.short
     style = {"SUCCEEDED": "green", "FAILED": "red", "RUNNING": "cyan", "CANCELLED": "yellow"}.get(state, "")
-    cell = backend or j.backend
     return (j.id, j.dataset, f"[{style}]{state}[/]" if style else state, f"{j.step}/{j.max_steps or '?'}",
             swd_cell(quality or QualitySummary()),
             f"{j.images_per_sec:.0f}" if j.images_per_sec else "-", fmt_eta(j.eta_seconds),
-            cell if cell == j.backend else f"[yellow]{cell}[/]")
+            backend_markup(j.backend, backend))
 
 
 def sample_cells(png: bytes, config: dict[str, Any]) -> list[Any]:

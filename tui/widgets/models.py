@@ -13,7 +13,7 @@ from core.types import JobState, ModelVersion
 from tui.actions import Action
 from tui.screens.dialogs import DeployRequest
 from tui.widgets.pane import ListPane
-from tui.widgets.table import FilterTable
+from tui.widgets.table import FilterTable, backend_markup
 
 WELCOME = """[b]No models yet.[/b]
 
@@ -31,11 +31,10 @@ def _num(v: Any, fmt: str) -> str:
 
 def model_row(m: ModelVersion, backend: str | None = None) -> tuple[Any, ...]:
     """One row; `backend` is the backend cell when it says more than m.backend (core.multi.backend_cell)."""
-    cell = backend or m.backend
     return (m.name, f"v{m.version}", m.job_id, _num(m.metrics.get("swd"), "{:.3f}"),
             _num(m.metrics.get("psnr"), "{:.1f}"),
             "[green]yes[/]" if m.deployed else (f"[red]{m.deployed_label}[/]" if m.missing else "no"),
-            cell if cell == m.backend else f"[yellow]{cell}[/]")
+            backend_markup(m.backend, backend))
 
 
 class ModelsPane(ListPane[ModelVersion]):

@@ -12,6 +12,12 @@ from tui.actions import Action, bindings
 from tui.widgets.querybox import QueryBox
 
 
+def backend_markup(plain: str, cell: str | None) -> str:
+    """The backend column: `plain` as it is, or the longer cell core.multi.backend_cell gave
+    (an unreachable profile's row) in yellow."""
+    return plain if not cell or cell == plain else f"[yellow]{cell}[/]"
+
+
 class VimTable(DataTable[Any]):
     """DataTable with j/k/g/G beside the arrows."""
 
