@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import faulthandler
 import asyncio
-import importlib.util
 import json
 import os
 import shutil
@@ -147,11 +146,8 @@ def bench_idle(root: Path, seconds: float) -> tuple[float, float]:
 
 
 def bench_resample(root: Path, presses: int) -> tuple[float, float, float]:
-    spec = importlib.util.spec_from_file_location("bench_predict", ROOT / "benchmarks" / "predict.py")
-    assert spec and spec.loader
-    bp = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bp)
-    model_dir = bp.export_untrained_seed(root / "export")
+    import serving     # benchmarks/serving.py: this script's folder is first on sys.path
+    model_dir = serving.export_untrained(root / "export", "seed")
 
     from core.local.backend import LocalBackend
     from core.registry import Registry

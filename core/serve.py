@@ -495,6 +495,10 @@ class Server:
                     break
         except (ConnectionError, OSError):
             pass
+        except asyncio.CancelledError:
+            # asyncio.run cancels a prediction that outlived the shutdown grace; end quietly,
+            # since Python 3.11's start_server reports a cancelled handler as an unhandled error
+            pass
         finally:
             self._conns.discard(conn)
             writer.transport.abort() if self.stopping else writer.close()

@@ -6,6 +6,7 @@ import base64
 import http.client
 import io
 import json
+import logging
 import socket
 import threading
 import time
@@ -293,6 +294,29 @@ def test_shutdown_finishes_predictions_in_flight_and_drops_idle_clients(predicto
     t.join(30)
     assert answer and answer[0][0] == 200 and len(answer[0][1]["predictions"]) == 3
     assert not stopper.is_alive() and not t.is_alive()
+
+
+def test_a_prediction_past_the_grace_period_is_dropped_without_a_traceback(
+        predictor: Any, caplog: pytest.LogCaptureFixture) -> None:
+    gated = _Gated(predictor)
+    s, t = _serve(gated, limits=Limits(grace_s=0.2))
+
+    def post() -> None:
+        try:
+            _post(s, _predict_body(1))
+        except (OSError, http.client.HTTPException):     # the server drops it: that is the point
+            pass
+
+    client = threading.Thread(target=post, daemon=True)
+    client.start()
+    assert gated.entered.wait(30)
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        s.stop()
+        t.join(30)
+    gated.release.set()
+    client.join(30)
+    assert not t.is_alive()
+    assert not [r.getMessage() for r in caplog.records if r.name == "asyncio"]
 
 
 def test_a_big_request_does_not_make_small_ones_wait_for_all_of_it(predictor: Any) -> None:
