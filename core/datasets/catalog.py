@@ -187,7 +187,7 @@ def demo(ws: Workspace, reg: Registry, name: str = "demo", count: int = 2000, *,
          progress: ProgressFn | None = None, cancel: threading.Event | None = None,
          image_size: int = DEFAULT_IMAGE_SIZE, workers: int | None = None, replace: bool = False,
          force: bool = False) -> Dataset:
-    """A procedural dataset (coloured shapes on gradients), made offline and deterministic."""
+    """A procedural dataset (one coloured shape per picture on a plain background), made offline and deterministic."""
     check_name(name)
     options = check_options(DEFAULT_CROP, image_size)
     if not 1 <= count <= 1_000_000:

@@ -118,7 +118,7 @@ def add(ctx: Any, path: Path, name: str, crop: str, image_size: str, replace: bo
 @click.option("--count", type=click.IntRange(1, 1_000_000), default=2000, show_default=True)
 @_build_options
 def demo(ctx: Any, name: str, count: int, replace: bool, force: bool, as_json: bool) -> None:
-    """Make a procedural dataset (coloured shapes on gradients) to try genml without your own images."""
+    """Make a procedural dataset (one coloured shape on a plain background) to try genml without your own images."""
     with _progress("rendering") as bar:
         ds = ctx.backend.make_demo_dataset(name, count, progress=bar, replace=replace, force=force)
     echo_json(ds.to_dict()) if as_json else _print_result(ds)
