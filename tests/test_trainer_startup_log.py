@@ -43,3 +43,18 @@ def test_a_failing_import_still_shows_what_tensorflow_wrote(tmp_path: Path) -> N
     assert proc.returncode != 0
     assert "cannot open shared object file" in proc.stderr
     assert "broken install" in proc.stderr
+
+
+def test_writing_a_sample_grid_adds_no_tensorflow_lines() -> None:
+    """The sample grid is the first uint8 work a run does; laid out as uint8, oneDNN wrote
+    'E0000 ... oneDNN supports DT_UINT8 only on platforms with AVX-512' into train.log."""
+    proc = run("import sys\n"
+               "from trainer.task import import_tensorflow\n"
+               "tf = import_tensorflow()\n"
+               "from trainer.jobdir import image_grid, png\n"
+               "grid = image_grid(tf.random.uniform([5, 8, 8, 3], -1, 1), 4)\n"
+               "assert grid.shape == (16, 32, 3) and grid.dtype == tf.uint8, grid\n"
+               "assert png(grid).startswith(b'\\x89PNG')\n"
+               "print('grid written', file=sys.stderr)")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.strip() == "grid written", proc.stderr[-3000:]

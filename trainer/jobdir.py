@@ -137,12 +137,14 @@ def image_grid(images: tf.Tensor, columns: int) -> tf.Tensor:
     n, h, w = int(images.shape[0]), int(images.shape[1]), int(images.shape[2])
     rows = max(1, -(-n // columns))
     pad = rows * columns - n
-    x = tf.cast(tf.clip_by_value(tf.round((images + 1.0) * 127.5), 0, 255), tf.uint8)
+    # laid out in float, cast last: a uint8 transpose makes oneDNN write an E0000 line to
+    # fd 2 (train.log) on CPUs without AVX-512
+    x = tf.clip_by_value(tf.round((tf.cast(images, tf.float32) + 1.0) * 127.5), 0, 255)
     if pad:
-        x = tf.concat([x, tf.zeros([pad, h, w, 3], tf.uint8)], 0)
+        x = tf.concat([x, tf.zeros([pad, h, w, 3], tf.float32)], 0)
     x = tf.reshape(x, [rows, columns, h, w, 3])
     x = tf.transpose(x, [0, 2, 1, 3, 4])
-    return tf.reshape(x, [rows * h, columns * w, 3])
+    return tf.cast(tf.reshape(x, [rows * h, columns * w, 3]), tf.uint8)
 
 
 def png(image: tf.Tensor) -> bytes:

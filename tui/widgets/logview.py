@@ -23,9 +23,10 @@ from tui.widgets.querybox import QueryBox
 
 MAX_LINES = 5000
 MATCH = Style(bgcolor="yellow", color="black")
-# TensorFlow's own C++ log lines ("E0000 00:00:17.. 14226 util.cc:131] oneDNN supports ...") that
-# it writes after start-up (the start-up ones the trainer keeps out of train.log): drawn dim, so
-# genml's lines stand out and a harmless kernel note does not read as the job's error.
+# TensorFlow's own C++ log lines ("E0000 00:00:17.. 14226 util.cc:131] ...") written after start-up
+# (the trainer keeps the start-up ones out of train.log, and no longer causes the one it used
+# to write while training): drawn dim, so genml's lines stand out and a harmless kernel note
+# does not read as the job's error.
 TF_LOG_LINE = re.compile(r"^[IWEF]\d{4} [\d:.]+\s+\d+ [\w.-]+:\d+\] ")
 TF_STYLE = Style(dim=True, italic=True)
 CURRENT = Style(bgcolor="dark_orange", color="black", bold=True)
