@@ -431,7 +431,7 @@ async def test_new_job_dialog_hints_validates_and_submits_the_options(ws, monkey
 
         def hint(key: str) -> str:
             return str(dlg.query_one(f"#hint-{key}", Label).render())
-        assert "tiny: 12" in hint("steps") and "tiny: 16" in hint("size")
+        assert "tiny: 12" in hint("steps") and "tiny: 16; cats holds 64" in hint("size")
         dlg.query_one("#preset", Select).value = "quick"
         await until(pilot, lambda: "quick: up to 30 minutes" in hint("steps"))
         await typed(pilot, app, "500", enter=False)            # steps (focused first)
@@ -445,7 +445,9 @@ async def test_new_job_dialog_hints_validates_and_submits_the_options(ws, monkey
         assert isinstance(app.screen, NewJobDialog) and not submitted
         assert "48 is not a size" in hint("size")
         assert app.focused is dlg.query_one("#size")           # the first bad field gets the focus
-        await pilot.press("backspace", "backspace", "3", "2")
+        await pilot.press("backspace", "backspace", "1", "2", "8")
+        await until(pilot, lambda: "cats holds 64 px; use 64 or less" in hint("size"))  # submit would refuse it
+        await pilot.press("backspace", "backspace", "backspace", "3", "2")
         dlg.query_one("#more").value = "--eval-every 5"
         await until(pilot, lambda: "--eval-every 5" in str(dlg.query_one("#command", Label).render()))
         assert "genml train cats --preset quick --max-steps 500 --seed 7 --batch-size 4 --image-size 32 " \

@@ -274,9 +274,13 @@ class NewJobDialog(FormDialog[NewJobRequest]):
     """
     FIELDS = ("dataset", "steps", "seed", "batch", "size", "augment", "more")
 
-    def __init__(self, datasets: list[str], preset: str = contract.PRESETS[0], dataset: str | None = None) -> None:
+    def __init__(self, datasets: list[str] | dict[str, int], preset: str = contract.PRESETS[0],
+                 dataset: str | None = None) -> None:
+        """`datasets`: names, or names with the image size each holds (then a larger size
+        is refused here, as submit would refuse it)."""
         super().__init__()
-        self._datasets, self._preset, self._dataset = datasets, preset, dataset
+        self._sizes: dict[str, int] = datasets if isinstance(datasets, dict) else {}
+        self._datasets, self._preset, self._dataset = list(datasets), preset, dataset
 
     def compose(self) -> ComposeResult:
         first = self._dataset if self._dataset in self._datasets else (self._datasets[0] if self._datasets else None)
@@ -306,6 +310,8 @@ class NewJobDialog(FormDialog[NewJobRequest]):
         preset = str(self.query_one("#preset", Select).value)
         d = preset_defaults(preset)
         augment = d.get("augment") or "off"
+        ds = self.query_one("#dataset", Select).value
+        holds = self._sizes.get(str(ds))
         return {
             "dataset": "" if self._datasets else "no dataset yet: make one in pane 1 (d)",
             "preset": "every field left empty takes the preset's value",
@@ -315,8 +321,10 @@ class NewJobDialog(FormDialog[NewJobRequest]):
             "seed": f"repeatable runs; {preset}: {d['seed']}",
             "batch": f"images per step; {preset}: {d['batch_size']}",
             "size": f"{', '.join(map(str, IMAGE_SIZES))} px; {preset}: "
-                    + (str(contract.PRESET_IMAGE_SIZES[preset]) if preset in contract.PRESET_IMAGE_SIZES
-                       else "the dataset's size"),
+                    + (str(contract.train_image_size(preset, None, holds)) if holds
+                       else str(contract.PRESET_IMAGE_SIZES[preset]) if preset in contract.PRESET_IMAGE_SIZES
+                       else "the dataset's size")
+                    + (f"; {ds} holds {holds}" if holds else ""),
             "augment": f"DiffAugment on D's inputs, for small datasets; {preset}: {augment}",
             "more": "any other trainer option, as `genml train` passes them",
         }
@@ -347,6 +355,9 @@ class NewJobDialog(FormDialog[NewJobRequest]):
         seed = self._int("seed", errors, low=0)
         batch = self._int("batch", errors)
         size = self._int("size", errors, allowed=IMAGE_SIZES)
+        holds = self._sizes.get(str(ds))
+        if size is not None and holds and size > holds and "size" not in errors:
+            errors["size"] = f"{ds} holds {holds} px; use {holds} or less, or leave it empty"
         extra: list[str] = []
         augment = str(self.query_one("#augment", Select).value)
         if augment:

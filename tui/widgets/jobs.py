@@ -231,10 +231,10 @@ class JobsPane(ListPane[Job]):
         from tui.screens.dialogs import NewJobDialog
         backend = self.backend
 
-        def names() -> list[str]:
-            return [d.name for d in backend.list_datasets()]
+        def names() -> dict[str, int]:
+            return {d.name: d.image_size for d in backend.list_datasets()}
 
-        def open_dialog(ds: list[str]) -> None:
+        def open_dialog(ds: dict[str, int]) -> None:
             self.app.push_screen(NewJobDialog(ds, dataset=dataset), self._submit)
         self.call_backend(names, open_dialog)
 
