@@ -126,3 +126,48 @@ def test_label_smoothing_moves_the_real_target_only() -> None:
            for i in range(0, 1001, 10)]
     best = float(logits[int(np.argmin(per)) * 10])
     assert abs(best - np.log(0.9 / 0.1)) < 0.11
+
+
+def test_r1_penalty_is_the_squared_input_gradient_norm() -> None:
+    w = tf.random.stateless_normal([1, 4, 4, 3], [3, 4])
+    x = images(5, 4)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        total = tf.reduce_sum(x * w)                 # a linear D: its gradient is w everywhere
+    want = float(tf.reduce_sum(tf.square(w)))
+    np.testing.assert_allclose(float(losses.r1_penalty(tape.gradient(total, x))), want, rtol=1e-5)
+
+
+@pytest.mark.parametrize("spectral", [False, True])
+def test_r1_reaches_the_discriminator_update_through_the_step_tape(spectral: bool) -> None:
+    """--r1 adds gamma/2 x R1 to D's loss, and D's weights get the penalty's gradient.
+
+    The penalty is a gradient taken inside the step's own tape; a slip there (a sum taken
+    outside the inner tape) makes it None and silently trains without it.
+    """
+    from types import SimpleNamespace
+
+    from trainer.loop import Trainer
+    from trainer.model import VaeGan
+
+    cfg = presets.resolve("tiny", {"r1": 2.0, "spectral_norm": spectral,
+                                   "d_batch_norm": not spectral})
+    m = VaeGan(cfg)
+    this = SimpleNamespace(cfg=cfg, model=m)
+    real, fake = images(4, 16, seed=1), images(4, 16, seed=2)
+    with tf.GradientTape() as outer:
+        ((lr, _), (lf, _)), grad = Trainer._discriminate(this, real, fake)
+        assert grad is not None and grad.shape == real.shape
+        out = Trainer._with_r1(this, {"loss_d": losses.d_loss(lr, [lf])}, grad)
+        penalty = 0.5 * cfg.r1 * out["loss_r1"]
+    assert float(out["loss_r1"]) > 0
+    np.testing.assert_allclose(float(out["loss_d"]),
+                               float(losses.d_loss(lr, [lf])) + float(penalty), rtol=1e-5)
+    g = outer.gradient(penalty, m.discriminator.trainable_variables)
+    assert any(v is not None and float(tf.reduce_sum(tf.abs(v))) > 0 for v in g)
+    # Off: no gradient is taken and the losses are what they were.
+    off = SimpleNamespace(cfg=presets.resolve("tiny", {}), model=m)
+    assert Trainer._discriminate(off, real, fake)[1] is None
+    assert Trainer._with_r1(off, {"loss_d": lr}, None) == {"loss_d": lr}
+    with pytest.raises(ValueError, match="--r1"):
+        presets.resolve("tiny", {"r1": -1.0})

@@ -186,12 +186,34 @@ class Trainer:
         rec_pix = losses.per_sample_mse(xe, xr)
         latent = losses.gaussian_nll(zp, xp_mean, xp_logvar)
         d_in = augment.augment(tf.concat([x, xp], 0), self.policy, s)
-        (l_real, _), (l_p, _) = m.discriminate(*tf.split(d_in, 2))
+        ((l_real, _), (l_p, _)), r1 = self._discriminate(*tf.split(d_in, 2))
         loss_e = rec_pix + cfg.kl_weight * kl / self.npix + cfg.latent_weight * latent
         loss_g = losses.g_loss([l_p]) + (cfg.gamma * rec_pix if cfg.gamma else 0.0)
         loss_d = losses.d_loss(l_real, [l_p], cfg.label_smoothing)
-        return {"loss_kl": kl, "loss_recon": rec_pix, "loss_latent": latent,
-                "loss_e": loss_e, "loss_g": loss_g, "loss_d": loss_d}
+        out = {"loss_kl": kl, "loss_recon": rec_pix, "loss_latent": latent,
+               "loss_e": loss_e, "loss_g": loss_g, "loss_d": loss_d}
+        return self._with_r1(out, r1)
+
+    def _discriminate(self, real: tf.Tensor, *fakes: tf.Tensor
+                      ) -> tuple[list[tuple[tf.Tensor, tf.Tensor]], tf.Tensor | None]:
+        """D's outputs, and with --r1 its input gradient at the real images.
+
+        The inner tape watches only the real images; the step's outer tape records the
+        gradient computation, so D's update gets the penalty's second-order term.
+        """
+        if not self.cfg.r1:
+            return self.model.discriminate(real, *fakes), None
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(real)
+            out = self.model.discriminate(real, *fakes)
+            total = tf.reduce_sum(out[0][0])       # inside the tape, or it is not recorded
+        return out, tape.gradient(total, real)
+
+    def _with_r1(self, out: dict[str, tf.Tensor], grad: tf.Tensor | None) -> dict[str, tf.Tensor]:
+        if grad is None:
+            return out
+        r1 = losses.r1_penalty(grad)
+        return {**out, "loss_r1": r1, "loss_d": out["loss_d"] + 0.5 * self.cfg.r1 * r1}
 
     def _vaegan_losses(self, x: tf.Tensor, s: tf.Tensor) -> dict[str, tf.Tensor]:
         """Larsen et al.'s joint VAE-GAN: the decoder also minimises gamma x reconstruction."""
@@ -205,7 +227,7 @@ class Trainer:
         kl = losses.kl_divergence(mean, logvar)
         rec_pix = losses.per_sample_mse(x, xr)
         d_in = augment.discriminator_input(x, xr, xp, self.policy, s)
-        (l_real, f_real), (l_rec, f_rec), (l_p, _) = m.discriminate(*tf.split(d_in, 3))
+        ((l_real, f_real), (l_rec, f_rec), (l_p, _)), r1 = self._discriminate(*tf.split(d_in, 3))
         rec_feat = losses.per_sample_mse(tf.stop_gradient(f_real), f_rec)
         if cfg.feature_weight:
             recon = cfg.pixel_weight * rec_pix + cfg.feature_weight * rec_feat
@@ -213,10 +235,11 @@ class Trainer:
             # Still logged, but 0 * rec_feat would make the encoder's backward sweep run
             # through D's lower layers for nothing.
             recon = cfg.pixel_weight * rec_pix
-        return {"loss_kl": kl, "loss_recon": rec_pix, "loss_feature": rec_feat,
-                "loss_e": recon + cfg.kl_weight * kl / self.npix,
-                "loss_g": cfg.gamma * recon + losses.g_loss([l_rec, l_p]),
-                "loss_d": losses.d_loss(l_real, [l_rec, l_p], cfg.label_smoothing)}
+        return self._with_r1({"loss_kl": kl, "loss_recon": rec_pix, "loss_feature": rec_feat,
+                              "loss_e": recon + cfg.kl_weight * kl / self.npix,
+                              "loss_g": cfg.gamma * recon + losses.g_loss([l_rec, l_p]),
+                              "loss_d": losses.d_loss(l_real, [l_rec, l_p], cfg.label_smoothing)},
+                             r1)
 
     def _seed_losses(self, x: tf.Tensor, s: tf.Tensor) -> dict[str, tf.Tensor]:
         """The 2017 seed's formulation (a baseline): its KL, batch-summed recon and clipped logs."""

@@ -45,6 +45,15 @@ def d_loss(real_logit: tf.Tensor, fake_logits: list[tf.Tensor],
     return real + fake
 
 
+def r1_penalty(grad: tf.Tensor) -> tf.Tensor:
+    """R1 (Mescheder et al. 2018): the squared norm of D's input gradient per real image, averaged.
+
+    Penalising D's slope at the data keeps it from growing ever sharper around the few
+    thousand images it sees again and again; the caller weights it by gamma / 2.
+    """
+    return tf.reduce_mean(tf.reduce_sum(tf.square(grad), axis=list(range(1, grad.shape.rank))))
+
+
 def g_loss(fake_logits: list[tf.Tensor]) -> tf.Tensor:
     """Non-saturating generator loss from logits: -log sigmoid(D(fake)) = softplus(-logit)."""
     return tf.add_n([tf.reduce_mean(tf.nn.softplus(-f)) for f in fake_logits])

@@ -61,6 +61,8 @@ class Config:
     swd_projections: int = 512
     augment: str = ""               # DiffAugment policy for D's inputs: e.g. "color,translation,cutout"
     label_smoothing: float = 0.0    # one-sided: D's target for real images is 1 - this
+    r1: float = 0.0                 # R1 penalty weight (Mescheder et al. 2018): gamma/2 x D's
+                                    # squared input gradient at the (augmented) real images
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -145,6 +147,8 @@ def resolve(preset: str, overrides: dict[str, Any]) -> Config:
     if not 0.0 <= cfg.label_smoothing < 0.5:
         raise ValueError(f"label smoothing {cfg.label_smoothing} is out of range; use 0 (off) "
                          f"up to below 0.5 (0.1 is usual)")
+    if not 0.0 <= cfg.r1 < float("inf"):
+        raise ValueError(f"--r1 {cfg.r1} is out of range; use 0 (off) or more (0.1 to 10 is usual)")
     return cfg
 
 

@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
                         'color,translation,cutout ("" = off)')
     p.add_argument("--label-smoothing", type=float, default=None, metavar="X",
                    help="one-sided label smoothing: D's target for real images is 1 - X")
+    p.add_argument("--r1", type=float, default=None, metavar="GAMMA",
+                   help="R1 penalty on the discriminator's gradient at real images, weight "
+                        "GAMMA/2 (0 = off)")
     p.add_argument("--spectral-norm", dest="spectral_norm", action="store_true", default=None,
                    help="spectral norm in the discriminator's convolutions (off by default)")
     p.add_argument("--no-spectral-norm", dest="spectral_norm", action="store_false", default=None)
