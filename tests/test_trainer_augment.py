@@ -153,12 +153,12 @@ def test_r1_reaches_the_discriminator_update_through_the_step_tape(spectral: boo
     cfg = presets.resolve("tiny", {"r1": 2.0, "spectral_norm": spectral,
                                    "d_batch_norm": not spectral})
     m = VaeGan(cfg)
-    this = SimpleNamespace(cfg=cfg, model=m)
+    this = SimpleNamespace(cfg=cfg, model=m, adaptive=False)
     real, fake = images(4, 16, seed=1), images(4, 16, seed=2)
     with tf.GradientTape() as outer:
         ((lr, _), (lf, _)), grad = Trainer._discriminate(this, real, fake)
         assert grad is not None and grad.shape == real.shape
-        out = Trainer._with_r1(this, {"loss_d": losses.d_loss(lr, [lf])}, grad)
+        out = Trainer._d_terms(this, {"loss_d": losses.d_loss(lr, [lf])}, lr, grad)
         penalty = 0.5 * cfg.r1 * out["loss_r1"]
     assert float(out["loss_r1"]) > 0
     np.testing.assert_allclose(float(out["loss_d"]),
@@ -166,8 +166,60 @@ def test_r1_reaches_the_discriminator_update_through_the_step_tape(spectral: boo
     g = outer.gradient(penalty, m.discriminator.trainable_variables)
     assert any(v is not None and float(tf.reduce_sum(tf.abs(v))) > 0 for v in g)
     # Off: no gradient is taken and the losses are what they were.
-    off = SimpleNamespace(cfg=presets.resolve("tiny", {}), model=m)
+    off = SimpleNamespace(cfg=presets.resolve("tiny", {}), model=m, adaptive=False)
     assert Trainer._discriminate(off, real, fake)[1] is None
-    assert Trainer._with_r1(off, {"loss_d": lr}, None) == {"loss_d": lr}
+    assert Trainer._d_terms(off, {"loss_d": lr}, lr, None) == {"loss_d": lr}
     with pytest.raises(ValueError, match="--r1"):
         presets.resolve("tiny", {"r1": -1.0})
+
+
+def test_adapt_moves_p_towards_more_augmentation_while_d_is_sure_of_the_reals() -> None:
+    p = tf.constant(0.5)
+    step = 32 / augment.ADAPT_IMAGES
+    np.testing.assert_allclose(float(augment.adapt(p, tf.constant(0.9), 0.6, 32)), 0.5 + step)
+    np.testing.assert_allclose(float(augment.adapt(p, tf.constant(0.1), 0.6, 32)), 0.5 - step)
+    assert float(augment.adapt(tf.constant(0.0), tf.constant(-1.0), 0.6, 32)) == 0.0
+    assert float(augment.adapt(tf.constant(1.0), tf.constant(1.0), 0.6, 10**7)) == 1.0
+
+
+def test_probability_p_augments_that_share_of_images_and_pairs_decide_together() -> None:
+    x = images(400, 16)
+    policy = ALL
+    untouched = lambda y: np.all(y == x.numpy(), axis=(1, 2, 3))   # noqa: E731
+    assert untouched(augment.augment(x, policy, SEED, tf.constant(0.0)).numpy()).all()
+    np.testing.assert_array_equal(augment.augment(x, policy, SEED, tf.constant(1.0)).numpy(),
+                                  augment.augment(x, policy, SEED).numpy())
+    share = 1 - untouched(augment.augment(x, policy, SEED, tf.constant(0.3)).numpy()).mean()
+    assert 0.22 < share < 0.38
+    d_in = augment.discriminator_input(x, x, x, policy, SEED, tf.constant(0.5)).numpy()
+    real, rec, prior = np.split(d_in, 3)
+    np.testing.assert_array_equal(real, rec)          # x[i] and xr[i]: both or neither
+    assert 0.35 < 1 - untouched(real).mean() < 0.65 and 0.35 < 1 - untouched(prior).mean() < 0.65
+    assert not np.array_equal(untouched(real), untouched(prior))
+
+
+def test_adaptive_augmentation_runs_logs_p_and_resumes_it(tmp_path, tiny_dataset_dir) -> None:
+    """The real trainer with --augment-target: p starts at 0, is logged each step it logs,
+    and a resumed run continues from the checkpointed p (not from 0 again)."""
+    import json
+
+    from tests.fixtures.models import run_trainer
+
+    job = tmp_path / "job"
+    flags = ("--augment", "translation", "--augment-target", "0.6", "--log-every", "1")
+    first = run_trainer(tiny_dataset_dir, job, *flags, "--max-steps", "6")
+    assert first.returncode == 0, first.stderr[-3000:]
+    rows = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines()]
+    ps = [r["augment_p"] for r in rows if r["kind"] == "train"]
+    assert len(ps) == 6 and all(0.0 <= p <= 1.0 for p in ps)
+    step = 8 / augment.ADAPT_IMAGES                    # the tiny preset's batch of 8
+    for move in np.abs(np.diff([0.0] + ps)):
+        assert move < 1e-9 or abs(move - step) < 1e-6, move   # one batch's worth, or clipped
+    ckpt = tf.train.load_checkpoint(str(job / "checkpoints"))
+    saved = [k for k in ckpt.get_variable_to_shape_map() if k.startswith("augment_p")]
+    assert saved and abs(float(ckpt.get_tensor(saved[0])) - ps[-1]) < 1e-6
+    second = run_trainer(tiny_dataset_dir, job, *flags, "--max-steps", "8")
+    assert second.returncode == 0, second.stderr[-3000:]
+    rows = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines()]
+    resumed = [r for r in rows if r["kind"] == "train" and r["step"] == 7]
+    assert resumed and abs(resumed[0]["augment_p"] - ps[-1]) <= step + 1e-6

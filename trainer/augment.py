@@ -22,6 +22,7 @@ from trainer.presets import augment_policy
 
 TRANSLATION_RATIO = 0.125      # shift by up to 1/8 of the image size in each direction
 CUTOUT_RATIO = 0.5             # a square of half the image size
+ADAPT_IMAGES = 100_000         # --augment-target: p can go from 0 to 1 in this many real images
 
 
 def _seed(seed: tf.Tensor, k: int) -> tf.Tensor:
@@ -62,24 +63,55 @@ def apply(x: tf.Tensor, p: dict[str, tf.Tensor]) -> tf.Tensor:
     return x
 
 
-def augment(x: tf.Tensor, policy: str | tuple[str, ...], seed: tf.Tensor) -> tf.Tensor:
-    """Draw parameters for each image of x and apply them (identity for an empty policy)."""
+def augment(x: tf.Tensor, policy: str | tuple[str, ...], seed: tf.Tensor,
+            p: tf.Tensor | None = None) -> tf.Tensor:
+    """Draw parameters for each image of x and apply them (identity for an empty policy).
+
+    With `p` each image is augmented with probability p and left as it is otherwise.
+    """
     names = augment_policy(policy) if isinstance(policy, str) else policy
     if not names:
         return x
-    return apply(x, draw(names, tf.shape(x)[0], int(x.shape[1]), seed))
+    n = tf.shape(x)[0]
+    return _some(apply(x, draw(names, n, int(x.shape[1]), seed)), x,
+                 None if p is None else _chosen(n, p, seed))
+
+
+def _chosen(n: tf.Tensor, p: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """[n, 1, 1, 1] booleans, each True with probability p."""
+    return tf.random.stateless_uniform([n, 1, 1, 1], _seed(seed, 6)) < tf.cast(p, tf.float32)
+
+
+def _some(augmented: tf.Tensor, x: tf.Tensor, chosen: tf.Tensor | None) -> tf.Tensor:
+    return augmented if chosen is None else tf.where(chosen, augmented, x)
+
+
+def adapt(p: tf.Tensor, real_sign: tf.Tensor, target: float, images: int) -> tf.Tensor:
+    """ADA's rule (Karras et al. 2020): more augmentation while D is sure of the real images.
+
+    `real_sign` is E[sign(D(real))] over the step's (augmented) real images: near 1 when D
+    has memorised them, near 0 when it cannot tell. p moves by images / ADAPT_IMAGES
+    towards more augmentation above `target` and towards less below it, within [0, 1].
+    """
+    step = tf.cast(images, p.dtype) / ADAPT_IMAGES
+    return tf.clip_by_value(p + tf.sign(tf.cast(real_sign, p.dtype) - target) * step, 0.0, 1.0)
 
 
 def discriminator_input(x: tf.Tensor, xr: tf.Tensor, xp: tf.Tensor, policy: tuple[str, ...],
-                        seed: tf.Tensor) -> tf.Tensor:
-    """[x, xr, xp] for D: x[i] and xr[i] share their parameters, xp gets its own."""
+                        seed: tf.Tensor, p: tf.Tensor | None = None) -> tf.Tensor:
+    """[x, xr, xp] for D: x[i] and xr[i] share their parameters (and whether they are
+    augmented at all, with `p`), xp gets its own."""
     d_in = tf.concat([x, xr, xp], 0)
     if not policy:
         return d_in
-    n, size = tf.shape(x)[0], int(x.shape[1])
+    n, m, size = tf.shape(x)[0], tf.shape(xp)[0], int(x.shape[1])
     pair = draw(policy, n, size, _seed(seed, 11))
-    prior = draw(policy, tf.shape(xp)[0], size, _seed(seed, 12))
-    return apply(d_in, {k: tf.concat([pair[k], pair[k], prior[k]], 0) for k in pair})
+    prior = draw(policy, m, size, _seed(seed, 12))
+    out = apply(d_in, {k: tf.concat([pair[k], pair[k], prior[k]], 0) for k in pair})
+    if p is None:
+        return out
+    both = _chosen(n, p, _seed(seed, 11))
+    return _some(out, d_in, tf.concat([both, both, _chosen(m, p, _seed(seed, 12))], 0))
 
 
 def _color(x: tf.Tensor, brightness: tf.Tensor, saturation: tf.Tensor,
@@ -126,4 +158,4 @@ def _geometric(x: tf.Tensor, shift: tf.Tensor | None, centre: tf.Tensor | None) 
     return x * tf.cast(keep, x.dtype)[..., None]
 
 
-__all__ = ["draw", "apply", "augment", "discriminator_input"]
+__all__ = ["ADAPT_IMAGES", "draw", "apply", "augment", "adapt", "discriminator_input"]

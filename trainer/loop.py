@@ -59,16 +59,23 @@ class Trainer:
             self.opt_g.build(self.model.decoder.trainable_variables)
             self.opt_d.build(self.model.discriminator.trainable_variables)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+            # --augment-target: how often D's images are augmented, adapted every step.
+            self.augment_p = tf.Variable(0.0 if cfg.augment_target else 1.0, dtype=tf.float32,
+                                         trainable=False, name="augment_p")
         # Kept in the checkpoint so a resume continues the budget and the best-so-far.
         self.trained_s = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="trained_s")
         self.best_swd = tf.Variable(np.inf, dtype=tf.float64, trainable=False, name="best_swd")
         self.best_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="best_step")
         self.since_best = tf.Variable(0, dtype=tf.int64, trainable=False, name="since_best")
+        self.adaptive = bool(cfg.augment_target) and bool(augment_policy(cfg.augment))
+        # augment_p only where it is used, so checkpoints of other runs keep their shape.
+        adaptive = {"augment_p": self.augment_p} if self.adaptive else {}
         self.ckpt = tf.train.Checkpoint(
             step=self.step, encoder=self.model.encoder, decoder=self.model.decoder,
             discriminator=self.model.discriminator, ema_decoder=self.model.ema_decoder,
             opt_e=self.opt_e, opt_g=self.opt_g, opt_d=self.opt_d, trained_s=self.trained_s,
-            best_swd=self.best_swd, best_step=self.best_step, since_best=self.since_best)
+            best_swd=self.best_swd, best_step=self.best_step, since_best=self.since_best,
+            **adaptive)
         # What the export needs from the best evaluation, apart from the training state.
         self.best_ckpt = tf.train.Checkpoint(encoder=self.model.encoder,
                                              ema_decoder=self.model.ema_decoder)
@@ -146,6 +153,10 @@ class Trainer:
             out = {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
                    for k, v in out.items()}
             self.step.assign_add(1)
+            if self.adaptive:
+                self.augment_p.assign(augment.adapt(self.augment_p, out["d_real_sign"],
+                                                    cfg.augment_target, cfg.batch_size))
+                out["augment_p"] = tf.identity(self.augment_p)
             decay = tf.minimum(cfg.ema_decay, (1.0 + tf.cast(self.step, tf.float32))
                                / (10.0 + tf.cast(self.step, tf.float32)))
             m.update_ema(decay)
@@ -185,14 +196,14 @@ class Trainer:
         kl = losses.kl_divergence(mean, logvar)
         rec_pix = losses.per_sample_mse(xe, xr)
         latent = losses.gaussian_nll(zp, xp_mean, xp_logvar)
-        d_in = augment.augment(tf.concat([x, xp], 0), self.policy, s)
+        d_in = augment.augment(tf.concat([x, xp], 0), self.policy, s, self._p)
         ((l_real, _), (l_p, _)), r1 = self._discriminate(*tf.split(d_in, 2))
         loss_e = rec_pix + cfg.kl_weight * kl / self.npix + cfg.latent_weight * latent
         loss_g = losses.g_loss([l_p]) + (cfg.gamma * rec_pix if cfg.gamma else 0.0)
         loss_d = losses.d_loss(l_real, [l_p], cfg.label_smoothing)
         out = {"loss_kl": kl, "loss_recon": rec_pix, "loss_latent": latent,
                "loss_e": loss_e, "loss_g": loss_g, "loss_d": loss_d}
-        return self._with_r1(out, r1)
+        return self._d_terms(out, l_real, r1)
 
     def _discriminate(self, real: tf.Tensor, *fakes: tf.Tensor
                       ) -> tuple[list[tuple[tf.Tensor, tf.Tensor]], tf.Tensor | None]:
@@ -209,7 +220,16 @@ class Trainer:
             total = tf.reduce_sum(out[0][0])       # inside the tape, or it is not recorded
         return out, tape.gradient(total, real)
 
-    def _with_r1(self, out: dict[str, tf.Tensor], grad: tf.Tensor | None) -> dict[str, tf.Tensor]:
+    @property
+    def _p(self) -> tf.Variable | None:
+        """The augmentation probability when it adapts; None: every image (or none)."""
+        return self.augment_p if self.adaptive else None
+
+    def _d_terms(self, out: dict[str, tf.Tensor], l_real: tf.Tensor,
+                 grad: tf.Tensor | None) -> dict[str, tf.Tensor]:
+        """Adds what the discriminator's extras need: R1 to its loss, ADA's E[sign D(real)]."""
+        if self.adaptive:
+            out = {**out, "d_real_sign": tf.reduce_mean(tf.sign(l_real))}
         if grad is None:
             return out
         r1 = losses.r1_penalty(grad)
@@ -226,7 +246,7 @@ class Trainer:
         xr, xp = tf.split(m.decoder(tf.concat([z, zp], 0), training=True), 2)
         kl = losses.kl_divergence(mean, logvar)
         rec_pix = losses.per_sample_mse(x, xr)
-        d_in = augment.discriminator_input(x, xr, xp, self.policy, s)
+        d_in = augment.discriminator_input(x, xr, xp, self.policy, s, self._p)
         ((l_real, f_real), (l_rec, f_rec), (l_p, _)), r1 = self._discriminate(*tf.split(d_in, 3))
         rec_feat = losses.per_sample_mse(tf.stop_gradient(f_real), f_rec)
         if cfg.feature_weight:
@@ -235,11 +255,11 @@ class Trainer:
             # Still logged, but 0 * rec_feat would make the encoder's backward sweep run
             # through D's lower layers for nothing.
             recon = cfg.pixel_weight * rec_pix
-        return self._with_r1({"loss_kl": kl, "loss_recon": rec_pix, "loss_feature": rec_feat,
+        return self._d_terms({"loss_kl": kl, "loss_recon": rec_pix, "loss_feature": rec_feat,
                               "loss_e": recon + cfg.kl_weight * kl / self.npix,
                               "loss_g": cfg.gamma * recon + losses.g_loss([l_rec, l_p]),
                               "loss_d": losses.d_loss(l_real, [l_rec, l_p], cfg.label_smoothing)},
-                             r1)
+                             l_real, r1)
 
     def _seed_losses(self, x: tf.Tensor, s: tf.Tensor) -> dict[str, tf.Tensor]:
         """The 2017 seed's formulation (a baseline): its KL, batch-summed recon and clipped logs."""

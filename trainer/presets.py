@@ -60,6 +60,8 @@ class Config:
     swd_patches: int = 128          # ProGAN: 128 patches of 7x7 per image per level
     swd_projections: int = 512
     augment: str = ""               # DiffAugment policy for D's inputs: e.g. "color,translation,cutout"
+    augment_target: float = 0.0     # > 0: augment each image with a probability p that ADA's rule
+                                    # adapts (E[sign D(real)] held at this); 0: always (p = 1)
     label_smoothing: float = 0.0    # one-sided: D's target for real images is 1 - this
     r1: float = 0.0                 # R1 penalty weight (Mescheder et al. 2018): gamma/2 x D's
                                     # squared input gradient at the (augmented) real images
@@ -147,6 +149,9 @@ def resolve(preset: str, overrides: dict[str, Any]) -> Config:
     if not 0.0 <= cfg.label_smoothing < 0.5:
         raise ValueError(f"label smoothing {cfg.label_smoothing} is out of range; use 0 (off) "
                          f"up to below 0.5 (0.1 is usual)")
+    if not 0.0 <= cfg.augment_target < 1.0:
+        raise ValueError(f"--augment-target {cfg.augment_target} is out of range; use 0 (always "
+                         f"augment) or more, below 1 (0.6 is ADA's)")
     if not 0.0 <= cfg.r1 < float("inf"):
         raise ValueError(f"--r1 {cfg.r1} is out of range; use 0 (off) or more (0.1 to 10 is usual)")
     return cfg
