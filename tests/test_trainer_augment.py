@@ -185,7 +185,9 @@ def test_adapt_moves_p_towards_more_augmentation_while_d_is_sure_of_the_reals() 
 def test_probability_p_augments_that_share_of_images_and_pairs_decide_together() -> None:
     x = images(400, 16)
     policy = ALL
-    untouched = lambda y: np.all(y == x.numpy(), axis=(1, 2, 3))   # noqa: E731
+
+    def untouched(y: np.ndarray) -> np.ndarray:
+        return np.all(y == x.numpy(), axis=(1, 2, 3))
     assert untouched(augment.augment(x, policy, SEED, tf.constant(0.0)).numpy()).all()
     np.testing.assert_array_equal(augment.augment(x, policy, SEED, tf.constant(1.0)).numpy(),
                                   augment.augment(x, policy, SEED).numpy())
