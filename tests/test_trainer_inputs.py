@@ -100,3 +100,18 @@ def test_resume_keeps_the_recorded_settings_unless_flags_say_otherwise(
     assert resumed["kl_weight"] == 0.75              # given again: the flag wins
     assert resumed["max_steps"] == done + 2
     assert json.loads((job / "status.json").read_text())["step"] == done + 2
+
+
+def test_a_setting_added_after_the_job_started_resumes_off_not_at_the_new_preset_value() -> None:
+    """`quick` turned on --augment-target after jobs had been started under it; their
+    config.json has no such key and their checkpoints no `augment_p`. Resuming one must keep
+    the setting off (restore asserts every variable is matched), while recorded ones stay."""
+    pytest.importorskip("tensorflow")
+    from trainer.presets import resolve
+    from trainer.task import recorded_settings
+
+    assert resolve("quick", {}).augment_target > 0            # what a new quick job gets
+    old_job = {"preset": "quick", "image_size": 32, "augment": "color,translation", "kl_weight": 0.5}
+    cfg = resolve("quick", recorded_settings(old_job))
+    assert cfg.augment_target == 0.0 and cfg.r1 == 0.0
+    assert cfg.augment == "color,translation" and cfg.kl_weight == 0.5 and cfg.image_size == 32

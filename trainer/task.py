@@ -177,7 +177,7 @@ def run(args: argparse.Namespace, job_dir: str, data_dir: str, cluster: Any, jd:
         cancel: dict[str, Any]) -> None:
     from trainer.errors import InputError
     from trainer.jobdir import RUNNING, SUCCEEDED, log
-    from trainer.presets import Config, resolve
+    from trainer.presets import resolve
 
     overrides = {k: v for k, v in vars(args).items()
                  if k not in ("data_dir", "job_dir", "preset") and v is not None}
@@ -191,8 +191,7 @@ def run(args: argparse.Namespace, job_dir: str, data_dir: str, cluster: Any, jd:
         # version's preset defaults cannot change a job halfway; flags given now still
         # override them (--max-steps to train longer), shape-defining ones are checked below.
         preset = recorded.get("preset", preset)
-        overrides = {**{k: v for k, v in recorded.items() if k in Config.fields() - {"preset"}},
-                     **overrides}
+        overrides = {**recorded_settings(recorded), **overrides}
     from trainer import manifest as manifest_mod
 
     # The checks a person can act on come before the multi-second TensorFlow import.
@@ -265,6 +264,17 @@ def run(args: argparse.Namespace, job_dir: str, data_dir: str, cluster: Any, jd:
                })
     log(f"exported to {dirs['model']}")
     jd.status(state=SUCCEEDED, step=step, max_steps=step)
+
+
+def recorded_settings(recorded: dict[str, Any]) -> dict[str, Any]:
+    """The settings a job started with, as overrides for its resume. A setting its
+    config.json does not name was added to the trainer later: the job ran without it, so it
+    resumes with the setting's off value (Config's default), not with what the preset turns
+    on today (quick's --augment-target would look for a variable its checkpoints lack)."""
+    from trainer.presets import Config
+
+    defaults = Config()
+    return {k: recorded.get(k, getattr(defaults, k)) for k in Config.fields() - {"preset"}}
 
 
 def planned_steps(cfg: Any) -> int:
