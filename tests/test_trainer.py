@@ -45,7 +45,8 @@ def test_tiny_run_writes_every_artefact(tiny_job_dir: Path) -> None:
     info = json.loads((job / "model" / "genml.json").read_text())
     assert info["image_size"] == 16 and info["embedding_size"] == 8 and info["step"] == 12
     assert info["crop_fraction"] == 0.75 and info["dataset"] == "demo"
-    assert set(info["metrics"]) >= {"swd", "psnr", "ssim"}
+    assert set(info["metrics"]) >= {"swd", "psnr", "ssim", "encoder_psnr", "encoder_ssim"}
+    assert info["refine_steps"] == 100
 
 
 def test_tensorboard_events_hold_scalars_and_images(tiny_job_dir: Path) -> None:

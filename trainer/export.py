@@ -1,8 +1,10 @@
 """The SavedModel that serving loads: four signatures (docs/contracts.md).
 
 Both networks run in inference mode (batch norm uses its moving statistics), the
-decoder is the EMA copy, and image -> embedding returns the mean, so the same image
-always gives the same embedding whatever the batch around it. The decoder is exported
+decoder is the EMA copy, and image -> embedding (`encode`) is the encoder's mean refined by
+`refine_steps` Adam steps on the decode's pixel error (trainer/refine.py), deterministic, so
+the same image always gives the same embedding whatever the batch around it; `encode_raw`
+is the encoder alone (mean and log-variance). The decoder is exported
 as trainer.fastdecode.FastDecoder: the same function (batch norm folded, sub-pixel
 output layer), faster on CPU.
 """
@@ -19,11 +21,12 @@ from trainer.contract import MODEL_INFO, SAVED_MODEL
 from trainer.data import center_crop_resize
 from trainer.fastdecode import FastDecoder
 from trainer.jobdir import write_bytes_atomic
+from trainer.refine import refine
 
 
 class ServingModule(tf.Module):
     def __init__(self, encoder: keras.Model, decoder: keras.Model, image_size: int,
-                 embedding_size: int) -> None:
+                 embedding_size: int, refine_steps: int = 0) -> None:
         super().__init__(name="genml")
         # Track the variables, not the Keras objects: saving Keras layers would also trace
         # and serialise every layer's call (seconds of work nobody loads).
@@ -68,7 +71,9 @@ class ServingModule(tf.Module):
             images = tf.map_fn(one, image_bytes,
                                fn_output_signature=tf.TensorSpec([size, size, 3], tf.uint8))
             mean, _ = encode_images(images)
-            return {"embeddings": mean, "key": tf.identity(key)}
+            x = tf.cast(images, tf.float32) / 127.5 - 1.0
+            return {"embeddings": refine(fast_decoder, x, mean, refine_steps),
+                    "key": tf.identity(key)}
 
         self.decode_raw, self.encode_raw, self.generate, self.encode = (
             decode_raw, encode_raw, generate, encode)
@@ -84,8 +89,8 @@ def export(model_dir: str, encoder: keras.Model, decoder: keras.Model, info: dic
     """Write the SavedModel into a local temporary folder, then copy it in file by file,
     saved_model.pb last, then genml.json.
 
-    `info` is genml.json itself (docs/contracts.md); its image_size and embedding_size
-    also shape the signatures, so the two can never disagree.
+    `info` is genml.json itself (docs/contracts.md); its image_size, embedding_size and
+    refine_steps also shape the signatures, so the two can never disagree.
 
     A reader that sees model/saved_model.pb sees a complete model; genml.json comes last.
     No directory is renamed: on Vertex AI the job dir is a bucket mounted with Cloud
@@ -94,7 +99,8 @@ def export(model_dir: str, encoder: keras.Model, decoder: keras.Model, info: dic
     """
     import shutil
     import tempfile
-    module = ServingModule(encoder, decoder, int(info["image_size"]), int(info["embedding_size"]))
+    module = ServingModule(encoder, decoder, int(info["image_size"]), int(info["embedding_size"]),
+                           int(info.get("refine_steps", 0)))
     tmp = tempfile.mkdtemp(prefix="genml-export-")
     try:
         tf.saved_model.save(module, tmp, signatures=module.signatures())

@@ -65,6 +65,8 @@ class Config:
     label_smoothing: float = 0.0    # one-sided: D's target for real images is 1 - this
     r1: float = 0.0                 # R1 penalty weight (Mescheder et al. 2018): gamma/2 x D's
                                     # squared input gradient at the (augmented) real images
+    refine_steps: int = 100         # image -> embedding in the export: Adam steps on the decode's
+                                    # pixel error after the encoder (trainer/refine.py); 0: its mean
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="batch norm in the discriminator after its first layer (DCGAN's D; "
                         "the default)")
     p.add_argument("--no-d-batch-norm", dest="d_batch_norm", action="store_false", default=None)
+    p.add_argument("--refine-steps", type=int, default=None, metavar="N",
+                   help="the exported image -> embedding: the encoder's mean, then N Adam steps "
+                        "that bring its decode closer to the image (default 100; 0 = the mean)")
     return p
 
 
@@ -258,9 +261,10 @@ def run(args: argparse.Namespace, job_dir: str, data_dir: str, cluster: Any, jd:
                    "image_size": cfg.image_size, "embedding_size": cfg.embedding_size,
                    "preset": cfg.preset, "step": export_step, "last_step": step,
                    "dataset": manifest.get("name", ""), "crop_fraction": CROP_FRACTION,
-                   "loss": cfg.loss,
+                   "loss": cfg.loss, "refine_steps": cfg.refine_steps,
                    "metrics": {"swd": last["best_swd"] if best else last["swd"],
-                               **{k: last.get(k) for k in ("swd_floor", "psnr", "ssim")}},
+                               "swd_floor": last.get("swd_floor"),
+                               **trainer.encode_scores(export_step)},
                })
     log(f"exported to {dirs['model']}")
     jd.status(state=SUCCEEDED, step=step, max_steps=step)
