@@ -68,6 +68,7 @@ class Trainer:
         self.best_swd = tf.Variable(np.inf, dtype=tf.float64, trainable=False, name="best_swd")
         self.best_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="best_step")
         self.since_best = tf.Variable(0, dtype=tf.int64, trainable=False, name="since_best")
+        self._lr_scale = 1.0        # the share of the base learning rates the last step used
         self.adaptive = bool(cfg.augment_target) and bool(augment_policy(cfg.augment))
         # augment_p only where it is used, so checkpoints of other runs keep their shape.
         adaptive = {"augment_p": self.augment_p} if self.adaptive else {}
@@ -315,6 +316,8 @@ class Trainer:
         every = cfg.eval_minutes * 60.0
         trained0 = float(self.trained_s.numpy())
         next_eval = (int(trained0 // every) + 1) * every if every else 0.0
+        # The checkpoint holds the optimizers' last learning rates; the settings decide them.
+        self.set_learning_rates(step, trained0)
         if step == 0 and self.cluster.is_chief:
             self.write_sample(0)
             log("first sample written")
@@ -322,6 +325,8 @@ class Trainer:
             if cancelled():
                 self.save()
                 return step
+            if cfg.lr_decay:
+                self.set_learning_rates(step, float(self.trained_s.numpy()))
             c0 = self.clock()
             out = self._train_fn(it)
             step += 1
@@ -335,6 +340,8 @@ class Trainer:
             last = step == cfg.max_steps or out_of_time
             if step % cfg.log_every == 0 or last:
                 row = {k: float(v) for k, v in out.items()}
+                if cfg.lr_decay:
+                    row["lr_scale"] = self._lr_scale        # what the step just taken used
                 now = time.perf_counter()
                 if step > n_mark:
                     ips = (step - n_mark) * cfg.batch_size / max(1e-9, now - t_mark - busy)
@@ -376,6 +383,19 @@ class Trainer:
         if self._throwaway:
             shutil.rmtree(self._throwaway, ignore_errors=True)
         return step
+
+    def lr_factor(self, step: int, trained: float) -> float:
+        """The share of the base learning rates a step gets: 1, then over the last `lr_decay`
+        of the budget (minutes of training under --max-minutes, else steps) down to 0."""
+        cfg = self.cfg
+        done = trained / (cfg.max_minutes * 60.0) if cfg.max_minutes else step / cfg.max_steps
+        return min(1.0, max(0.0, (1.0 - done) / cfg.lr_decay))
+
+    def set_learning_rates(self, step: int, trained: float) -> None:
+        f = self._lr_scale = self.lr_factor(step, trained) if self.cfg.lr_decay else 1.0
+        for opt, lr in ((self.opt_e, self.cfg.lr_e), (self.opt_g, self.cfg.lr_g),
+                        (self.opt_d, self.cfg.lr_d)):
+            opt.learning_rate = lr * f
 
     def write_sample(self, step: int) -> None:
         """A grid decoded by the EMA generator (standing statistics) from the same fixed embeddings."""

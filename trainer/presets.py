@@ -65,6 +65,8 @@ class Config:
     label_smoothing: float = 0.0    # one-sided: D's target for real images is 1 - this
     r1: float = 0.0                 # R1 penalty weight (Mescheder et al. 2018): gamma/2 x D's
                                     # squared input gradient at the (augmented) real images
+    lr_decay: float = 0.0           # the last F of the budget (minutes, else steps): every learning
+                                    # rate falls linearly to 0 by the end; 0: constant
     refine_steps: int = 100         # image -> embedding in the export: Adam steps on the decode's
                                     # pixel error after the encoder (trainer/refine.py); 0: its mean
 
@@ -156,6 +158,11 @@ def resolve(preset: str, overrides: dict[str, Any]) -> Config:
     if not 0.0 <= cfg.augment_target < 1.0:
         raise ValueError(f"--augment-target {cfg.augment_target} is out of range; use 0 (always "
                          f"augment) or more, below 1 (0.6 is ADA's)")
+    if not 0.0 <= cfg.lr_decay <= 1.0:
+        raise ValueError(f"--lr-decay {cfg.lr_decay} is out of range; use 0 (constant) up to 1 "
+                         f"(decay over the whole budget)")
+    if cfg.refine_steps < 0:
+        raise ValueError(f"--refine-steps {cfg.refine_steps} must be 0 (the encoder's mean) or more")
     if not 0.0 <= cfg.r1 < float("inf"):
         raise ValueError(f"--r1 {cfg.r1} is out of range; use 0 (off) or more (0.1 to 10 is usual)")
     return cfg
