@@ -249,6 +249,7 @@ async def test_generator_resample_history_pin_interpolate_save(ws, tmp_path: Pat
         img.write_bytes(tui_workspace.png(np.random.default_rng(0), 80, 60))
         await pilot.press("o")
         await typed(pilot, app, str(img))
+        await until(pilot, lambda: any("Encoding in.png" in n.message for n in app._notifications))
         await until(pilot, lambda: gen.current.kind == "file")
         assert gen.current.image.size == (64 * 2 + 4, 64)
 

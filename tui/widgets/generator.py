@@ -300,6 +300,8 @@ class GeneratorPane(Pane):
 
     def _encode(self, path: str | None) -> None:
         if path:
+            # A second or more on a CPU: the export refines the embedding (docs/trainer.md).
+            self.app.notify(f"Encoding {Path(path).name}…", timeout=3)
             self._encode_worker(Path(os.path.expanduser(path)), self.predictor)
 
     @work(thread=True, exclusive=True, group="gen", exit_on_error=False)
