@@ -166,7 +166,8 @@ def generate(ctx: Context, model: str, count: int, seed: int | None, embedding_f
 @click.option("--json", "as_json", is_flag=True, help="One JSON array of {file, embeddings} instead of lines.")
 @pass_ctx
 def encode(ctx: Context, model: str, images: tuple[Path, ...], as_json: bool) -> None:
-    """Embeddings of IMAGE files (the encoder's mean), one JSON line per image."""
+    """Embeddings of IMAGE files, one JSON line per image (the encoder's mean, refined so that
+    its decode looks like the image; the same image always gets the same embedding)."""
     p = ctx.backend.predictor(model)
     z = p.encode([path.read_bytes() for path in images])
     rows = [{"file": str(path), "embeddings": [float(x) for x in v]} for path, v in zip(images, z)]
