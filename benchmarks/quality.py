@@ -140,13 +140,13 @@ def reconstruction_picture(model_dir: Path, data: Path, image_size: int, out: Pa
         Image.fromarray(canvas).save(buf, format="PNG")
         pngs.append(buf.getvalue())
         seen.append(tdata.center_crop_resize(tf.constant(canvas), image_size))
-    x = tf.round(tf.stack(seen)) / 127.5 - 1.0
+    seen_u8 = tf.cast(tf.round(tf.stack(seen)), tf.uint8)
+    x = tf.cast(seen_u8, tf.float32) / 127.5 - 1.0
 
     def decode(z: tf.Tensor) -> tf.Tensor:
         return tf.cast(model.signatures["decode_raw"](z=z)["images"], tf.float32) / 127.5 - 1.0
 
-    mean = decode(model.signatures["encode_raw"](
-        images=tf.cast(tf.round((x + 1.0) * 127.5), tf.uint8))["mean"])
+    mean = decode(model.signatures["encode_raw"](images=seen_u8)["mean"])
     refined = decode(tf.concat([model.signatures["encode"](
         image_bytes=tf.constant(pngs[i:i + 256]), key=tf.constant([""] * len(pngs[i:i + 256])))[
         "embeddings"] for i in range(0, len(pngs), 256)], 0))

@@ -427,10 +427,7 @@ class Trainer:
         """
         cfg = self.cfg
         t = time.perf_counter()
-        if self._eval_sets is None:
-            self._eval_sets = eval_sets(self.data_dir, self.manifest, cfg.image_size,
-                                        cfg.eval_images)
-        held, real_a, real_b = self._eval_sets
+        held, real_a, real_b = self.eval_data()
         n = int(real_b.shape[0])
         decoder = self.model.sampler(step)
         recon = tf.concat([decoder(self.model.encoder(b, training=False)[0], training=False)
@@ -475,16 +472,21 @@ class Trainer:
         self.last_eval = row
         return row
 
+    def eval_data(self) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """(held-out, real A, real B), read once per run (eval_sets)."""
+        if self._eval_sets is None:
+            cfg = self.cfg
+            self._eval_sets = eval_sets(self.data_dir, self.manifest, cfg.image_size,
+                                        cfg.eval_images)
+        return self._eval_sets
+
     def encode_scores(self, step: int) -> dict[str, float]:
         """PSNR/SSIM of held-out images through what the export's `encode` gives (the refined
         embedding) and decode, and through the encoder's mean alone (`encoder_psnr`,
         `encoder_ssim`: what each evaluation logs). 256 images at 32 px, fewer for larger
         images so that the refinement's cost stays that of 256 at 32 px (64 at 64 px)."""
         cfg = self.cfg
-        if self._eval_sets is None:
-            self._eval_sets = eval_sets(self.data_dir, self.manifest, cfg.image_size,
-                                        cfg.eval_images)
-        held = self._eval_sets[0][:max(16, 256 * 32 * 32 // cfg.image_size ** 2)]
+        held = self.eval_data()[0][:max(16, 256 * 32 * 32 // cfg.image_size ** 2)]
         decoder = self.model.sampler(step)
 
         @tf.function
