@@ -125,20 +125,23 @@ class Trainer:
     # --- the step ---------------------------------------------------------------------
 
     def _make_train_fn(self) -> Callable[..., dict[str, tf.Tensor]]:
+        """The step, traced once with the encoder and (with --encoder-every > 1) once without."""
         cfg, m = self.cfg, self.model
         strategy = self.strategy
         scale = 1.0 / strategy.num_replicas_in_sync
         losses_of = {LOSS_GAN: self._gan_losses, LOSS_VAEGAN: self._vaegan_losses,
                      LOSS_SEED: self._seed_losses}[cfg.loss]
 
-        def step_fn(x: tf.Tensor, step: tf.Tensor) -> dict[str, tf.Tensor]:
+        def step_fn(x: tf.Tensor, step: tf.Tensor, encoder: bool) -> dict[str, tf.Tensor]:
             ctx = tf.distribute.get_replica_context()
             rid = tf.cast(ctx.replica_id_in_sync_group, tf.int64)
             s = tf.stack([tf.cast(cfg.seed, tf.int64), step * 1024 + rid])
             nets = (("loss_e", m.encoder, self.opt_e), ("loss_g", m.decoder, self.opt_g),
                     ("loss_d", m.discriminator, self.opt_d))
+            if not encoder:
+                nets = nets[1:]
             with tf.GradientTape(persistent=True) as tape:
-                out = losses_of(x, s)
+                out = losses_of(x, s, encoder) if cfg.loss == LOSS_GAN else losses_of(x, s)
                 scaled = {name: out[name] * scale for name, _, _ in nets}
             for name, net, opt in nets:
                 grads = tape.gradient(scaled[name], net.trainable_variables)
@@ -147,11 +150,12 @@ class Trainer:
             return out
 
         # autograph=False: the step has no data-dependent Python control flow, and converting
-        # Keras' code costs seconds of tracing per process.
+        # Keras' code costs seconds of tracing per process. `encoder` is a Python bool, so
+        # each value is its own trace.
         @tf.function(autograph=False)
-        def train_fn(iterator: Any) -> dict[str, tf.Tensor]:
+        def train_fn(iterator: Any, encoder: bool = True) -> dict[str, tf.Tensor]:
             x = next(iterator)
-            out = strategy.run(step_fn, args=(x, self.step))
+            out = strategy.run(step_fn, args=(x, self.step, encoder))
             out = {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
                    for k, v in out.items()}
             self.step.assign_add(1)
@@ -175,7 +179,7 @@ class Trainer:
         return (tf.random.stateless_normal([n, k], seed=s),
                 tf.random.stateless_normal([n, k], seed=s + [0, 512]))
 
-    def _gan_losses(self, x: tf.Tensor, s: tf.Tensor) -> dict[str, tf.Tensor]:
+    def _gan_losses(self, x: tf.Tensor, s: tf.Tensor, encoder: bool = True) -> dict[str, tf.Tensor]:
         """The default: a DCGAN-trained decoder and an encoder that learns to invert it.
 
         The decoder's loss is the GAN's alone (plus gamma x reconstruction when gamma > 0),
@@ -184,10 +188,18 @@ class Trainer:
         the decoder (its gradient stops at the encoder), keeps a KL towards the prior, and
         recovers z from decodes of prior samples (the Gaussian likelihood of z under its
         own mean and variance): images -> embeddings lands where the decoder was trained.
+        Nothing of the encoder's reaches the decoder or D, so a step without it
+        (`encoder=False`, --encoder-every) is the GAN's step alone, unchanged.
         """
         cfg, m = self.cfg, self.model
         eps, zp = self._noise(x, s)
         xp = m.decoder(zp, training=True)
+        d_in = augment.augment(tf.concat([x, xp], 0), self.policy, s, self._p)
+        ((l_real, _), (l_p, _)), r1 = self._discriminate(*tf.split(d_in, 2))
+        loss_g = losses.g_loss([l_p])
+        loss_d = losses.d_loss(l_real, [l_p], cfg.label_smoothing)
+        if not encoder:
+            return self._d_terms({"loss_g": loss_g, "loss_d": loss_d}, l_real, r1)
         # The encoder's real-image path costs an encoder and a decoder pass each way; a
         # fraction of the batch is enough for it, and the time goes to the GAN instead.
         k = max(2, int(round(cfg.batch_size * cfg.recon_fraction)))
@@ -198,11 +210,9 @@ class Trainer:
         kl = losses.kl_divergence(mean, logvar)
         rec_pix = losses.per_sample_mse(xe, xr)
         latent = losses.gaussian_nll(zp, xp_mean, xp_logvar)
-        d_in = augment.augment(tf.concat([x, xp], 0), self.policy, s, self._p)
-        ((l_real, _), (l_p, _)), r1 = self._discriminate(*tf.split(d_in, 2))
         loss_e = rec_pix + cfg.kl_weight * kl / self.npix + cfg.latent_weight * latent
-        loss_g = losses.g_loss([l_p]) + (cfg.gamma * rec_pix if cfg.gamma else 0.0)
-        loss_d = losses.d_loss(l_real, [l_p], cfg.label_smoothing)
+        if cfg.gamma:
+            loss_g = loss_g + cfg.gamma * rec_pix
         out = {"loss_kl": kl, "loss_recon": rec_pix, "loss_latent": latent,
                "loss_e": loss_e, "loss_g": loss_g, "loss_d": loss_d}
         return self._d_terms(out, l_real, r1)
@@ -318,6 +328,8 @@ class Trainer:
         next_eval = (int(trained0 // every) + 1) * every if every else 0.0
         # The checkpoint holds the optimizers' last learning rates; the settings decide them.
         self.set_learning_rates(step, trained0)
+        encoder_out: dict[str, tf.Tensor] = {}   # the last encoder step's losses, for the log
+        traced: set[bool] = set()                # which of the step's traces have run
         if step == 0 and self.cluster.is_chief:
             self.write_sample(0)
             log("first sample written")
@@ -328,10 +340,15 @@ class Trainer:
             if cfg.lr_decay:
                 self.set_learning_rates(step, float(self.trained_s.numpy()))
             c0 = self.clock()
-            out = self._train_fn(it)
+            with_encoder = step % cfg.encoder_every == 0
+            out = self._train_fn(it, with_encoder)
+            if with_encoder and cfg.encoder_every > 1:
+                encoder_out = {k: v for k, v in out.items() if k not in ("loss_g", "loss_d")}
+            out = {**encoder_out, **out}
             step += 1
-            if step > start + 1:           # the first step is mostly tracing
+            if with_encoder in traced:     # a trace's first step is mostly tracing
                 self.trained_s.assign_add(self.clock() - c0)
+            traced.add(with_encoder)
             trained = float(self.trained_s.numpy())
             if step == start + 1:
                 log(f"first step done (step {step})")

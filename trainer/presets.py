@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trainer.contract import (CLOCKS, DEFAULT_IMAGE_SIZE, DEFAULT_LOSS, DEFAULT_PRESET, IMAGE_SIZES,
-                              LOSS_VAEGAN, LOSSES, PRESET_IMAGE_SIZES)
+                              LOSS_GAN, LOSS_VAEGAN, LOSSES, PRESET_IMAGE_SIZES)
 
 
 @dataclass
@@ -30,6 +30,7 @@ class Config:
     loss: str = DEFAULT_LOSS        # contract.LOSS_SUMMARIES says what each one is
     latent_weight: float = 1.0      # "gan": the encoder recovers z from decodes of prior samples
     recon_fraction: float = 1.0     # "gan": the share of each batch the encoder reconstructs
+    encoder_every: int = 1          # "gan": the encoder trains on every Nth step only
     lr_e: float = 2e-4
     lr_g: float = 2e-4
     lr_d: float = 2e-4
@@ -135,6 +136,14 @@ def resolve(preset: str, overrides: dict[str, Any]) -> Config:
     if not 0.0 < cfg.recon_fraction <= 1.0:
         raise ValueError(f"--recon-fraction {cfg.recon_fraction} is out of range; use more than 0 "
                          f"up to 1 (the whole batch)")
+    if cfg.encoder_every < 1:
+        raise ValueError(f"--encoder-every {cfg.encoder_every} must be at least 1 (every step)")
+    if cfg.encoder_every > 1 and cfg.loss != LOSS_GAN:
+        raise ValueError(f"--encoder-every {cfg.encoder_every} needs --loss {LOSS_GAN}: with "
+                         f"--loss {cfg.loss} the decoder learns from the reconstruction too")
+    if cfg.encoder_every > 1 and cfg.gamma:
+        raise ValueError(f"--encoder-every {cfg.encoder_every} needs --gamma 0: the decoder's "
+                         f"reconstruction term would only count on the encoder's steps")
     for name in ("max_minutes", "eval_minutes"):
         if getattr(cfg, name) < 0:
             raise ValueError(f"--{name.replace('_', '-')} must be 0 (off) or more")

@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
                        ("keep-checkpoints", int), ("log-every", int), ("eval-images", int),
                        ("lr-e", float), ("lr-g", float), ("lr-d", float), ("gamma", float),
                        ("kl-weight", float), ("feature-weight", float), ("ema-decay", float),
-                       ("latent-weight", float), ("recon-fraction", float), ("patience", int)]:
+                       ("latent-weight", float), ("recon-fraction", float), ("patience", int),
+                       ("encoder-every", int)]:
         p.add_argument(f"--{name}", type=kind, default=None)
     p.add_argument("--loss", choices=LOSSES, default=None,
                    help="; ".join(f"{k}: {v}" for k, v in LOSS_SUMMARIES.items()))
