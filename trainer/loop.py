@@ -136,12 +136,11 @@ class Trainer:
             ctx = tf.distribute.get_replica_context()
             rid = tf.cast(ctx.replica_id_in_sync_group, tf.int64)
             s = tf.stack([tf.cast(cfg.seed, tf.int64), step * 1024 + rid])
-            nets = (("loss_e", m.encoder, self.opt_e), ("loss_g", m.decoder, self.opt_g),
-                    ("loss_d", m.discriminator, self.opt_d))
-            if not encoder:
-                nets = nets[1:]
+            nets = [("loss_e", m.encoder, self.opt_e), ("loss_g", m.decoder, self.opt_g),
+                    ("loss_d", m.discriminator, self.opt_d)][0 if encoder else 1:]
             with tf.GradientTape(persistent=True) as tape:
-                out = losses_of(x, s, encoder) if cfg.loss == LOSS_GAN else losses_of(x, s)
+                # Steps without the encoder exist only for --loss gan (presets.resolve checks).
+                out = losses_of(x, s) if encoder else self._gan_losses(x, s, encoder=False)
                 scaled = {name: out[name] * scale for name, _, _ in nets}
             for name, net, opt in nets:
                 grads = tape.gradient(scaled[name], net.trainable_variables)
