@@ -23,6 +23,11 @@ def test_settings_that_cannot_mean_anything_are_refused() -> None:
     with pytest.raises(ValueError, match="needs --gamma 0"):
         resolve("tiny", {"encoder_every": 2, "gamma": 1.0})
     assert resolve("tiny", {"encoder_every": 2}).encoder_every == 2
+    # quick's 4 yields to a loss or a gamma that needs the encoder on every step.
+    assert resolve("quick", {}).encoder_every == 4
+    assert resolve("quick", {"loss": "seed"}).encoder_every == 1
+    assert resolve("quick", {"loss": "vaegan"}).encoder_every == 1
+    assert resolve("quick", {"gamma": 1.0}).encoder_every == 1
 
 
 def test_the_encoder_trains_on_every_nth_step_and_the_log_keeps_its_last_losses(
