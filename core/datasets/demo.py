@@ -2,10 +2,12 @@
 
 It lets a new user try the whole flow (train, watch, deploy, generate) without images of
 their own, and gives tests a dataset in seconds. Each picture is one large shape (disc,
-square, triangle, star or ring) in one of eight colours, turned and placed a little off
-centre on one of six plain backgrounds: variety a small model can learn within minutes
-on a CPU, so the first run shows shapes a person recognises rather than blobs (gradient
-backgrounds with up to three overlapping shapes took longer than a first run has).
+square, triangle, star or ring) in one of eight colours, upright (tilted at most 9
+degrees), sized and placed a little off centre on one of six plain backgrounds: variety a
+small model can learn within minutes on a CPU, so the first run shows shapes a person
+recognises rather than blobs. Gradient backgrounds with up to three overlapping shapes
+took longer than a first run has; so did shapes turned at any angle, which a 5-minute
+model drew as rounded blobs (docs/trainer.md, "Upright shapes").
 Image `index` of seed `seed` is always the same picture (random.Random seeded per image),
 so datasets are reproducible and can be rendered in parallel in any order.
 """
@@ -24,6 +26,10 @@ COLOURS = ((220, 40, 40), (245, 140, 20), (240, 205, 20), (40, 170, 60),
            (20, 170, 190), (40, 80, 220), (140, 60, 200), (235, 80, 170))
 BACKGROUNDS = ((250, 250, 245), (225, 225, 225), (40, 40, 48), (235, 225, 200),
                (200, 225, 240), (20, 60, 60))
+# The angle of a polygon's first corner that stands it upright (image y points down):
+# a triangle and a star point up, a square sits on a side.
+UPRIGHT = {"square": math.pi / 4, "triangle": -math.pi / 2, "star": -math.pi / 2}
+MAX_TILT = math.radians(9)
 
 
 def render(seed: int, index: int, size: int = RENDER_SIZE) -> Image.Image:
@@ -35,7 +41,7 @@ def render(seed: int, index: int, size: int = RENDER_SIZE) -> Image.Image:
     r = rng.uniform(0.18, 0.28) * size
     cx = size * (0.5 + rng.uniform(-0.08, 0.08))
     cy = size * (0.5 + rng.uniform(-0.08, 0.08))
-    turn = rng.uniform(0, 2 * math.pi)
+    tilt = rng.uniform(-MAX_TILT, MAX_TILT)
     if kind == "disc":
         draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=fill)
     elif kind == "ring":
@@ -45,7 +51,7 @@ def render(seed: int, index: int, size: int = RENDER_SIZE) -> Image.Image:
         pts = []
         for k in range(corners):
             radius = r * 0.45 if kind == "star" and k % 2 else r * (1.1 if kind == "square" else 1.0)
-            ang = turn + 2 * math.pi * k / corners
+            ang = UPRIGHT[kind] + tilt + 2 * math.pi * k / corners
             pts.append((cx + radius * math.cos(ang), cy + radius * math.sin(ang)))
         draw.polygon(pts, fill=fill)
     return im
