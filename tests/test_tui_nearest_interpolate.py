@@ -138,15 +138,19 @@ def test_genml_generate_interpolate_writes_the_walk(workspace, tiny_job_dir: Pat
 def test_embedding_space_with_the_real_encoder(tiny_job_dir: Path, demo_dataset: Path) -> None:
     """The trained tiny model's encoder over the real shards: a training image's crop, as a
     generated image would be (the model's size, already the crop box), finds itself among the
-    closest few; the index holds one embedding per training image."""
+    closest few; the index holds one embedding per training image.
+
+    Counted over every training image, not a few: the demo's upright shapes make many
+    near-twins (same shape, colour and background), which a tiny encoder tells apart less
+    often than it did pictures turned at random angles. Half among the closest 3 is far
+    above chance (3 in 86) and far below what the tiny model gives (about 70%)."""
     from core.predict import load_predictor
     predictor = load_predictor(tiny_job_dir / "model")
     index = nearest.build_index(demo_dataset, nearest.EMBEDDING, encode=predictor.encode)
     images = training_images(demo_dataset)
     assert index.features.shape == (len(images), predictor.embedding_size)
-    hits = 0
-    for name, image in images[:10]:
-        crop = np.asarray(nearest.centre_crop(image).resize((predictor.image_size,) * 2, Image.Resampling.BOX))
-        found = nearest.query_images(index, [crop], k=3, encode=predictor.encode)[0]
-        hits += name in [n.name for n in found]
-    assert hits >= 8, hits
+    crops = [np.asarray(nearest.centre_crop(image).resize((predictor.image_size,) * 2, Image.Resampling.BOX))
+             for _, image in images]
+    found = nearest.query_images(index, crops, k=3, encode=predictor.encode)
+    hits = sum(name in [n.name for n in near] for (name, _), near in zip(images, found, strict=True))
+    assert hits >= len(images) / 2, f"{hits} of {len(images)}"
