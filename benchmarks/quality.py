@@ -62,10 +62,12 @@ def fetch_emoji(cache: Path) -> Path:
 
 
 def build_dataset(name: str, cache: Path, image_size: int, crop: str) -> Path:
+    from core.datasets import demo
     from core.datasets.catalog import build_folder
-    out = cache / f"{name}-{image_size}-{crop}"
     if name == "demo":
+        out = cache / f"{name}-v{demo.VERSION}-{image_size}-{crop}"
         return build_folder(out, count=2000, image_size=image_size, crop=crop, name=name)
+    out = cache / f"{name}-{image_size}-{crop}"
     return build_folder(out, source=fetch_emoji(cache), image_size=image_size, crop=crop,
                         name=name)
 

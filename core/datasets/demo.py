@@ -21,6 +21,10 @@ from PIL import Image, ImageDraw
 from core.datasets.images import Options, Processed, Skip, prepare, to_rgb
 
 RENDER_SIZE = 128
+# Which pictures `render` draws: 2 since the shapes stand upright. Folders built outside a
+# workspace and kept between runs (benchmarks/quality.py's cache) are named with it, so a
+# change to `render` builds a new set instead of reusing the old one.
+VERSION = 2
 SHAPES = ("disc", "square", "triangle", "star", "ring")
 COLOURS = ((220, 40, 40), (245, 140, 20), (240, 205, 20), (40, 170, 60),
            (20, 170, 190), (40, 80, 220), (140, 60, 200), (235, 80, 170))
