@@ -10,6 +10,10 @@ no augmentation. It reads the same dataset pipeline, runs on the same clock (--c
 for CPU time / cores) and is evaluated by the trainer's own SWD code on the same real
 sets at the same minutes, and writes the same metrics.jsonl rows and sample grids, so
 quality.py can put it beside the trainer's runs.
+
+It checkpoints at every evaluation (job-dir/checkpoints, the newest only) and resumes from
+there with its clock where it stopped, so a finished run given a larger --max-minutes
+goes on, as the trainer's runs do: a 30-minute comparison can be taken to 60 later.
 """
 from __future__ import annotations
 
@@ -85,6 +89,16 @@ def main() -> None:
     g, d = build(args.image_size, args.z, args.width)
     opt_g = keras.optimizers.Adam(2e-4, beta_1=0.5)
     opt_d = keras.optimizers.Adam(2e-4, beta_1=0.5)
+    opt_g.build(g.trainable_variables)
+    opt_d.build(d.trainable_variables)
+    done = tf.Variable(0, dtype=tf.int64)             # steps taken
+    trained_s = tf.Variable(0.0, dtype=tf.float64)    # seconds on the run's clock
+    ckpt = tf.train.Checkpoint(g=g, d=d, opt_g=opt_g, opt_d=opt_d, step=done, trained=trained_s)
+    manager = tf.train.CheckpointManager(ckpt, str(job / "checkpoints"), max_to_keep=1)
+    if manager.latest_checkpoint:
+        ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        print(f"resumed from {manager.latest_checkpoint}: step {int(done.numpy())}, "
+              f"{float(trained_s.numpy()) / 60:.1f} min", flush=True)
 
     @tf.function
     def step(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -109,7 +123,7 @@ def main() -> None:
     z_eval = tf.random.stateless_normal([n, args.z], seed=[args.seed, 99])
     metrics_file = open(job / "metrics.jsonl", "a", encoding="utf-8")
 
-    evaluated = [-1]
+    evaluated = [int(done.numpy()) if manager.latest_checkpoint else -1]
 
     def evaluate(s: int, trained: float) -> None:
         evaluated[0] = s
@@ -122,10 +136,13 @@ def main() -> None:
         metrics_file.flush()
         (job / "samples" / f"step-{s:08d}.png").write_bytes(png(image_grid(fake[:64], 8)))
         print(f"eval step {s}: {trained / 60:.1f} min swd={score:.1f} (floor {floor:.1f})", flush=True)
+        done.assign(s)
+        trained_s.assign(trained)
+        manager.save(checkpoint_number=s)
 
     it = iter(ds)
-    trained, s, every = 0.0, 0, args.eval_minutes * 60
-    next_eval = every
+    trained, s, every = float(trained_s.numpy()), int(done.numpy()), args.eval_minutes * 60
+    next_eval = (int(trained // every) + 1) * every
     step(next(it))                       # trace outside the clock
     while trained < args.max_minutes * 60:
         c0 = clock()

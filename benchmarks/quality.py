@@ -21,6 +21,10 @@ all of them alike. Minutes are counted on each run's own clock, `--clock cpu` by
 the process's CPU time divided by the cores, so a run is charged for the work it got,
 not for time it spent stopped or starved; samples and evaluations are not charged.
 
+Run it again on the same --out with a larger --minutes and every run goes on from its
+newest checkpoint (the trainer's and the DCGAN's alike), so a comparison can be taken
+further in a later sitting; evaluations already made are kept.
+
 Prints SWD against minutes for every run, the ratios to the floor and to the DCGAN at
 each budget, PSNR/SSIM of held-out reconstructions through the exported model's `encode`
 (and through the encoder's mean alone), and writes sample grids and an input /
