@@ -25,7 +25,8 @@ Run it again on the same --out with a larger --minutes and every run goes on fro
 newest checkpoint (the trainer's and the DCGAN's alike), so a comparison can be taken
 further in a later sitting; evaluations already made are kept.
 
-Prints SWD against minutes for every run, the ratios to the floor and to the DCGAN at
+Prints SWD against minutes for every run, the wall-clock minutes each evaluation came
+at, the ratios to the floor and to the DCGAN at
 each budget, PSNR/SSIM of held-out reconstructions through the exported model's `encode`
 (and through the encoder's mean alone), and writes sample grids and an input /
 reconstruction picture into --out.
@@ -110,6 +111,17 @@ def evals(job: Path) -> list[dict]:
         return []
     rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
     return [r for r in rows if r.get("kind") == "eval"]
+
+
+def first_wall_time(job: Path) -> float | None:
+    """The wall time of a run's first metrics row (the trainer's first train row)."""
+    path = job / "metrics.jsonl"
+    if not path.exists():
+        return None
+    for line in path.read_text().splitlines():
+        if line.strip():
+            return json.loads(line).get("wall_time")
+    return None
 
 
 def at_minute(rows: list[dict], minute: float) -> dict | None:
@@ -235,6 +247,20 @@ def main() -> None:
             cells.append(f"{r['swd']:12.1f}" if r else f"{'':>12}")
         print(f"{m:8.1f} " + " ".join(cells))
 
+    starts = [t for name in names if (t := first_wall_time(out / name)) is not None]
+    if starts:
+        t_first = min(starts)
+        print(f"\nwall minutes since the first run's first row, at the same evaluations (the runs "
+              f"take turns, so each had about 1/{len(names)} of the machine; a later sitting "
+              f"adds the gap since the last)")
+        print(f"{'minutes':>8} " + " ".join(f"{n:>12}" for n in rows))
+        for m in marks:
+            cells = []
+            for rs in rows.values():
+                r = at_minute(rs, m)
+                cells.append(f"{(r['wall_time'] - t_first) / 60:12.1f}" if r else f"{'':>12}")
+            print(f"{m:8.1f} " + " ".join(cells))
+
     print(f"\nat each budget, mean over seeds {seeds}:")
     print(f"{'minutes':>8} " + " ".join(f"{k:>10}" for k in kinds)
           + f" {'default/floor':>14} {'default/dcgan':>14}")
@@ -263,7 +289,8 @@ def main() -> None:
         samples = sorted((out / name / "samples").glob("step-*.png"))
         if samples:
             print(f"{name}: last samples {samples[-1]}")
-    print(f"\nwall time {wall / 60:.1f} min for {len(names)} runs")
+    if not args.report_only:
+        print(f"\nwall time {wall / 60:.1f} min for {len(names)} runs")
 
 
 if __name__ == "__main__":
