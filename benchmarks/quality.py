@@ -25,11 +25,10 @@ Run it again on the same --out with a larger --minutes and every run goes on fro
 newest checkpoint (the trainer's and the DCGAN's alike), so a comparison can be taken
 further in a later sitting; evaluations already made are kept.
 
-Prints SWD against minutes for every run, the wall-clock minutes each evaluation came
-at, the ratios to the floor and to the DCGAN at
-each budget, PSNR/SSIM of held-out reconstructions through the exported model's `encode`
-(and through the encoder's mean alone), and writes sample grids and an input /
-reconstruction picture into --out.
+Prints SWD against minutes for every run, the wall-clock minute each evaluation came at,
+the ratios to the floor and to the DCGAN at each budget, PSNR/SSIM of held-out
+reconstructions through the exported model's `encode` (and through the encoder's mean
+alone), and writes sample grids and an input / reconstruction picture into --out.
 """
 from __future__ import annotations
 
