@@ -41,6 +41,7 @@ import sys
 import tarfile
 import time
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -127,6 +128,16 @@ def at_minute(rows: list[dict], minute: float) -> dict | None:
     """The evaluation closest to `minute` of training, if one is within half a minute."""
     best = min(rows, key=lambda r: abs(r["train_minutes"] - minute), default=None)
     return best if best and abs(best["train_minutes"] - minute) < 0.5 else None
+
+
+def print_by_minute(rows: dict[str, list[dict]], marks: list[float],
+                    value: Callable[[dict], float]) -> None:
+    """One line per evaluation minute, one column per run: `value` of its evaluation there."""
+    print(f"{'minutes':>8} " + " ".join(f"{n:>12}" for n in rows))
+    for m in marks:
+        cells = [f"{value(r):12.1f}" if (r := at_minute(rs, m)) else f"{'':>12}"
+                 for rs in rows.values()]
+        print(f"{m:8.1f} " + " ".join(cells))
 
 
 def reconstruction_picture(model_dir: Path, data: Path, image_size: int, out: Path) -> str:
@@ -237,28 +248,16 @@ def main() -> None:
     rows = {name: evals(out / name) for name in names}
     floor = next((r[0]["swd_floor"] for r in rows.values() if r), float("nan"))
     print(f"\nSWD x1e3 ({args.clock} clock, minutes of training; floor {floor:.1f} = real vs real)")
-    print(f"{'minutes':>8} " + " ".join(f"{n:>12}" for n in rows))
     marks = sorted({round(r['train_minutes'], 1) for rs in rows.values() for r in rs})
-    for m in marks:
-        cells = []
-        for rs in rows.values():
-            r = at_minute(rs, m)
-            cells.append(f"{r['swd']:12.1f}" if r else f"{'':>12}")
-        print(f"{m:8.1f} " + " ".join(cells))
+    print_by_minute(rows, marks, lambda r: r["swd"])
 
     starts = [t for name in names if (t := first_wall_time(out / name)) is not None]
     if starts:
         t_first = min(starts)
         print(f"\nwall minutes since the first run's first row, at the same evaluations (the runs "
-              f"take turns, so each had about 1/{len(names)} of the machine; a later sitting "
+              f"take turns, so each had at most 1/{len(names)} of the machine; a later sitting "
               f"adds the gap since the last)")
-        print(f"{'minutes':>8} " + " ".join(f"{n:>12}" for n in rows))
-        for m in marks:
-            cells = []
-            for rs in rows.values():
-                r = at_minute(rs, m)
-                cells.append(f"{(r['wall_time'] - t_first) / 60:12.1f}" if r else f"{'':>12}")
-            print(f"{m:8.1f} " + " ".join(cells))
+        print_by_minute(rows, marks, lambda r: (r["wall_time"] - t_first) / 60)
 
     print(f"\nat each budget, mean over seeds {seeds}:")
     print(f"{'minutes':>8} " + " ".join(f"{k:>10}" for k in kinds)
