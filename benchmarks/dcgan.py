@@ -13,7 +13,9 @@ quality.py can put it beside the trainer's runs.
 
 It checkpoints at every evaluation (job-dir/checkpoints, the newest only) and resumes from
 there with its clock where it stopped, so a finished run given a larger --max-minutes
-goes on, as the trainer's runs do: a 30-minute comparison can be taken to 60 later.
+goes on, as the trainer's runs do: a 30-minute comparison can be taken to 60 later. Its
+data order and noise start over on a resume (the trainer's are keyed by the step), so a
+resumed run is not bit-for-bit an uninterrupted one; for a baseline that is enough.
 """
 from __future__ import annotations
 

@@ -114,7 +114,8 @@ def evals(job: Path) -> list[dict]:
 
 
 def first_wall_time(job: Path) -> float | None:
-    """The wall time of a run's first metrics row (the trainer's first train row)."""
+    """The wall time of a run's first metrics row: the trainer's first train row, the DCGAN's
+    first evaluation (it writes no train rows; the earliest run sets the start)."""
     path = job / "metrics.jsonl"
     if not path.exists():
         return None
