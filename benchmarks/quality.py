@@ -105,26 +105,6 @@ def take_turns(procs: dict[str, subprocess.Popen], slice_s: float) -> None:
                 p.send_signal(signal.SIGSTOP)
 
 
-def evals(job: Path) -> list[dict]:
-    path = job / "metrics.jsonl"
-    if not path.exists():
-        return []
-    rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
-    return [r for r in rows if r.get("kind") == "eval"]
-
-
-def first_wall_time(job: Path) -> float | None:
-    """The wall time of a run's first metrics row: the trainer's first train row, the DCGAN's
-    first evaluation (it writes no train rows; the earliest run sets the start)."""
-    path = job / "metrics.jsonl"
-    if not path.exists():
-        return None
-    for line in path.read_text().splitlines():
-        if line.strip():
-            return json.loads(line).get("wall_time")
-    return None
-
-
 def at_minute(rows: list[dict], minute: float) -> dict | None:
     """The evaluation closest to `minute` of training, if one is within half a minute."""
     best = min(rows, key=lambda r: abs(r["train_minutes"] - minute), default=None)
@@ -246,13 +226,17 @@ def main() -> None:
             print(f"failed runs (see their .log in {out}): {', '.join(failed)}")
     wall = time.monotonic() - t0
 
-    rows = {name: evals(out / name) for name in names}
+    from core.jobdir import JobDir
+    runs = {name: JobDir(str(out / name)).metrics() for name in names}
+    rows = {name: m.eval for name, m in runs.items()}
     floor = next((r[0]["swd_floor"] for r in rows.values() if r), float("nan"))
     print(f"\nSWD x1e3 ({args.clock} clock, minutes of training; floor {floor:.1f} = real vs real)")
     marks = sorted({round(r['train_minutes'], 1) for rs in rows.values() for r in rs})
     print_by_minute(rows, marks, lambda r: r["swd"])
 
-    starts = [t for name in names if (t := first_wall_time(out / name)) is not None]
+    # A run's first row: the trainer's first train row, the DCGAN's first evaluation (it
+    # writes no train rows); the earliest run sets the start.
+    starts = [(m.train or m.eval)[0]["wall_time"] for m in runs.values() if m.train or m.eval]
     if starts:
         t_first = min(starts)
         print(f"\nwall minutes since the first run's first row, at the same evaluations (the runs "
