@@ -182,8 +182,11 @@ def test_jobs_queue_for_a_slot_start_when_it_frees_and_cancel_in_either_state(wo
     running = wait_for(lambda: (j := b.get_job(first.id)).state is JobState.RUNNING
                        and j.remote.get("trainer_pid") and j, 30, what="the first job to start")
     tpid = running.remote["trainer_pid"]
-    assert procs.is_ours(tpid, first.id, running.remote["trainer_start"])
-    assert b.cancel_job(first.id).state in (JobState.CANCELLING, JobState.CANCELLED)
+    try:
+        assert procs.is_ours(tpid, first.id, running.remote["trainer_start"]), (
+            tpid, first.id, running.remote, procs.alive(tpid), procs.start_time(tpid), procs.cmdline(tpid))
+    finally:
+        assert b.cancel_job(first.id).state in (JobState.CANCELLING, JobState.CANCELLED)
     wait_for(lambda: b.get_job(first.id).state is JobState.CANCELLED, 30, what="CANCELLED")
     wait_for(lambda: not procs.alive(tpid) and not procs.alive(first.pid), 30, what="both processes to exit")
 
