@@ -28,7 +28,8 @@ further in a later sitting; evaluations already made are kept.
 Prints SWD against minutes for every run, the wall-clock minute each evaluation came at,
 the ratios to the floor and to the DCGAN at each budget, PSNR/SSIM of held-out
 reconstructions through the exported model's `encode` (and through the encoder's mean
-alone), and writes sample grids and an input / reconstruction picture into --out.
+alone), and writes into --out, for each seed and budget, the runs' sample grids side by
+side, and an input / reconstruction picture for each trainer run.
 """
 from __future__ import annotations
 
@@ -119,6 +120,39 @@ def print_by_minute(rows: dict[str, list[dict]], marks: list[float],
         cells = [f"{value(r):12.1f}" if (r := at_minute(rs, m)) else f"{'':>12}"
                  for rs in rows.values()]
         print(f"{m:8.1f} " + " ".join(cells))
+
+
+def side_by_side(out: Path, names: list[str], rows: dict[str, list[dict]], minute: float,
+                 dest: Path) -> bool:
+    """Each run's sample grid nearest `minute`, side by side under a caption with its SWD.
+
+    A trainer writes a grid every --sample-every steps, the DCGAN one at each evaluation:
+    each run shows the grid whose step is nearest its evaluation at `minute`. False when no
+    run has one.
+    """
+    from PIL import Image, ImageDraw
+
+    panels = []
+    for name in names:
+        row = at_minute(rows[name], minute)
+        grids = {int(g.stem.split("-")[1]): g for g in (out / name / "samples").glob("step-*.png")}
+        if row is None or not grids:
+            continue
+        step = min(grids, key=lambda s: abs(s - row["step"]))
+        panels.append((f"{name}: SWD {row['swd']:.1f} @ {minute:g} min (step {step})",
+                       Image.open(grids[step]).convert("RGB")))
+    if not panels:
+        return False
+    gap, caption = 16, 18
+    width = sum(im.width for _, im in panels) + gap * (len(panels) - 1)
+    sheet = Image.new("RGB", (width, caption + max(im.height for _, im in panels)), "white")
+    draw, x = ImageDraw.Draw(sheet), 0
+    for text, im in panels:
+        draw.text((x + 2, 3), text, fill="black")
+        sheet.paste(im, (x, caption))
+        x += im.width + gap
+    sheet.save(dest)
+    return True
 
 
 def reconstruction_picture(model_dir: Path, data: Path, image_size: int, out: Path) -> str:
@@ -258,6 +292,11 @@ def main() -> None:
             if "dcgan" in means:
                 line += f" {means['default'] / means['dcgan']:14.2f}"
         print(line)
+    for seed in seeds:
+        for m in args.minutes:
+            dest = out / f"side-by-side-s{seed}-{m:g}min.png"
+            if side_by_side(out, [f"{k}-s{seed}" for k in kinds], rows, m, dest):
+                print(f"seed {seed}, {m:g} minutes, each run's samples: {dest}")
     for name, rs in rows.items():
         if rs and "psnr" in rs[-1]:
             last = rs[-1]
