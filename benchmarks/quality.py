@@ -106,6 +106,17 @@ def take_turns(procs: dict[str, subprocess.Popen], slice_s: float) -> None:
                 p.send_signal(signal.SIGSTOP)
 
 
+def cpu_model() -> str:
+    """The CPU's name: each recipe's step costs differ between CPUs, so figures name theirs."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return "unknown"
+    flags = next((ln for ln in lines if ln.startswith("flags")), "")
+    name = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "unknown")
+    return f"{name}, {os.cpu_count()} cores, {'with' if 'avx512f' in flags else 'without'} AVX-512"
+
+
 def at_minute(rows: list[dict], minute: float) -> dict | None:
     """The evaluation closest to `minute` of training, if one is within half a minute."""
     best = min(rows, key=lambda r: abs(r["train_minutes"] - minute), default=None)
@@ -113,11 +124,11 @@ def at_minute(rows: list[dict], minute: float) -> dict | None:
 
 
 def print_by_minute(rows: dict[str, list[dict]], marks: list[float],
-                    value: Callable[[dict], float]) -> None:
+                    value: Callable[[dict], float], fmt: str = "12.1f") -> None:
     """One line per evaluation minute, one column per run: `value` of its evaluation there."""
     print(f"{'minutes':>8} " + " ".join(f"{n:>12}" for n in rows))
     for m in marks:
-        cells = [f"{value(r):12.1f}" if (r := at_minute(rs, m)) else f"{'':>12}"
+        cells = [f"{value(r):{fmt}}" if (r := at_minute(rs, m)) else f"{'':>12}"
                  for rs in rows.values()]
         print(f"{m:8.1f} " + " ".join(cells))
 
@@ -277,6 +288,9 @@ def main() -> None:
               f"take turns, so each had at most 1/{len(names)} of the machine; a later sitting "
               f"adds the gap since the last)")
         print_by_minute(rows, marks, lambda r: (r["wall_time"] - t_first) / 60)
+    print(f"\nsteps at the same evaluations (the same minutes buy different steps on another CPU; "
+          f"this one: {cpu_model()})")
+    print_by_minute(rows, marks, lambda r: r["step"], "12d")
 
     print(f"\nat each budget, mean over seeds {seeds}:")
     print(f"{'minutes':>8} " + " ".join(f"{k:>10}" for k in kinds)
