@@ -150,8 +150,9 @@ def side_by_side(out: Path, names: list[str], rows: dict[str, list[dict]], minut
         if row is None or not grids:
             continue
         step = min(grids, key=lambda s: abs(s - row["step"]))
+        grid = Image.open(grids[step]).convert("RGB")       # 32 px tiles: doubled to be seen
         panels.append((f"{name}: SWD {row['swd']:.1f} @ {minute:g} min (step {step})",
-                       Image.open(grids[step]).convert("RGB")))
+                       grid.resize((grid.width * 2, grid.height * 2), Image.NEAREST)))
     if not panels:
         return False
     gap, caption = 16, 18
