@@ -25,7 +25,8 @@ Run it again on the same --out with a larger --minutes and every run goes on fro
 newest checkpoint (the trainer's and the DCGAN's alike), so a comparison can be taken
 further in a later sitting; evaluations already made are kept.
 
-Prints SWD against minutes for every run, the wall-clock minute each evaluation came at,
+Prints SWD against minutes for every run, the wall-clock minute and the step each
+evaluation came at (and the CPU's name: a minute buys different steps on another CPU),
 the ratios to the floor and to the DCGAN at each budget, PSNR/SSIM of held-out
 reconstructions through the exported model's `encode` (and through the encoder's mean
 alone), and writes into --out, for each seed and budget, the runs' sample grids side by
