@@ -47,6 +47,7 @@ from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from core.jobdir import JobDir  # noqa: E402  (after the path: the benchmark runs from a checkout)
 PACKAGE = "emoji-datasource-google@16.0.0"
 
 
@@ -134,7 +135,7 @@ def print_by_minute(rows: dict[str, list[dict]], marks: list[float],
         print(f"{m:8.1f} " + " ".join(cells))
 
 
-def side_by_side(out: Path, names: list[str], rows: dict[str, list[dict]], minute: float,
+def side_by_side(jobs: dict[str, JobDir], rows: dict[str, list[dict]], minute: float,
                  dest: Path) -> bool:
     """Each run's sample grid nearest `minute`, side by side under a caption with its SWD.
 
@@ -142,16 +143,18 @@ def side_by_side(out: Path, names: list[str], rows: dict[str, list[dict]], minut
     each run shows the grid whose step is nearest its evaluation at `minute`. False when no
     run has one.
     """
+    import io
+
     from PIL import Image, ImageDraw
 
     panels = []
-    for name in names:
+    for name, jd in jobs.items():
         row = at_minute(rows[name], minute)
-        grids = {int(g.stem.split("-")[1]): g for g in (out / name / "samples").glob("step-*.png")}
+        grids = {int(n.removesuffix(".png").split("-")[1]): n for n in jd.sample_names()}
         if row is None or not grids:
             continue
         step = min(grids, key=lambda s: abs(s - row["step"]))
-        grid = Image.open(grids[step]).convert("RGB")       # 32 px tiles: doubled to be seen
+        grid = Image.open(io.BytesIO(jd.read_sample(grids[step]))).convert("RGB")   # 32 px: doubled
         panels.append((f"{name}: SWD {row['swd']:.1f} @ {minute:g} min (step {step})",
                        grid.resize((grid.width * 2, grid.height * 2), Image.NEAREST)))
     if not panels:
@@ -273,8 +276,8 @@ def main() -> None:
             print(f"failed runs (see their .log in {out}): {', '.join(failed)}")
     wall = time.monotonic() - t0
 
-    from core.jobdir import JobDir
-    runs = {name: JobDir(str(out / name)).metrics() for name in names}
+    jobs = {name: JobDir(str(out / name)) for name in names}
+    runs = {name: jd.metrics() for name, jd in jobs.items()}
     rows = {name: m.eval for name, m in runs.items()}
     floor = next((r[0]["swd_floor"] for r in rows.values() if r), float("nan"))
     print(f"\nSWD x1e3 ({args.clock} clock, minutes of training; floor {floor:.1f} = real vs real)")
@@ -311,7 +314,7 @@ def main() -> None:
     for seed in seeds:
         for m in args.minutes:
             dest = out / f"side-by-side-s{seed}-{m:g}min.png"
-            if side_by_side(out, [f"{k}-s{seed}" for k in kinds], rows, m, dest):
+            if side_by_side({n: jobs[n] for n in (f"{k}-s{seed}" for k in kinds)}, rows, m, dest):
                 print(f"seed {seed}, {m:g} minutes, each run's samples: {dest}")
     for name, rs in rows.items():
         if rs and "psnr" in rs[-1]:
