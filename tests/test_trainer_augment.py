@@ -200,6 +200,31 @@ def test_probability_p_augments_that_share_of_images_and_pairs_decide_together()
     assert not np.array_equal(untouched(real), untouched(prior))
 
 
+def test_late_augmentations_start_once_p_passes_1_and_pairs_share_them() -> None:
+    """--augment-late: nothing more at p <= 1, then each image gets them with p - 1."""
+    x = images(400, 16)
+    base = augment.augment(x, ("translation",), SEED, tf.constant(1.0)).numpy()
+    same = augment.augment(x, ("translation",), SEED, tf.constant(1.0), ("cutout",)).numpy()
+    np.testing.assert_array_equal(same, base)
+    more = augment.augment(x, ("translation",), SEED, tf.constant(1.4), ("cutout",)).numpy()
+    changed = np.any(more != base, axis=(1, 2, 3)).mean()
+    assert 0.32 < changed < 0.48
+    d_in = augment.discriminator_input(x, x, x, ("translation",), SEED, tf.constant(1.5),
+                                       ("cutout",)).numpy()
+    plain = augment.discriminator_input(x, x, x, ("translation",), SEED, tf.constant(1.0)).numpy()
+    real, rec, prior = np.split(d_in, 3)
+    np.testing.assert_array_equal(real, rec)          # the pair gets the same cut-out
+    cut = np.any(d_in != plain, axis=(1, 2, 3))
+    assert 0.4 < cut.mean() < 0.6
+    assert float(augment.adapt(tf.constant(1.0), tf.constant(1.0), 0.6, 32, 2.0)) > 1.0
+    assert float(augment.adapt(tf.constant(2.0), tf.constant(1.0), 0.6, 10**7, 2.0)) == 2.0
+    with pytest.raises(ValueError, match="--augment-late cutout needs --augment and --augment-target"):
+        presets.resolve("tiny", {"augment": "color", "augment_late": "cutout"})
+    with pytest.raises(ValueError, match="unknown augmentation flip"):
+        presets.resolve("quick", {"augment_late": "flip"})
+    assert presets.resolve("quick", {"augment_late": " cutout "}).augment_late == "cutout"
+
+
 def test_adaptive_augmentation_runs_logs_p_and_resumes_it(tmp_path, tiny_dataset_dir) -> None:
     """The real trainer with --augment-target: p starts at 0, is logged each step it logs,
     and a resumed run continues from the checkpointed p (not from 0 again)."""
@@ -208,7 +233,8 @@ def test_adaptive_augmentation_runs_logs_p_and_resumes_it(tmp_path, tiny_dataset
     from tests.fixtures.models import run_trainer
 
     job = tmp_path / "job"
-    flags = ("--augment", "translation", "--augment-target", "0.6", "--log-every", "1")
+    flags = ("--augment", "translation", "--augment-target", "0.6", "--augment-late", "cutout",
+             "--log-every", "1")
     first = run_trainer(tiny_dataset_dir, job, *flags, "--max-steps", "6")
     assert first.returncode == 0, first.stderr[-3000:]
     rows = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines()]

@@ -64,17 +64,21 @@ def apply(x: tf.Tensor, p: dict[str, tf.Tensor]) -> tf.Tensor:
 
 
 def augment(x: tf.Tensor, policy: str | tuple[str, ...], seed: tf.Tensor,
-            p: tf.Tensor | None = None) -> tf.Tensor:
+            p: tf.Tensor | None = None, late: tuple[str, ...] = ()) -> tf.Tensor:
     """Draw parameters for each image of x and apply them (identity for an empty policy).
 
-    With `p` each image is augmented with probability p and left as it is otherwise.
+    With `p` each image is augmented with probability p and left as it is otherwise;
+    `late` augmentations follow with probability p - 1 (none until p passes 1).
     """
     names = augment_policy(policy) if isinstance(policy, str) else policy
     if not names:
         return x
-    n = tf.shape(x)[0]
-    return _some(apply(x, draw(names, n, int(x.shape[1]), seed)), x,
-                 None if p is None else _chosen(n, p, seed))
+    n, size = tf.shape(x)[0], int(x.shape[1])
+    out = _some(apply(x, draw(names, n, size, seed)), x, None if p is None else _chosen(n, p, seed))
+    if not late or p is None:
+        return out
+    more = _seed(seed, 7)
+    return _some(apply(out, draw(late, n, size, more)), out, _chosen(n, p - 1.0, more))
 
 
 def _chosen(n: tf.Tensor, p: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
@@ -86,25 +90,37 @@ def _some(augmented: tf.Tensor, x: tf.Tensor, chosen: tf.Tensor | None) -> tf.Te
     return augmented if chosen is None else tf.where(chosen, augmented, x)
 
 
-def adapt(p: tf.Tensor, real_sign: tf.Tensor, target: float, images: int) -> tf.Tensor:
+def adapt(p: tf.Tensor, real_sign: tf.Tensor, target: float, images: int,
+          limit: float = 1.0) -> tf.Tensor:
     """ADA's rule (Karras et al. 2020): more augmentation while D is sure of the real images.
 
     `real_sign` is E[sign(D(real))] over the step's (augmented) real images: near 1 when D
     has memorised them, near 0 when it cannot tell. p moves by images / ADAPT_IMAGES
-    towards more augmentation above `target` and towards less below it, within [0, 1].
+    towards more augmentation above `target` and towards less below it, within [0, limit]:
+    limit 2 when there are `late` augmentations for p above 1.
     """
     step = tf.cast(images, p.dtype) / ADAPT_IMAGES
-    return tf.clip_by_value(p + tf.sign(tf.cast(real_sign, p.dtype) - target) * step, 0.0, 1.0)
+    return tf.clip_by_value(p + tf.sign(tf.cast(real_sign, p.dtype) - target) * step, 0.0, limit)
 
 
 def discriminator_input(x: tf.Tensor, xr: tf.Tensor, xp: tf.Tensor, policy: tuple[str, ...],
-                        seed: tf.Tensor, p: tf.Tensor | None = None) -> tf.Tensor:
+                        seed: tf.Tensor, p: tf.Tensor | None = None,
+                        late: tuple[str, ...] = ()) -> tf.Tensor:
     """[x, xr, xp] for D: x[i] and xr[i] share their parameters (and whether they are
-    augmented at all, with `p`), xp gets its own."""
+    augmented at all, with `p`), xp gets its own; `late` as in `augment`."""
     d_in = tf.concat([x, xr, xp], 0)
     if not policy:
         return d_in
-    n, m, size = tf.shape(x)[0], tf.shape(xp)[0], int(x.shape[1])
+    n, m = tf.shape(x)[0], tf.shape(xp)[0]
+    out = _paired(d_in, n, m, policy, seed, p)
+    if not late or p is None:
+        return out
+    return _paired(out, n, m, late, _seed(seed, 13), p - 1.0)
+
+
+def _paired(d_in: tf.Tensor, n: tf.Tensor, m: tf.Tensor, policy: tuple[str, ...],
+            seed: tf.Tensor, p: tf.Tensor | None) -> tf.Tensor:
+    size = int(d_in.shape[1])
     pair = draw(policy, n, size, _seed(seed, 11))
     prior = draw(policy, m, size, _seed(seed, 12))
     out = apply(d_in, {k: tf.concat([pair[k], pair[k], prior[k]], 0) for k in pair})

@@ -91,6 +91,7 @@ class Trainer:
                        else tf.summary.create_noop_writer())
         self.npix = float(cfg.image_size * cfg.image_size * 3)
         self.policy = augment_policy(cfg.augment)
+        self.late = augment_policy(cfg.augment_late) if self.adaptive else ()
         self.fixed_z = tf.random.stateless_normal([cfg.sample_grid ** 2, cfg.embedding_size],
                                                   seed=[cfg.seed, 20170601])
         self._train_fn = self._make_train_fn()
@@ -160,7 +161,8 @@ class Trainer:
             self.step.assign_add(1)
             if self.adaptive:
                 self.augment_p.assign(augment.adapt(self.augment_p, out["d_real_sign"],
-                                                    cfg.augment_target, cfg.batch_size))
+                                                    cfg.augment_target, cfg.batch_size,
+                                                    2.0 if self.late else 1.0))
                 out["augment_p"] = tf.identity(self.augment_p)
             decay = tf.minimum(cfg.ema_decay, (1.0 + tf.cast(self.step, tf.float32))
                                / (10.0 + tf.cast(self.step, tf.float32)))
@@ -193,7 +195,7 @@ class Trainer:
         cfg, m = self.cfg, self.model
         eps, zp = self._noise(x, s)
         xp = m.decoder(zp, training=True)
-        d_in = augment.augment(tf.concat([x, xp], 0), self.policy, s, self._p)
+        d_in = augment.augment(tf.concat([x, xp], 0), self.policy, s, self._p, self.late)
         ((l_real, _), (l_p, _)), r1 = self._discriminate(*tf.split(d_in, 2))
         loss_g = losses.g_loss([l_p])
         loss_d = losses.d_loss(l_real, [l_p], cfg.label_smoothing)
@@ -257,7 +259,7 @@ class Trainer:
         xr, xp = tf.split(m.decoder(tf.concat([z, zp], 0), training=True), 2)
         kl = losses.kl_divergence(mean, logvar)
         rec_pix = losses.per_sample_mse(x, xr)
-        d_in = augment.discriminator_input(x, xr, xp, self.policy, s, self._p)
+        d_in = augment.discriminator_input(x, xr, xp, self.policy, s, self._p, self.late)
         ((l_real, f_real), (l_rec, f_rec), (l_p, _)), r1 = self._discriminate(*tf.split(d_in, 3))
         rec_feat = losses.per_sample_mse(tf.stop_gradient(f_real), f_rec)
         if cfg.feature_weight:

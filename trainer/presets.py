@@ -63,6 +63,8 @@ class Config:
     augment: str = ""               # DiffAugment policy for D's inputs: e.g. "color,translation,cutout"
     augment_target: float = 0.0     # > 0: augment each image with a probability p that ADA's rule
                                     # adapts (E[sign D(real)] held at this); 0: always (p = 1)
+    augment_late: str = ""          # with augment_target: augmentations ADA adds once p reaches 1;
+                                    # p may rise to 2 and each image also gets these with p - 1
     label_smoothing: float = 0.0    # one-sided: D's target for real images is 1 - this
     r1: float = 0.0                 # R1 penalty weight (Mescheder et al. 2018): gamma/2 x D's
                                     # squared input gradient at the (augmented) real images
@@ -172,6 +174,10 @@ def resolve(preset: str, overrides: dict[str, Any]) -> Config:
     if not 0.0 <= cfg.augment_target < 1.0:
         raise ValueError(f"--augment-target {cfg.augment_target} is out of range; use 0 (always "
                          f"augment) or more, below 1 (0.6 is ADA's)")
+    cfg.augment_late = ",".join(augment_policy(cfg.augment_late))
+    if cfg.augment_late and not (cfg.augment_target and cfg.augment):
+        raise ValueError(f"--augment-late {cfg.augment_late} needs --augment and --augment-target: "
+                         f"it adds to the adaptive augmentation once every image is augmented")
     if not 0.0 <= cfg.lr_decay <= 1.0:
         raise ValueError(f"--lr-decay {cfg.lr_decay} is out of range; use 0 (constant) up to 1 "
                          f"(decay over the whole budget)")

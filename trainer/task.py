@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--augment-target", type=float, default=None, metavar="T",
                    help="adapt how often images are augmented (ADA's rule) so that the share "
                         "of real images D calls real stays near T (0.6 is ADA's); 0 = always")
+    p.add_argument("--augment-late", default=None, metavar="POLICY",
+                   help="with --augment-target: augmentations added once every image is "
+                        "augmented (p may rise to 2; each image also gets these with p - 1)")
     p.add_argument("--label-smoothing", type=float, default=None, metavar="X",
                    help="one-sided label smoothing: D's target for real images is 1 - X")
     p.add_argument("--r1", type=float, default=None, metavar="GAMMA",
