@@ -73,12 +73,16 @@ def augment(x: tf.Tensor, policy: str | tuple[str, ...], seed: tf.Tensor,
     names = augment_policy(policy) if isinstance(policy, str) else policy
     if not names:
         return x
-    n, size = tf.shape(x)[0], int(x.shape[1])
-    out = _some(apply(x, draw(names, n, size, seed)), x, None if p is None else _chosen(n, p, seed))
+    out = _stage(x, names, seed, p)
     if not late or p is None:
         return out
-    more = _seed(seed, 7)
-    return _some(apply(out, draw(late, n, size, more)), out, _chosen(n, p - 1.0, more))
+    return _stage(out, late, _seed(seed, 7), p - 1.0)
+
+
+def _stage(x: tf.Tensor, policy: tuple[str, ...], seed: tf.Tensor, p: tf.Tensor | None) -> tf.Tensor:
+    n = tf.shape(x)[0]
+    return _some(apply(x, draw(policy, n, int(x.shape[1]), seed)), x,
+                 None if p is None else _chosen(n, p, seed))
 
 
 def _chosen(n: tf.Tensor, p: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:

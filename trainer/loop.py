@@ -91,7 +91,7 @@ class Trainer:
                        else tf.summary.create_noop_writer())
         self.npix = float(cfg.image_size * cfg.image_size * 3)
         self.policy = augment_policy(cfg.augment)
-        self.late = augment_policy(cfg.augment_late) if self.adaptive else ()
+        self.late = augment_policy(cfg.augment_late)      # resolve(): only with --augment-target
         self.fixed_z = tf.random.stateless_normal([cfg.sample_grid ** 2, cfg.embedding_size],
                                                   seed=[cfg.seed, 20170601])
         self._train_fn = self._make_train_fn()
