@@ -131,6 +131,14 @@ class JobDir:
             write_bytes_atomic(self.path(SAMPLES, SAMPLE_NAME.format(step=step)), grid_png)
 
 
+    def write_probe_sample(self, probe: str, step: int, grid_png: bytes) -> None:
+        """A grid from an --ema-probes copy: probes/<probe>/step-N.png, beside samples/."""
+        if self.enabled:
+            folder = self.path("probes", probe)
+            makedirs(folder)
+            write_bytes_atomic(join(folder, SAMPLE_NAME.format(step=step)), grid_png)
+
+
 def image_grid(images: tf.Tensor, columns: int) -> tf.Tensor:
     """[n, h, w, 3] in [-1, 1] -> one uint8 grid image [rows*h, columns*w, 3]."""
     import tensorflow as tf

@@ -70,14 +70,17 @@ class Trainer:
         self.since_best = tf.Variable(0, dtype=tf.int64, trainable=False, name="since_best")
         self._lr_scale = 1.0        # the share of the base learning rates the last step used
         self.adaptive = bool(cfg.augment_target) and bool(augment_policy(cfg.augment))
-        # augment_p only where it is used, so checkpoints of other runs keep their shape.
-        adaptive = {"augment_p": self.augment_p} if self.adaptive else {}
+        # augment_p and the --ema-probes copies only where they are used, so checkpoints of
+        # other runs keep their shape.
+        extra: dict[str, Any] = {"augment_p": self.augment_p} if self.adaptive else {}
+        if self.model.probes:
+            extra["ema_probes"] = list(self.model.probes.values())
         self.ckpt = tf.train.Checkpoint(
             step=self.step, encoder=self.model.encoder, decoder=self.model.decoder,
             discriminator=self.model.discriminator, ema_decoder=self.model.ema_decoder,
             opt_e=self.opt_e, opt_g=self.opt_g, opt_d=self.opt_d, trained_s=self.trained_s,
             best_swd=self.best_swd, best_step=self.best_step, since_best=self.since_best,
-            **adaptive)
+            **extra)
         # What the export needs from the best evaluation, apart from the training state.
         self.best_ckpt = tf.train.Checkpoint(encoder=self.model.encoder,
                                              ema_decoder=self.model.ema_decoder)
@@ -164,9 +167,10 @@ class Trainer:
                                                     cfg.augment_target, cfg.batch_size,
                                                     2.0 if self.late else 1.0))
                 out["augment_p"] = tf.identity(self.augment_p)
-            decay = tf.minimum(cfg.ema_decay, (1.0 + tf.cast(self.step, tf.float32))
-                               / (10.0 + tf.cast(self.step, tf.float32)))
-            m.update_ema(decay)
+            warmup = (1.0 + tf.cast(self.step, tf.float32)) / (10.0 + tf.cast(self.step, tf.float32))
+            m.update_ema(tf.minimum(cfg.ema_decay, warmup))
+            for d, probe in m.probes.items():
+                m.update_ema(tf.minimum(d, warmup), probe)
             return out
 
         traced: Callable[..., dict[str, tf.Tensor]] = train_fn    # tf.function is untyped (Any)
@@ -451,11 +455,18 @@ class Trainer:
         recon = tf.concat([decoder(self.model.encoder(b, training=False)[0], training=False)
                            for b in tf.split(held, _chunks(int(held.shape[0])))], 0)
         z = tf.random.stateless_normal([n, cfg.embedding_size], seed=[cfg.seed, 99])
-        fake = tf.concat([decoder(b, training=False) for b in tf.split(z, _chunks(n))], 0)
         kw = dict(patches=cfg.swd_patches, projections=cfg.swd_projections, seed=cfg.seed)
         if self._floor is None:
             self._floor = metrics.swd(real_a, real_b, **kw)
-        score = metrics.swd(fake, real_b, **kw)
+        score = metrics.swd(_decode(decoder, z), real_b, **kw)
+        # The same embeddings through each --ema-probes copy: a same-step comparison of decays.
+        probes: dict[str, float] = {}
+        for d in self.model.probes:
+            probe = self.model.sampler(step, probe=d)
+            probes[str(d)] = metrics.swd(_decode(probe, z), real_b, **kw)
+            self.jd.write_probe_sample(f"ema-{d}", step,
+                                       png(image_grid(probe(self.fixed_z, training=False),
+                                                      cfg.sample_grid)))
         if score < float(self.best_swd.numpy()) * (1.0 - MIN_GAIN):
             self.best_swd.assign(score)
             self.best_step.assign(step)
@@ -472,17 +483,22 @@ class Trainer:
                "best_step": best_step, "best_swd": best,
                "evals_since_best": int(self.since_best.numpy()), "patience": cfg.patience,
                "seconds": time.perf_counter() - t}
+        if probes:
+            row["probe_swd"] = probes
         self.jd.append_metrics(row)
         self.jd.status(best_step=best_step, best_swd=round(best, 3), stalled=self.stalled)
         with self.writer.as_default(step=step):
             for k in ("psnr", "ssim", "swd", "swd_floor", "best_swd"):
                 summaries.scalar(f"eval/{k}", row[k], step)
+            for name, v in probes.items():
+                summaries.scalar(f"eval/swd_ema_{name}", v, step)
             cols = min(8, int(held.shape[0]))
             summaries.image("reconstructions",
                             image_grid(tf.concat([held[:cols], recon[:cols]], 0), cols), step)
         print(f"eval step {step}: swd={score:.1f} (floor {self._floor:.1f}, {n} images) "
               f"psnr={row['psnr']:.2f} ssim={row['ssim']:.3f} best={best:.1f} at step {best_step} "
-              f"[{row['seconds']:.0f} s]", flush=True)
+              f"[{row['seconds']:.0f} s]"
+              + "".join(f" ema {name}: swd={v:.1f}" for name, v in probes.items()), flush=True)
         if self.stalled:
             log(f"stalled: no better SWD in {row['evals_since_best']} evaluations (best "
                 f"{best:.1f} at step {best_step}); more training is unlikely to help; the "
@@ -550,6 +566,11 @@ def eval_sets(data_dir: str, manifest: dict[str, Any], image_size: int,
         held = real[:min(eval_images, 500)]
     n = int(real.shape[0]) // 2
     return held, real[:n], real[n:2 * n]
+
+
+def _decode(decoder: Any, z: tf.Tensor) -> tf.Tensor:
+    """Prior decodes in chunks of 256 (memory stays flat for any --eval-images)."""
+    return tf.concat([decoder(b, training=False) for b in tf.split(z, _chunks(int(z.shape[0])))], 0)
 
 
 def _chunks(n: int, size: int = 256) -> list[int]:

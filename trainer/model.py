@@ -11,7 +11,7 @@ from typing import Any, Callable
 import keras
 import tensorflow as tf
 
-from trainer.presets import Config, levels
+from trainer.presets import Config, ema_probes, levels
 
 
 class LeakyReLU(keras.layers.Layer):
@@ -194,10 +194,13 @@ class VaeGan:
         self.decoder = build_decoder(cfg)
         self.discriminator = build_discriminator(cfg)
         self.ema_decoder = build_decoder(cfg)
-        self._sampler: keras.Model | None = None
-        self._sampler_step: int | None = None      # the step its statistics were measured at
-        for v, src in zip(self.ema_decoder.weights, self.decoder.weights):
-            v.assign(src)
+        # --ema-probes: more EMA copies at other decays, only evaluated (never exported).
+        self.probes = {d: build_decoder(cfg) for d in ema_probes(cfg.ema_probes)}
+        self._samplers: dict[float | None, keras.Model] = {}
+        self._sampler_steps: dict[float | None, int] = {}    # the step their statistics are from
+        for ema in (self.ema_decoder, *self.probes.values()):
+            for v, src in zip(ema.weights, self.decoder.weights):
+                v.assign(src)
 
     def discriminate(self, real: tf.Tensor, *fakes: tf.Tensor) -> list[tuple[tf.Tensor, tf.Tensor]]:
         """D's (logit, features) for each group of images, each group in its own call.
@@ -215,7 +218,7 @@ class VaeGan:
         out = [self.discriminator(f, training=False) for f in fakes]
         return [self.discriminator(real, training=True)] + out
 
-    def sampler(self, step: int, n: int = 256) -> keras.Model:
+    def sampler(self, step: int, n: int = 256, probe: float | None = None) -> keras.Model:
         """The EMA decoder with batch-norm statistics measured on its own prior decodes.
 
         These are the "standing statistics" of Brock et al. 2019 (BigGAN). The decoder's
@@ -226,13 +229,14 @@ class VaeGan:
         strategy, so the training state is never touched; samples, evaluations and the
         export all decode with it. Measured once per training `step` (the EMA weights only
         change between steps), so a sample, an evaluation and the export at one step share it.
+        `probe` picks one of the --ema-probes copies instead, with its own sampler.
         """
-        if self._sampler is None:
-            self._sampler = build_decoder(self.cfg)
-        dec = self._sampler
-        if self._sampler_step == step:
+        if probe not in self._samplers:
+            self._samplers[probe] = build_decoder(self.cfg)
+        dec = self._samplers[probe]
+        if self._sampler_steps.get(probe) == step:
             return dec
-        dec.set_weights(self.ema_decoder.get_weights())
+        dec.set_weights((self.ema_decoder if probe is None else self.probes[probe]).get_weights())
         norms = [l for l in dec.layers if isinstance(l, keras.layers.BatchNormalization)]
         momentum = [l.momentum for l in norms]
         for l in norms:
@@ -241,12 +245,13 @@ class VaeGan:
         dec(z, training=True)
         for l, m in zip(norms, momentum):
             l.momentum = m
-        self._sampler_step = step
+        self._sampler_steps[probe] = step
         return dec
 
-    def update_ema(self, decay: float | tf.Tensor) -> None:
-        """EMA of the trainable weights; batch-norm statistics are copied (they are averages already)."""
-        for ema, v in zip(self.ema_decoder.weights, self.decoder.weights):
+    def update_ema(self, decay: float | tf.Tensor, ema_model: keras.Model | None = None) -> None:
+        """EMA of the trainable weights (into `ema_model`, by default the EMA decoder);
+        batch-norm statistics are copied (they are averages already)."""
+        for ema, v in zip((self.ema_decoder if ema_model is None else ema_model).weights, self.decoder.weights):
             if v.trainable:
                 ema.assign(decay * ema + (1.0 - decay) * v)
             else:

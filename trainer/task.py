@@ -60,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--augment-late", default=None, metavar="POLICY",
                    help="with --augment-target: augmentations added once every image is "
                         "augmented (p may rise to 2; each image also gets these with p - 1)")
+    p.add_argument("--ema-probes", default=None, metavar="DECAYS",
+                   help="also keep EMA copies of the decoder at these decays (e.g. "
+                        "0.9995,0.9999) and report each one's SWD at every evaluation, to "
+                        "choose --ema-decay from one run; only --ema-decay's copy is exported")
     p.add_argument("--label-smoothing", type=float, default=None, metavar="X",
                    help="one-sided label smoothing: D's target for real images is 1 - X")
     p.add_argument("--r1", type=float, default=None, metavar="GAMMA",
