@@ -25,7 +25,8 @@ Run it again on the same --out with a larger --minutes and every run goes on fro
 newest checkpoint (the trainer's and the DCGAN's alike), so a comparison can be taken
 further in a later sitting; evaluations already made are kept.
 
-Prints SWD against minutes for every run, the wall-clock minute and the step each
+Prints SWD against minutes for every run (and, for a run given --ema-probes, the SWD
+through each of its EMA copies at the same evaluations), the wall-clock minute and the step each
 evaluation came at (and the CPU's name: a minute buys different steps on another CPU),
 the ratios to the floor and to the DCGAN at each budget, PSNR/SSIM of held-out
 reconstructions through the exported model's `encode` (and through the encoder's mean
@@ -133,6 +134,21 @@ def print_by_minute(rows: dict[str, list[dict]], marks: list[float],
         cells = [f"{value(r):{fmt}}" if (r := at_minute(rs, m)) else f"{'':>12}"
                  for rs in rows.values()]
         print(f"{m:8.1f} " + " ".join(cells))
+
+
+def print_probes(rows: dict[str, list[dict]]) -> None:
+    """For a run with --ema-probes: its SWD through each EMA copy at each evaluation, the
+    exported one (--ema-decay) first; the same training steps, so only the averaging differs."""
+    for name, rs in rows.items():
+        decays = sorted({d for r in rs for d in r.get("probe_swd", {})}, key=float)
+        if not decays:
+            continue
+        print(f"\n{name}: SWD x1e3 through each EMA copy (the same run, the same evaluations)")
+        print(f"{'minutes':>8} {'step':>8} {'exported':>10} " + " ".join(f"{d:>10}" for d in decays))
+        for r in rs:
+            cells = [f"{r['probe_swd'][d]:10.1f}" if d in r.get("probe_swd", {}) else f"{'':>10}"
+                     for d in decays]
+            print(f"{r['train_minutes']:8.1f} {r['step']:8d} {r['swd']:10.1f} " + " ".join(cells))
 
 
 def side_by_side(jobs: dict[str, JobDir], rows: dict[str, list[dict]], minute: float,
@@ -283,6 +299,7 @@ def main() -> None:
     print(f"\nSWD x1e3 ({args.clock} clock, minutes of training; floor {floor:.1f} = real vs real)")
     marks = sorted({round(r['train_minutes'], 1) for rs in rows.values() for r in rs})
     print_by_minute(rows, marks, lambda r: r["swd"])
+    print_probes(rows)
 
     # A run's first row: the trainer's first train row, the DCGAN's first evaluation (it
     # writes no train rows); the earliest run sets the start.
