@@ -53,3 +53,22 @@ def test_a_probe_at_the_main_decay_scores_the_same_and_training_is_unchanged(
     assert [g.name for g in grids] == [f"step-{r['step']:06d}.png" for r in evals]
     reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(job / "checkpoints")))
     assert any(k.startswith("ema_probes/") for k in reader.get_variable_to_shape_map())
+
+
+@pytest.mark.slow
+def test_probes_added_on_resume_are_refused_and_the_checkpoints_kept(
+        tmp_path: Path, tiny_dataset_dir: Path, tiny_job_dir: Path) -> None:
+    """A probe started mid-run would average from another start than the main EMA and not
+    compare, so resuming a job that had none with --ema-probes is wrong input (exit 2),
+    says what to do, and leaves the checkpoints where they were."""
+    import shutil
+
+    from tests.fixtures.models import run_trainer
+
+    job = tmp_path / "job"
+    shutil.copytree(tiny_job_dir, job)
+    before = sorted(p.name for p in (job / "checkpoints").iterdir())
+    proc = run_trainer(tiny_dataset_dir, job, "--ema-probes", "0.5", "--max-steps", "16")
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "--ema-probes counts from a run's first step" in proc.stderr
+    assert sorted(p.name for p in (job / "checkpoints").iterdir()) == before
