@@ -130,7 +130,6 @@ class JobDir:
         if self.enabled:
             write_bytes_atomic(self.path(SAMPLES, SAMPLE_NAME.format(step=step)), grid_png)
 
-
     def write_probe_sample(self, probe: str, step: int, grid_png: bytes) -> None:
         """A grid from an --ema-probes copy: probes/<probe>/step-N.png, beside samples/."""
         if self.enabled:
