@@ -230,8 +230,10 @@ def test_sigkill_is_reconciled_to_failed_and_resume_finishes_the_job(workspace: 
     from tui.cli import cli
     followed = CliRunner().invoke(cli, ["jobs", "logs", job.id, "-f", "-n", "0"])   # returns when the job ends
     assert followed.exit_code == 0, followed.output
-    assert "step 100/100" in followed.stdout and followed.stdout.rstrip().endswith("job SUCCEEDED")
     done = LocalBackend(workspace).get_job(job.id)
+    # On a rare failure (CI, 2026-12-04) the follow printed nothing: say what the job did.
+    why = (followed.output, done.state, done.error, (Path(job.job_dir) / "train.log").read_text()[-2000:])
+    assert "step 100/100" in followed.stdout and followed.stdout.rstrip().endswith("job SUCCEEDED"), why
     assert done.state is JobState.SUCCEEDED, done.error
     assert done.step == 100
     assert "resuming job" in (Path(job.job_dir) / "train.log").read_text()
