@@ -109,8 +109,9 @@ class Trainer:
             used = checkpoints.restore_newest(self.ckpt, self.dirs["checkpoints"], log,
                                               set_aside=self.cluster.is_chief)
         except ValueError as exc:
-            probes = (" (--ema-probes counts from a run's first step: drop it to resume, or give "
-                      "it to a new job)" if self.model.probes else "")
+            probes = (" (--ema-probes counts from a run's first step: if this job started "
+                      "without it, drop it to resume, or give it to a new job)"
+                      if self.model.probes else "")
             raise InputError(f"{exc}. If the job's settings changed, use the ones it was trained "
                              f"with{probes}; otherwise move {self.dirs['checkpoints']} away to "
                              f"start over") from exc
