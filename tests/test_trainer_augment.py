@@ -251,3 +251,47 @@ def test_adaptive_augmentation_runs_logs_p_and_resumes_it(tmp_path, tiny_dataset
     rows = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines()]
     resumed = [r for r in rows if r["kind"] == "train" and r["step"] == 7]
     assert resumed and abs(resumed[0]["augment_p"] - ps[-1]) <= step + 1e-6
+
+
+def test_lecam_penalises_logits_only_beyond_the_other_sides_average() -> None:
+    """relu(real - ema_fake)^2 + relu(ema_real - fake)^2, fakes of two kinds sharing a half."""
+    real = tf.constant([2.0, -1.0])             # ema_fake -0.5: only 2.0 is beyond it
+    fakes = [tf.constant([-3.0, 1.0]), tf.constant([0.0, 0.0])]    # ema_real 0.5
+    got = float(losses.lecam(real, fakes, tf.constant(0.5), tf.constant(-0.5)))
+    want = (2.5 ** 2 + 0.0) / 2 + ((3.5 ** 2 + 0.0) / 2 + (0.25 + 0.25) / 2) / 2
+    assert abs(got - want) < 1e-6
+    undecided = losses.lecam(tf.constant([-1.0]), [tf.constant([1.0])], tf.constant(0.5),
+                             tf.constant(-0.5))
+    assert float(undecided) == 0.0
+    with pytest.raises(ValueError, match="--lecam"):
+        presets.resolve("tiny", {"lecam": -0.1})
+    with pytest.raises(ValueError, match="--lecam needs --loss gan or vaegan"):
+        presets.resolve("tiny", {"lecam": 0.1, "loss": "seed"})
+
+
+@pytest.mark.parametrize("loss", ["gan", "vaegan"])
+def test_lecam_runs_moves_its_averages_with_the_logged_logits_and_resumes_them(
+        tmp_path, tiny_dataset_dir, loss: str) -> None:
+    """The real trainer with --lecam: each step moves the averages 1 % towards that step's
+    mean logits, they are kept in the checkpoint, and a resumed run goes on from them."""
+    import json
+
+    from tests.fixtures.models import run_trainer
+
+    job = tmp_path / "job"
+    flags = ("--lecam", "0.1", "--loss", loss, "--log-every", "1")
+    first = run_trainer(tiny_dataset_dir, job, *flags, "--max-steps", "6")
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = run_trainer(tiny_dataset_dir, job, *flags, "--max-steps", "8")
+    assert second.returncode == 0, second.stderr[-3000:]
+    rows = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if r["kind"] == "train"]
+    assert [r["step"] for r in rows] == list(range(1, 9))
+    assert all(r["loss_lecam"] >= 0.0 for r in rows) and any(r["loss_lecam"] > 0 for r in rows)
+    ema = np.zeros(2)
+    for r in rows:
+        ema = 0.99 * ema + 0.01 * np.array([r["d_real_mean"], r["d_fake_mean"]])
+    ckpt = tf.train.load_checkpoint(str(job / "checkpoints"))
+    saved = [k for k in ckpt.get_variable_to_shape_map() if k.startswith("lecam_ema")]
+    assert saved
+    np.testing.assert_allclose(ckpt.get_tensor(saved[0]), ema, rtol=1e-4, atol=1e-7)

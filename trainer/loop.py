@@ -63,6 +63,9 @@ class Trainer:
             # --augment-target: how often D's images are augmented, adapted every step.
             self.augment_p = tf.Variable(0.0 if cfg.augment_target else 1.0, dtype=tf.float32,
                                          trainable=False, name="augment_p")
+            # --lecam: moving averages of D's mean logit on real and on fake images.
+            self.lecam_ema = tf.Variable([0.0, 0.0], dtype=tf.float32, trainable=False,
+                                         name="lecam_ema")
         # Kept in the checkpoint so a resume continues the budget and the best-so-far.
         self.trained_s = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="trained_s")
         self.best_swd = tf.Variable(np.inf, dtype=tf.float64, trainable=False, name="best_swd")
@@ -73,6 +76,8 @@ class Trainer:
         # augment_p and the --ema-probes copies only where they are used, so checkpoints of
         # other runs keep their shape.
         extra: dict[str, Any] = {"augment_p": self.augment_p} if self.adaptive else {}
+        if cfg.lecam:
+            extra["lecam_ema"] = self.lecam_ema
         if self.model.probes:
             extra["ema_probes"] = list(self.model.probes.values())
         self.ckpt = tf.train.Checkpoint(
@@ -171,6 +176,9 @@ class Trainer:
                                                     cfg.augment_target, cfg.batch_size,
                                                     2.0 if self.late else 1.0))
                 out["augment_p"] = tf.identity(self.augment_p)
+            if cfg.lecam:      # after the step, as the reference does: the term uses the past
+                self.lecam_ema.assign(0.99 * self.lecam_ema
+                                      + 0.01 * tf.stack([out["d_real_mean"], out["d_fake_mean"]]))
             warmup = (1.0 + tf.cast(self.step, tf.float32)) / (10.0 + tf.cast(self.step, tf.float32))
             m.update_ema(tf.minimum(cfg.ema_decay, warmup))
             for d, probe in m.probes.items():
@@ -208,7 +216,7 @@ class Trainer:
         loss_g = losses.g_loss([l_p])
         loss_d = losses.d_loss(l_real, [l_p], cfg.label_smoothing)
         if not encoder:
-            return self._d_terms({"loss_g": loss_g, "loss_d": loss_d}, l_real, r1)
+            return self._d_terms({"loss_g": loss_g, "loss_d": loss_d}, l_real, [l_p], r1)
         # The encoder's real-image path costs an encoder and a decoder pass each way; a
         # fraction of the batch is enough for it, and the time goes to the GAN instead.
         k = max(2, int(round(cfg.batch_size * cfg.recon_fraction)))
@@ -224,7 +232,7 @@ class Trainer:
             loss_g = loss_g + cfg.gamma * rec_pix
         out = {"loss_kl": kl, "loss_recon": rec_pix, "loss_latent": latent,
                "loss_e": loss_e, "loss_g": loss_g, "loss_d": loss_d}
-        return self._d_terms(out, l_real, r1)
+        return self._d_terms(out, l_real, [l_p], r1)
 
     def _discriminate(self, real: tf.Tensor, *fakes: tf.Tensor
                       ) -> tuple[list[tuple[tf.Tensor, tf.Tensor]], tf.Tensor | None]:
@@ -246,11 +254,17 @@ class Trainer:
         """The augmentation probability when it adapts; None: every image (or none)."""
         return self.augment_p if self.adaptive else None
 
-    def _d_terms(self, out: dict[str, tf.Tensor], l_real: tf.Tensor,
+    def _d_terms(self, out: dict[str, tf.Tensor], l_real: tf.Tensor, l_fakes: list[tf.Tensor],
                  grad: tf.Tensor | None) -> dict[str, tf.Tensor]:
-        """Adds what the discriminator's extras need: R1 to its loss, ADA's E[sign D(real)]."""
+        """Adds what the discriminator's extras need: R1 and LeCam to its loss, ADA's
+        E[sign D(real)], LeCam's mean logits (train_fn moves its averages with them)."""
         if self.adaptive:
             out = {**out, "d_real_sign": tf.reduce_mean(tf.sign(l_real))}
+        if self.cfg.lecam:
+            reg = losses.lecam(l_real, l_fakes, self.lecam_ema[0], self.lecam_ema[1])
+            out = {**out, "loss_lecam": reg, "loss_d": out["loss_d"] + self.cfg.lecam * reg,
+                   "d_real_mean": tf.reduce_mean(l_real),
+                   "d_fake_mean": tf.reduce_mean(tf.concat(l_fakes, 0))}
         if grad is None:
             return out
         r1 = losses.r1_penalty(grad)
@@ -280,7 +294,7 @@ class Trainer:
                               "loss_e": recon + cfg.kl_weight * kl / self.npix,
                               "loss_g": cfg.gamma * recon + losses.g_loss([l_rec, l_p]),
                               "loss_d": losses.d_loss(l_real, [l_rec, l_p], cfg.label_smoothing)},
-                             l_real, r1)
+                             l_real, [l_rec, l_p], r1)
 
     def _seed_losses(self, x: tf.Tensor, s: tf.Tensor) -> dict[str, tf.Tensor]:
         """The 2017 seed's formulation (a baseline): its KL, batch-summed recon and clipped logs."""

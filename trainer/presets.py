@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trainer.contract import (CLOCKS, DEFAULT_IMAGE_SIZE, DEFAULT_LOSS, DEFAULT_PRESET, IMAGE_SIZES,
-                              LOSS_GAN, LOSS_VAEGAN, LOSSES, PRESET_IMAGE_SIZES)
+                              LOSS_GAN, LOSS_SEED, LOSS_VAEGAN, LOSSES, PRESET_IMAGE_SIZES)
 
 
 @dataclass
@@ -69,6 +69,8 @@ class Config:
     label_smoothing: float = 0.0    # one-sided: D's target for real images is 1 - this
     r1: float = 0.0                 # R1 penalty weight (Mescheder et al. 2018): gamma/2 x D's
                                     # squared input gradient at the (augmented) real images
+    lecam: float = 0.0              # LeCam weight (Tseng et al. 2021): D's logits held near the
+                                    # moving averages of the other side's; 0: off
     lr_decay: float = 0.0           # the last F of the budget (minutes, else steps): every learning
                                     # rate falls linearly to 0 by the end; 0: constant
     refine_steps: int = 100         # image -> embedding in the export: Adam steps on the decode's
@@ -193,6 +195,12 @@ def resolve(preset: str, overrides: dict[str, Any]) -> Config:
     if cfg.augment_late and not (cfg.augment_target and cfg.augment):
         raise ValueError(f"--augment-late {cfg.augment_late} needs --augment and --augment-target: "
                          f"it adds to the adaptive augmentation once every image is augmented")
+    if not 0.0 <= cfg.lecam < float("inf"):
+        raise ValueError(f"--lecam {cfg.lecam} is out of range; use 0 (off) or more (0.01 to 0.3 "
+                         f"is usual)")
+    if cfg.lecam and cfg.loss == LOSS_SEED:
+        raise ValueError(f"--lecam needs --loss {LOSS_GAN} or {LOSS_VAEGAN}: the seed's "
+                         f"formulation is kept as it was, for comparison")
     if not 0.0 <= cfg.lr_decay <= 1.0:
         raise ValueError(f"--lr-decay {cfg.lr_decay} is out of range; use 0 (constant) up to 1 "
                          f"(decay over the whole budget)")

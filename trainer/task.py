@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--r1", type=float, default=None, metavar="GAMMA",
                    help="R1 penalty on the discriminator's gradient at real images, weight "
                         "GAMMA/2 (0 = off)")
+    p.add_argument("--lecam", type=float, default=None, metavar="W",
+                   help="LeCam regulariser (limited data): D's logits held near the moving "
+                        "average of the other side's, weight W (0 = off)")
     p.add_argument("--spectral-norm", dest="spectral_norm", action="store_true", default=None,
                    help="spectral norm in the discriminator's convolutions (off by default)")
     p.add_argument("--no-spectral-norm", dest="spectral_norm", action="store_false", default=None)
