@@ -196,8 +196,8 @@ def resolve(preset: str, overrides: dict[str, Any]) -> Config:
         raise ValueError(f"--augment-late {cfg.augment_late} needs --augment and --augment-target: "
                          f"it adds to the adaptive augmentation once every image is augmented")
     if not 0.0 <= cfg.lecam < float("inf"):
-        raise ValueError(f"--lecam {cfg.lecam} is out of range; use 0 (off) or more (0.01 to 0.3 "
-                         f"is usual)")
+        raise ValueError(f"--lecam {cfg.lecam} is out of range; use 0 (off) or more (the paper "
+                         f"used 0.3 with a hinge loss; docs/trainer.md has 0.01 measured here)")
     if cfg.lecam and cfg.loss == LOSS_SEED:
         raise ValueError(f"--lecam needs --loss {LOSS_GAN} or {LOSS_VAEGAN}: the seed's "
                          f"formulation is kept as it was, for comparison")
