@@ -158,7 +158,7 @@ def test_r1_reaches_the_discriminator_update_through_the_step_tape(spectral: boo
     with tf.GradientTape() as outer:
         ((lr, _), (lf, _)), grad = Trainer._discriminate(this, real, fake)
         assert grad is not None and grad.shape == real.shape
-        out = Trainer._d_terms(this, {"loss_d": losses.d_loss(lr, [lf])}, lr, grad)
+        out = Trainer._d_terms(this, {"loss_d": losses.d_loss(lr, [lf])}, lr, [lf], grad)
         penalty = 0.5 * cfg.r1 * out["loss_r1"]
     assert float(out["loss_r1"]) > 0
     np.testing.assert_allclose(float(out["loss_d"]),
