@@ -168,7 +168,7 @@ def test_r1_reaches_the_discriminator_update_through_the_step_tape(spectral: boo
     # Off: no gradient is taken and the losses are what they were.
     off = SimpleNamespace(cfg=presets.resolve("tiny", {}), model=m, adaptive=False)
     assert Trainer._discriminate(off, real, fake)[1] is None
-    assert Trainer._d_terms(off, {"loss_d": lr}, lr, None) == {"loss_d": lr}
+    assert Trainer._d_terms(off, {"loss_d": lr}, lr, [lf], None) == {"loss_d": lr}
     with pytest.raises(ValueError, match="--r1"):
         presets.resolve("tiny", {"r1": -1.0})
 
