@@ -232,8 +232,9 @@ def test_sigkill_is_reconciled_to_failed_and_resume_finishes_the_job(workspace: 
     assert followed.exit_code == 0, followed.output
     done = LocalBackend(workspace).get_job(job.id)
     # On a rare failure (CI, 2026-12-04) the follow printed nothing: say what the job did.
-    why = (followed.output, done.state, done.error, (Path(job.job_dir) / "train.log").read_text()[-2000:])
+    train_log = (Path(job.job_dir) / "train.log").read_text()
+    why = (followed.output, done.state, done.error, train_log[-2000:])
     assert "step 100/100" in followed.stdout and followed.stdout.rstrip().endswith("job SUCCEEDED"), why
     assert done.state is JobState.SUCCEEDED, done.error
     assert done.step == 100
-    assert "resuming job" in (Path(job.job_dir) / "train.log").read_text()
+    assert "resuming job" in train_log
