@@ -135,8 +135,9 @@ def test_seed_architecture_sizes() -> None:
     assert all(c.kernel_size == (4, 4) and c.strides == (2, 2) for c in convs)
     assert [o.shape[-1] for o in enc.outputs] == [100, 100]
     assert tuple(dec.output.shape) == (None, 64, 64, 3)
-    logit, feat = disc.outputs
+    logit, feat, top = disc.outputs
     assert tuple(logit.shape) == (None, 1) and tuple(feat.shape) == (None, 8, 8, 256)
+    assert tuple(top.shape) == (None, 4, 4, 512)
 
 
 def test_discriminator_width_is_separate_from_the_generators() -> None:
@@ -157,5 +158,5 @@ def test_discriminator_depth_adds_3x3_stride_1_layers_at_every_level() -> None:
     convs = [(l.filters, first(l.kernel_size), first(l.strides))
              for l in disc.layers if hasattr(l, "filters")]
     assert convs == [(32, 4, 2), (32, 3, 1), (64, 4, 2), (64, 3, 1), (128, 4, 2), (128, 3, 1)]
-    logit, feat = disc.outputs
+    logit, feat, _ = disc.outputs
     assert tuple(feat.shape) == (None, 8, 8, 64) and tuple(logit.shape) == (None, 1)

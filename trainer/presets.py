@@ -71,6 +71,8 @@ class Config:
                                     # squared input gradient at the (augmented) real images
     lecam: float = 0.0              # LeCam weight (Tseng et al. 2021): D's logits held near the
                                     # moving averages of the other side's; 0: off
+    d_recon: float = 0.0            # FastGAN's self-supervised D: weight of its decoder's pixel
+                                    # error redrawing real images from D's last features; 0: off
     lr_decay: float = 0.0           # the last F of the budget (minutes, else steps): every learning
                                     # rate falls linearly to 0 by the end; 0: constant
     refine_steps: int = 100         # image -> embedding in the export: Adam steps on the decode's
@@ -200,6 +202,12 @@ def resolve(preset: str, overrides: dict[str, Any]) -> Config:
                          f"used 0.3 with a hinge loss; docs/trainer.md has 0.01 measured here)")
     if cfg.lecam and cfg.loss == LOSS_SEED:
         raise ValueError(f"--lecam needs --loss {LOSS_GAN} or {LOSS_VAEGAN}: the seed's "
+                         f"formulation is kept as it was, for comparison")
+    if not 0.0 <= cfg.d_recon < float("inf"):
+        raise ValueError(f"--d-recon {cfg.d_recon} is out of range; use 0 (off) or more "
+                         f"(FastGAN's weight is 1)")
+    if cfg.d_recon and cfg.loss == LOSS_SEED:
+        raise ValueError(f"--d-recon needs --loss {LOSS_GAN} or {LOSS_VAEGAN}: the seed's "
                          f"formulation is kept as it was, for comparison")
     if not 0.0 <= cfg.lr_decay <= 1.0:
         raise ValueError(f"--lr-decay {cfg.lr_decay} is out of range; use 0 (constant) up to 1 "

@@ -72,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lecam", type=float, default=None, metavar="W",
                    help="LeCam regulariser (limited data): D's logits held near the moving "
                         "average of the other side's, weight W (0 = off)")
+    p.add_argument("--d-recon", type=float, default=None, metavar="W",
+                   help="FastGAN's self-supervised discriminator: a small decoder redraws each "
+                        "real image from D's last features, its pixel error added to D's loss "
+                        "with weight W (0 = off)")
     p.add_argument("--spectral-norm", dest="spectral_norm", action="store_true", default=None,
                    help="spectral norm in the discriminator's convolutions (off by default)")
     p.add_argument("--no-spectral-norm", dest="spectral_norm", action="store_false", default=None)
