@@ -126,6 +126,21 @@ def test_presets() -> None:
         presets.resolve("tiny", {"image_size": 48})
 
 
+def test_default_patience_is_a_third_of_the_budgets_evaluations_and_at_least_4() -> None:
+    """quick's 30 minutes at 2.5 keep their 4 evaluations; 60 minutes wait 8 (20 minutes),
+    not 10 minutes as a fixed 4 would; a given --patience always wins."""
+    def patience(preset: str, **over: object) -> int:
+        return presets.resolve(preset, over).patience
+    assert patience("quick") == 4
+    assert patience("quick", max_minutes=60.0) == 8
+    assert patience("quick", max_minutes=61.0) == 9         # 24.4 evaluations: rounds up
+    assert patience("quick", max_minutes=5.0) == 4
+    assert patience("quick", max_minutes=60.0, patience=2) == 2
+    assert patience("seed") == 7                            # 20,000 steps, every 1,000
+    assert patience("seed", eval_minutes=5.0) == 4          # timed evaluations, a step budget
+    assert patience("tiny") == 4
+
+
 def test_seed_architecture_sizes() -> None:
     from trainer.model import build_decoder, build_discriminator, build_encoder
     cfg = presets.resolve("seed", {})

@@ -7,6 +7,7 @@ from the dir alone.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,7 +51,8 @@ class Config:
     max_minutes: float = 0.0        # stop after N minutes of training (0: by steps only)
     clock: str = "wall"             # "wall", or "cpu": process CPU time / cores (benchmarks)
     eval_images: int = 2000         # per set: generated vs real, and the real-vs-real floor
-    patience: int = 4               # evaluations without a new best SWD before "stalled"
+    patience: int = 4               # evaluations without a new best SWD before "stalled";
+                                    # resolve() raises it to a third of the budget's evaluations
     stop_when_stalled: bool = False # end the run (and export the best) once stalled
     sample_every: int = 500
     sample_grid: int = 8            # samples/ grids are sample_grid x sample_grid images
@@ -122,7 +124,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                  checkpoint_every=6, keep_checkpoints=2, log_every=2, ema_decay=0.9,
                  shuffle_buffer=64, swd_patches=16, swd_projections=64),
     # A CPU half-hour: 32x32 and narrow, up to 30 minutes of training, evaluated every 2.5;
-    # it ends early, exporting its best evaluation, once SWD has not improved for 4 of them.
+    # it ends early, exporting its best evaluation, once SWD has not improved for 4 of them
+    # (default_patience: a third of the budget's evaluations, so 8 with --max-minutes 60).
     # DiffAugment (color, translation) and a slower EMA: on the emoji set SWD kept falling to
     # 20 CPU-minutes (26.7, 20.1, 18.2, 17.2 at 5-20) where without them it stalled at ~20
     # after 5 (docs/trainer.md, "Sample quality against time"). ADA's adaptive probability
@@ -178,6 +181,8 @@ def resolve(preset: str, overrides: dict[str, Any]) -> Config:
                  "patience"):
         if getattr(cfg, name) < 1:      # every/ks of 0 would divide by zero mid-run
             raise ValueError(f"--{name.replace('_', '-')} {getattr(cfg, name)} must be at least 1")
+    if overrides.get("patience") is None and "patience" not in PRESETS[preset]:
+        cfg.patience = default_patience(cfg)
     for name in ("d_width", "d_depth"):
         if getattr(cfg, name) < 0:
             raise ValueError(f"--{name.replace('_', '-')} {getattr(cfg, name)} must be 0 or more")
@@ -219,9 +224,31 @@ def resolve(preset: str, overrides: dict[str, Any]) -> Config:
     return cfg
 
 
+MIN_PATIENCE = 4
+
+
+def default_patience(cfg: Config) -> int:
+    """A third of the evaluations the budget holds, and at least MIN_PATIENCE.
+
+    A fixed count is a fixed share of time only for one budget: `quick`'s 4 evaluations of
+    2.5 minutes are a third of its 30, but with --max-minutes 60 they would end a run that
+    had gone 10 minutes without a best, and one measured seed went 15 minutes between
+    bests (25 -> 40) and then fell to its lowest SWD at 60 (docs/trainer.md, "Seed 1 to
+    60 minutes"). Only the wait changes: the export is the best evaluation either way.
+    """
+    if cfg.max_minutes and cfg.eval_minutes:
+        evaluations = cfg.max_minutes / cfg.eval_minutes
+    elif not cfg.eval_minutes:
+        evaluations = cfg.max_steps / cfg.eval_every
+    else:                   # evaluations by time, the budget in steps: their count is unknown
+        evaluations = 0.0
+    return max(MIN_PATIENCE, math.ceil(evaluations / 3 - 1e-9))
+
+
 def levels(image_size: int) -> int:
     """Stride-2 stages from the image down to 4x4 (64 -> 4 stages, as in the seed)."""
     return max(1, image_size.bit_length() - 1 - 2)
 
 
-__all__ = ["Config", "PRESETS", "AUGMENTATIONS", "augment_policy", "ema_probes", "resolve", "levels"]
+__all__ = ["Config", "PRESETS", "AUGMENTATIONS", "augment_policy", "default_patience", "ema_probes",
+           "resolve", "levels"]

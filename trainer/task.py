@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
                        ("keep-checkpoints", int), ("log-every", int), ("eval-images", int),
                        ("lr-e", float), ("lr-g", float), ("lr-d", float), ("gamma", float),
                        ("kl-weight", float), ("feature-weight", float), ("ema-decay", float),
-                       ("latent-weight", float), ("recon-fraction", float), ("patience", int),
+                       ("latent-weight", float), ("recon-fraction", float),
                        ("encoder-every", int)]:
         p.add_argument(f"--{name}", type=kind, default=None)
     p.add_argument("--loss", choices=LOSSES, default=None,
@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluate every M minutes of training instead of every --eval-every steps")
     p.add_argument("--clock", choices=list(CLOCKS), default=None,
                    help="what the minutes count: wall time, or CPU time / cores (benchmarks)")
+    p.add_argument("--patience", type=int, default=None, metavar="K",
+                   help="evaluations without a new best SWD before the run is called stalled "
+                        "(default: a third of the evaluations in the budget, at least 4)")
     p.add_argument("--stop-when-stalled", action="store_true", default=None,
                    help="end the run once SWD has not improved for --patience evaluations")
     p.add_argument("--augment", default=None, metavar="POLICY",
