@@ -215,8 +215,8 @@ class Trainer:
         eps, zp = self._noise(x, s)
         xp = m.decoder(zp, training=True)
         d_in = augment.augment(tf.concat([x, xp], 0), self.policy, s, self._p, self.late)
-        real = tf.split(d_in, 2)[0]
-        ((l_real, _, top), (l_p, _, _)), r1 = self._discriminate(*tf.split(d_in, 2))
+        real, fake = tf.split(d_in, 2)
+        ((l_real, _, top), (l_p, _, _)), r1 = self._discriminate(real, fake)
         loss_g = losses.g_loss([l_p])
         loss_d = losses.d_loss(l_real, [l_p], cfg.label_smoothing)
         if not encoder:
@@ -298,9 +298,9 @@ class Trainer:
         kl = losses.kl_divergence(mean, logvar)
         rec_pix = losses.per_sample_mse(x, xr)
         d_in = augment.discriminator_input(x, xr, xp, self.policy, s, self._p, self.late)
-        real = tf.split(d_in, 3)[0]
+        real, rec, prior = tf.split(d_in, 3)
         ((l_real, f_real, top), (l_rec, f_rec, _), (l_p, _, _)), r1 = \
-            self._discriminate(*tf.split(d_in, 3))
+            self._discriminate(real, rec, prior)
         rec_feat = losses.per_sample_mse(tf.stop_gradient(f_real), f_rec)
         if cfg.feature_weight:
             recon = cfg.pixel_weight * rec_pix + cfg.feature_weight * rec_feat
