@@ -205,15 +205,13 @@ def resolve(preset: str, overrides: dict[str, Any]) -> Config:
     if not 0.0 <= cfg.lecam < float("inf"):
         raise ValueError(f"--lecam {cfg.lecam} is out of range; use 0 (off) or more (the paper "
                          f"used 0.3 with a hinge loss; docs/trainer.md has 0.01 measured here)")
-    if cfg.lecam and cfg.loss == LOSS_SEED:
-        raise ValueError(f"--lecam needs --loss {LOSS_GAN} or {LOSS_VAEGAN}: the seed's "
-                         f"formulation is kept as it was, for comparison")
     if not 0.0 <= cfg.d_recon < float("inf"):
         raise ValueError(f"--d-recon {cfg.d_recon} is out of range; use 0 (off) or more "
                          f"(FastGAN's weight is 1)")
-    if cfg.d_recon and cfg.loss == LOSS_SEED:
-        raise ValueError(f"--d-recon needs --loss {LOSS_GAN} or {LOSS_VAEGAN}: the seed's "
-                         f"formulation is kept as it was, for comparison")
+    for name in ("lecam", "d_recon"):
+        if getattr(cfg, name) and cfg.loss == LOSS_SEED:
+            raise ValueError(f"--{name.replace('_', '-')} needs --loss {LOSS_GAN} or {LOSS_VAEGAN}: "
+                             f"the seed's formulation is kept as it was, for comparison")
     if not 0.0 <= cfg.lr_decay <= 1.0:
         raise ValueError(f"--lr-decay {cfg.lr_decay} is out of range; use 0 (constant) up to 1 "
                          f"(decay over the whole budget)")
