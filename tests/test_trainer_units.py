@@ -138,6 +138,7 @@ def test_default_patience_is_a_third_of_the_budgets_evaluations_and_at_least_4()
     assert patience("quick", max_minutes=60.0, patience=2) == 2
     assert patience("seed") == 7                            # 20,000 steps, every 1,000
     assert patience("seed", eval_minutes=5.0) == 4          # timed evaluations, a step budget
+    assert patience("quick", eval_minutes=0.0) == 4         # a timed budget, evaluations by step
     assert patience("tiny") == 4
 
 

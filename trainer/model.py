@@ -204,7 +204,7 @@ def build_d_decoder(cfg: Config) -> keras.Model:
     a D that must keep enough of each image in its features to redraw it cannot shrink to
     a memorised "is this one of the training images" code, which is how it overfits a
     small set. Half size and a quarter of D's widths, as FastGAN's decoders are small
-    beside its D: at full size and half D's widths it cost 2.7x the step here. FastGAN
+    beside its D: at full size and half D's widths it made D's pass 1.7x as long here. FastGAN
     also redraws a random quarter from the 8x8 map and scores with LPIPS; here one decoder
     and the pixel error, since LPIPS needs downloaded weights.
     """

@@ -236,9 +236,9 @@ def default_patience(cfg: Config) -> int:
     """
     if cfg.max_minutes and cfg.eval_minutes:
         evaluations = cfg.max_minutes / cfg.eval_minutes
-    elif not cfg.eval_minutes:
+    elif not cfg.max_minutes and not cfg.eval_minutes:
         evaluations = cfg.max_steps / cfg.eval_every
-    else:                   # evaluations by time, the budget in steps: their count is unknown
+    else:          # one counted in minutes, the other in steps: how many fit is unknown
         evaluations = 0.0
     return max(MIN_PATIENCE, math.ceil(evaluations / 3 - 1e-9))
 
