@@ -272,7 +272,7 @@ class Trainer:
             out = {**out, "loss_lecam": reg, "loss_d": out["loss_d"] + self.cfg.lecam * reg,
                    "d_real_mean": tf.reduce_mean(l_real),
                    "d_fake_mean": tf.reduce_mean(tf.concat(l_fakes, 0))}
-        if self.cfg.d_recon and real_top is not None:
+        if self.model.d_decoder is not None and real_top is not None:     # --d-recon
             # A quarter of the real images: the decoder's small 3x3 convolutions cost as much
             # as D's whole pass over a full batch on a CPU (measured: +20 ms against +5 ms).
             real, top = real_top
