@@ -201,12 +201,13 @@ def build_d_decoder(cfg: Config) -> keras.Model:
 
     Nearest-neighbour upsampling, a 3x3 convolution, batch norm and a GLU per level, from
     D's last 4x4 feature map to the image at half size. Trained with D on real images only:
-    a D that must keep enough of each image in its features to redraw it cannot shrink to
-    a memorised "is this one of the training images" code, which is how it overfits a
-    small set. Half size and a quarter of D's widths, as FastGAN's decoders are small
-    beside its D: at full size and half D's widths it made D's pass 1.7x as long here. FastGAN
-    also redraws a random quarter from the 8x8 map and scores with LPIPS; here one decoder
-    and the pixel error, since LPIPS needs downloaded weights.
+    the idea is that a D that must keep enough of each image in its features to redraw it
+    cannot shrink to a memorised "is this one of the training images" code, which is how
+    it overfits a small set (measured here, it did not stop that: docs/trainer.md). Half
+    size and a quarter of D's widths, as FastGAN's decoders are small beside its D: at
+    full size and half D's widths it made D's pass 1.6-1.7x as long here. FastGAN also
+    redraws a random quarter from the 8x8 map and scores with LPIPS; here one decoder and
+    the pixel error, since LPIPS needs downloaded weights.
     """
     n = levels(cfg.image_size)
     x = inp = keras.Input((4, 4, _filters(cfg, n - 1, cfg.d_width)), name="d_features")
