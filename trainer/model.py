@@ -72,7 +72,11 @@ class BatchNorm(keras.layers.BatchNormalization):
 
 
 class GLU(keras.layers.Layer):
-    """Gated linear unit over channels: the first half times the sigmoid of the second."""
+    """Gated linear unit over channels: the first half times the sigmoid of the second.
+
+    Not keras.layers.Activation("glu"): an Activation layer reports its input's shape, so
+    the next layer of a functional model is built for twice the channels it gets.
+    """
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
         a, b = tf.split(inputs, 2, axis=-1)
