@@ -358,3 +358,56 @@ def test_d_recon_runs_logs_its_error_and_resumes_its_decoder(tmp_path, tiny_data
     rows = [r for r in rows if r["kind"] == "train"]
     assert [r["step"] for r in rows] == list(range(1, 7))
     assert all(r["loss_d_recon"] > 0 for r in rows)
+
+
+def test_mbstd_channel_is_each_groups_feature_spread() -> None:
+    """--mbstd's channel: images i and i + n/group share one number, their features' mean
+    standard deviation; a batch the group does not divide is one group."""
+    from trainer.model import MinibatchStddev
+
+    x = tf.random.stateless_normal([8, 4, 4, 3], [3, 1])
+    y = MinibatchStddev(4)(x).numpy()
+    assert y.shape == (8, 4, 4, 4)
+    np.testing.assert_array_equal(y[..., :3], x.numpy())
+    g = x.numpy().reshape(4, 2, 4, 4, 3)
+    want = np.sqrt(g.var(axis=0) + 1e-8).mean(axis=(1, 2, 3))          # one per group
+    for i in range(8):
+        np.testing.assert_allclose(y[i, ..., 3], want[i % 2], rtol=1e-5)
+    odd = MinibatchStddev(4)(x[:6]).numpy()[..., 3]
+    np.testing.assert_allclose(odd, np.sqrt(x.numpy()[:6].var(0) + 1e-8).mean(), rtol=1e-5)
+    with pytest.raises(ValueError, match="--mbstd 1"):
+        presets.resolve("tiny", {"mbstd": 1})
+
+
+def test_mbstd_lets_d_see_a_batch_of_copies() -> None:
+    """With --mbstd, D's logit for an image depends on the other images of its group, so a
+    batch of one picture repeated scores differently from the same picture among others;
+    without it (and with D's batch norm in inference mode) it does not."""
+    from trainer.model import build_discriminator
+
+    x = images(8, 16)
+    copies = tf.repeat(x[:1], 8, axis=0)
+    for mbstd, differs in ((0, False), (2, True)):
+        d = build_discriminator(presets.resolve("tiny", {"mbstd": mbstd}))
+        mixed = d(x, training=False)[0].numpy()[0]
+        alone = d(copies, training=False)[0].numpy()[0]
+        assert (abs(mixed - alone) > 1e-6) == differs
+
+
+def test_mbstd_trains_resumes_with_it_and_refuses_to_drop_it(tmp_path, tiny_dataset_dir) -> None:
+    """The real trainer with --mbstd 2. A resume without the flag keeps the recorded 2; one
+    that asks for --mbstd 0 would build a D the checkpoint does not fit, so it stops first
+    and names the flag."""
+    import json
+
+    from tests.fixtures.models import run_trainer
+
+    job = tmp_path / "job"
+    first = run_trainer(tiny_dataset_dir, job, "--mbstd", "2", "--max-steps", "3")
+    assert first.returncode == 0, first.stderr[-3000:]
+    again = run_trainer(tiny_dataset_dir, job, "--max-steps", "4")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads((job / "config.json").read_text())["trainer"]["mbstd"] == 2
+    dropped = run_trainer(tiny_dataset_dir, job, "--mbstd", "0", "--max-steps", "5")
+    assert dropped.returncode != 0
+    assert "use --mbstd 2" in dropped.stderr

@@ -75,6 +75,8 @@ class Config:
                                     # moving averages of the other side's; 0: off
     d_recon: float = 0.0            # FastGAN's self-supervised D: weight of its decoder's pixel
                                     # error redrawing real images from D's last features; 0: off
+    mbstd: int = 0                  # ProGAN's minibatch standard deviation: D's last block also
+                                    # sees how its features vary across groups of N images; 0: off
     lr_decay: float = 0.0           # the last F of the budget (minutes, else steps): every learning
                                     # rate falls linearly to 0 by the end; 0: constant
     refine_steps: int = 100         # image -> embedding in the export: Adam steps on the decode's
@@ -212,6 +214,9 @@ def resolve(preset: str, overrides: dict[str, Any]) -> Config:
         if getattr(cfg, name) and cfg.loss == LOSS_SEED:
             raise ValueError(f"--{name.replace('_', '-')} needs --loss {LOSS_GAN} or {LOSS_VAEGAN}: "
                              f"the seed's formulation is kept as it was, for comparison")
+    if cfg.mbstd == 1 or cfg.mbstd < 0:
+        raise ValueError(f"--mbstd {cfg.mbstd}: use 0 (off) or a group of 2 or more images "
+                         f"(ProGAN's is 4)")
     if not 0.0 <= cfg.lr_decay <= 1.0:
         raise ValueError(f"--lr-decay {cfg.lr_decay} is out of range; use 0 (constant) up to 1 "
                          f"(decay over the whole budget)")

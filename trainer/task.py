@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="FastGAN's self-supervised discriminator: a small decoder redraws each "
                         "real image from D's last features, its pixel error added to D's loss "
                         "with weight W (0 = off)")
+    p.add_argument("--mbstd", type=int, default=None, metavar="N",
+                   help="ProGAN's minibatch standard deviation: D's last block also sees how "
+                        "its features vary across each group of N images (0 = off)")
     p.add_argument("--spectral-norm", dest="spectral_norm", action="store_true", default=None,
                    help="spectral norm in the discriminator's convolutions (off by default)")
     p.add_argument("--no-spectral-norm", dest="spectral_norm", action="store_false", default=None)
@@ -234,7 +237,7 @@ def run(args: argparse.Namespace, job_dir: str, data_dir: str, cluster: Any, jd:
                          f"allow ({limit}); rebuild the dataset with --image-size {cfg.image_size} "
                          f"or train with --image-size {limit} or less")
     for key in ("embedding_size", "image_size", "width", "d_width", "d_depth", "loss", "spectral_norm",
-                "d_batch_norm"):
+                "d_batch_norm", "mbstd"):
         old = recorded.get(key)
         if old is not None and old != getattr(cfg, key):
             flag = "--" + key.replace("_", "-")
