@@ -1,8 +1,9 @@
 """The VAE-GAN's three networks, after the seed (DCGAN stacks: 4x4 kernels, stride 2).
 
 Encoder: image -> (mean, logvar). Decoder (= generator): embedding -> image in [-1, 1].
-Discriminator: image -> (logit, feature map); the feature map is the layer the
-learned-similarity reconstruction loss (Larsen et al. 2016) compares.
+Discriminator: image -> (logit, feature map, last feature map); the feature map is the
+layer the learned-similarity reconstruction loss (Larsen et al. 2016) compares, the last
+one what --d-recon's decoder redraws the image from.
 """
 from __future__ import annotations
 
