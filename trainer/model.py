@@ -232,7 +232,7 @@ def build_discriminator(cfg: Config) -> keras.Model:
         # norm after that conv: real and fake batches are normalised each by its own, which
         # would subtract the spread, a near-constant over each batch, before the logit.
         x = MinibatchStddev(cfg.mbstd)(x)
-        x = _d_conv(cfg, _filters(cfg, levels(cfg.image_size) - 1, cfg.d_width), 3, 1)(x)
+        x = _d_conv(cfg, filters, 3, 1)(x)           # the last level's width, as `top` has
         x = LeakyReLU(0.2)(x)
     x = keras.layers.Flatten()(x)
     logit = keras.layers.Dense(1, kernel_initializer=_init(), name="logit")(x)
