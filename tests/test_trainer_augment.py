@@ -391,19 +391,35 @@ def test_mbstd_lets_d_see_a_batch_of_copies() -> None:
 
     x = images(8, 16)
     copies = tf.repeat(x[:1], 8, axis=0)
-    for mbstd, differs in ((0, False), (2, True)):
+    for mbstd, mix, differs in ((0, "conv", False), (2, "conv", True), (2, "dense", True)):
         keras.utils.set_random_seed(0)
-        d = build_discriminator(presets.resolve("tiny", {"mbstd": mbstd}))
+        d = build_discriminator(presets.resolve("tiny", {"mbstd": mbstd, "mbstd_mix": mix}))
         mixed = float(d(x, training=False)[0].numpy()[0, 0])
         alone = float(d(copies, training=False)[0].numpy()[0, 0])
         change = abs(mixed - alone) / max(abs(mixed), 1e-12)
-        assert (change > 1e-3) == differs, (mbstd, mixed, alone)
+        assert (change > 1e-3) == differs, (mbstd, mix, mixed, alone)
+
+
+def test_mbstd_mix_dense_adds_only_the_channels_logit_weights() -> None:
+    """--mbstd-mix dense is the cheap form: no extra convolution, only the logit's weights
+    for the 4x4 spread channel; the conv form adds a whole 3x3 convolution. A wrong name is
+    refused before anything is built."""
+    from trainer.model import build_discriminator
+
+    def size(**overrides: object) -> int:
+        return build_discriminator(presets.resolve("tiny", overrides)).count_params()
+
+    plain = size()
+    assert size(mbstd=2, mbstd_mix="dense") == plain + 4 * 4
+    assert size(mbstd=2, mbstd_mix="conv") > plain + 4 * 4 * 9
+    with pytest.raises(ValueError, match="--mbstd-mix 'linear'"):
+        presets.resolve("tiny", {"mbstd": 2, "mbstd_mix": "linear"})
 
 
 def test_mbstd_trains_resumes_with_it_and_refuses_to_drop_it(tmp_path, tiny_dataset_dir) -> None:
     """The real trainer with --mbstd 2. A resume without the flag keeps the recorded 2; one
-    that asks for --mbstd 0 would build a D the checkpoint does not fit, so it stops first
-    and names the flag."""
+    that asks for --mbstd 0 or another --mbstd-mix (or drops D's batch norm) would build a D
+    the checkpoint does not fit, so it stops first and names the flag to give."""
     import json
 
     from tests.fixtures.models import run_trainer
@@ -417,3 +433,10 @@ def test_mbstd_trains_resumes_with_it_and_refuses_to_drop_it(tmp_path, tiny_data
     dropped = run_trainer(tiny_dataset_dir, job, "--mbstd", "0", "--max-steps", "5")
     assert dropped.returncode != 0
     assert "use --mbstd 2" in dropped.stderr
+    remixed = run_trainer(tiny_dataset_dir, job, "--mbstd-mix", "dense", "--max-steps", "5")
+    assert remixed.returncode != 0
+    assert "use --mbstd-mix conv" in remixed.stderr
+    # A switch is named as the user types it: --d-batch-norm, not "--d-batch-norm True".
+    unnormed = run_trainer(tiny_dataset_dir, job, "--no-d-batch-norm", "--max-steps", "5")
+    assert unnormed.returncode != 0
+    assert "use --d-batch-norm or a new job dir" in unnormed.stderr

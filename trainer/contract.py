@@ -28,6 +28,7 @@ LOSS_SUMMARIES: dict[str, str] = {           # what --help says about each
     LOSS_SEED: "the 2017 seed's formulation, kept as a baseline",
 }
 CLOCKS = ("wall", "cpu")                     # what --max-minutes counts: wall, or CPU time / cores
+MBSTD_MIXES = ("conv", "dense")              # --mbstd-mix: how D mixes the --mbstd channel in
 IMAGE_SIZES = (16, 32, 64, 128)              # square sizes the trainer builds and datasets store
 DEFAULT_IMAGE_SIZE = 64                      # a new dataset's size unless one is chosen
 

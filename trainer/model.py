@@ -231,9 +231,12 @@ def build_discriminator(cfg: Config) -> keras.Model:
         # ProGAN's last block: the spread channel, then a 3x3 conv that mixes it in. No batch
         # norm after that conv: real and fake batches are normalised each by its own, which
         # would subtract the spread, a near-constant over each batch, before the logit.
+        # --mbstd-mix dense leaves the conv out (it doubled D's multiply-adds at quick sizes)
+        # and lets the logit's dense layer weigh the channel linearly.
         x = MinibatchStddev(cfg.mbstd)(x)
-        x = _d_conv(cfg, filters, 3, 1)(x)           # the last level's width, as `top` has
-        x = LeakyReLU(0.2)(x)
+        if cfg.mbstd_mix == "conv":
+            x = _d_conv(cfg, filters, 3, 1)(x)       # the last level's width, as `top` has
+            x = LeakyReLU(0.2)(x)
     x = keras.layers.Flatten()(x)
     logit = keras.layers.Dense(1, kernel_initializer=_init(), name="logit")(x)
     return keras.Model(inp, [logit, feat, top], name="discriminator")

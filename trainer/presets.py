@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from trainer.contract import (CLOCKS, DEFAULT_IMAGE_SIZE, DEFAULT_LOSS, DEFAULT_PRESET, IMAGE_SIZES,
-                              LOSS_GAN, LOSS_SEED, LOSS_VAEGAN, LOSSES, PRESET_IMAGE_SIZES)
+                              LOSS_GAN, LOSS_SEED, LOSS_VAEGAN, LOSSES, MBSTD_MIXES,
+                              PRESET_IMAGE_SIZES)
 
 
 @dataclass
@@ -77,6 +78,8 @@ class Config:
                                     # error redrawing real images from D's last features; 0: off
     mbstd: int = 0                  # ProGAN's minibatch standard deviation: D's last block also
                                     # sees how its features vary across groups of N images; 0: off
+    mbstd_mix: str = "conv"         # how D mixes that channel in: "conv" (ProGAN's 3x3 conv before
+                                    # the logit) or "dense" (straight into the logit's dense layer)
     lr_decay: float = 0.0           # the last F of the budget (minutes, else steps): every learning
                                     # rate falls linearly to 0 by the end; 0: constant
     refine_steps: int = 100         # image -> embedding in the export: Adam steps on the decode's
@@ -217,6 +220,8 @@ def resolve(preset: str, overrides: dict[str, Any]) -> Config:
     if cfg.mbstd == 1 or cfg.mbstd < 0:
         raise ValueError(f"--mbstd {cfg.mbstd}: use 0 (off) or a group of 2 or more images "
                          f"(ProGAN's is 4)")
+    if cfg.mbstd_mix not in MBSTD_MIXES:
+        raise ValueError(f"--mbstd-mix {cfg.mbstd_mix!r}: use one of {', '.join(MBSTD_MIXES)}")
     if not 0.0 <= cfg.lr_decay <= 1.0:
         raise ValueError(f"--lr-decay {cfg.lr_decay} is out of range; use 0 (constant) up to 1 "
                          f"(decay over the whole budget)")

@@ -15,8 +15,8 @@ from types import FrameType
 from typing import Any, NoReturn, Sequence
 
 from trainer.contract import (CHECKPOINTS, CLOCKS, CONFIG, CROP_FRACTION, DEFAULT_PRESET, EXIT_FAILED,
-                              EXIT_INPUT, EXIT_OK, EXIT_TERM, LOSS_SUMMARIES, LOSSES, MODEL, PRESETS,
-                              TENSORBOARD, train_image_size)
+                              EXIT_INPUT, EXIT_OK, EXIT_TERM, LOSS_SUMMARIES, LOSSES, MBSTD_MIXES, MODEL,
+                              PRESETS, TENSORBOARD, train_image_size)
 from trainer.errors import is_disk_full
 from trainer.sysutil import import_tensorflow
 
@@ -82,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mbstd", type=int, default=None, metavar="N",
                    help="ProGAN's minibatch standard deviation: D's last block also sees how "
                         "its features vary across each group of N images (0 = off)")
+    p.add_argument("--mbstd-mix", choices=MBSTD_MIXES, default=None,
+                   help="how D mixes the --mbstd channel in: ProGAN's 3x3 convolution before the "
+                        "logit (conv, the default) or straight into the logit's dense layer "
+                        "(dense: no extra convolution, about the steps of a run without --mbstd)")
     p.add_argument("--spectral-norm", dest="spectral_norm", action="store_true", default=None,
                    help="spectral norm in the discriminator's convolutions (off by default)")
     p.add_argument("--no-spectral-norm", dest="spectral_norm", action="store_false", default=None)
@@ -237,13 +241,16 @@ def run(args: argparse.Namespace, job_dir: str, data_dir: str, cluster: Any, jd:
                          f"allow ({limit}); rebuild the dataset with --image-size {cfg.image_size} "
                          f"or train with --image-size {limit} or less")
     for key in ("embedding_size", "image_size", "width", "d_width", "d_depth", "loss", "spectral_norm",
-                "d_batch_norm", "mbstd"):
+                "d_batch_norm", "mbstd", "mbstd_mix"):
         old = recorded.get(key)
         if old is not None and old != getattr(cfg, key):
             flag = "--" + key.replace("_", "-")
+            if isinstance(old, bool):       # --spectral-norm / --no-spectral-norm take no value
+                use = flag if old else "--no-" + flag[2:]
+            else:
+                use = f"{flag} {old}"
             raise InputError(f"{key.replace('_', ' ')} {getattr(cfg, key)} does not match the "
-                             f"checkpoint being resumed ({old}); use {flag} {old} or a new "
-                             f"job dir")
+                             f"checkpoint being resumed ({old}); use {use} or a new job dir")
 
     tf = import_tensorflow()
     from trainer.loop import Trainer
