@@ -402,8 +402,8 @@ def test_mbstd_lets_d_see_a_batch_of_copies() -> None:
 
 def test_mbstd_mix_dense_adds_only_the_channels_logit_weights() -> None:
     """--mbstd-mix dense is the cheap form: no extra convolution, only the logit's weights
-    for the 4x4 spread channel; the conv form adds a whole 3x3 convolution. A wrong name is
-    refused before anything is built."""
+    for the 4x4 spread channel; the conv form adds a whole 3x3 convolution. A wrong name, or
+    the form without --mbstd (where it would do nothing), is refused before anything is built."""
     from trainer.model import build_discriminator
 
     def size(**overrides: object) -> int:
@@ -414,6 +414,8 @@ def test_mbstd_mix_dense_adds_only_the_channels_logit_weights() -> None:
     assert size(mbstd=2, mbstd_mix="conv") > plain + 4 * 4 * 9
     with pytest.raises(ValueError, match="--mbstd-mix 'linear'"):
         presets.resolve("tiny", {"mbstd": 2, "mbstd_mix": "linear"})
+    with pytest.raises(ValueError, match="--mbstd-mix dense needs --mbstd N"):
+        presets.resolve("tiny", {"mbstd_mix": "dense"})
 
 
 def test_mbstd_trains_resumes_with_it_and_refuses_to_drop_it(tmp_path, tiny_dataset_dir) -> None:
