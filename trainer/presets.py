@@ -222,7 +222,7 @@ def resolve(preset: str, overrides: dict[str, Any]) -> Config:
                          f"(ProGAN's is 4)")
     if cfg.mbstd_mix not in MBSTD_MIXES:
         raise ValueError(f"--mbstd-mix {cfg.mbstd_mix!r}: use one of {', '.join(MBSTD_MIXES)}")
-    if cfg.mbstd_mix != MBSTD_MIXES[0] and not cfg.mbstd:
+    if cfg.mbstd_mix != "conv" and not cfg.mbstd:
         raise ValueError(f"--mbstd-mix {cfg.mbstd_mix} needs --mbstd N (4 is ProGAN's): it says "
                          f"how D mixes in that channel")
     if not 0.0 <= cfg.lr_decay <= 1.0:
