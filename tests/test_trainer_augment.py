@@ -442,3 +442,72 @@ def test_mbstd_trains_resumes_with_it_and_refuses_to_drop_it(tmp_path, tiny_data
     unnormed = run_trainer(tiny_dataset_dir, job, "--no-d-batch-norm", "--max-steps", "5")
     assert unnormed.returncode != 0
     assert "use --d-batch-norm or a new job dir" in unnormed.stderr
+
+
+def test_mbstd_start_fades_the_channel_in_and_is_checked() -> None:
+    """--mbstd-start N: the multiplier is 0 up to step N and reaches 1 a quarter of N later;
+    while it is 0, D scores an image the same whatever else is in its batch (the channel
+    is there but says nothing), and once it is 1 it scores a batch of copies differently.
+    A negative start, or a start without --mbstd, is refused."""
+    import keras
+
+    from trainer.model import build_discriminator, spread_fade
+
+    got = [float(spread_fade(400, tf.constant(s, tf.int64))) for s in (0, 400, 450, 500, 10_000)]
+    assert got == [0.0, 0.0, 0.5, 1.0, 1.0]
+    x = images(8, 16)
+    copies = tf.repeat(x[:1], 8, axis=0)
+    keras.utils.set_random_seed(0)
+    d = build_discriminator(presets.resolve("tiny", {"mbstd": 2, "mbstd_start": 400}))
+    fade = d.get_layer("mbstd").fade
+    assert fade is not None and not fade.trainable and float(fade.numpy()) == 0.0
+
+    def change() -> float:
+        mixed = float(d(x, training=False)[0].numpy()[0, 0])
+        alone = float(d(copies, training=False)[0].numpy()[0, 0])
+        return abs(mixed - alone) / max(abs(mixed), 1e-12)
+
+    assert change() < 1e-6
+    fade.assign(1.0)
+    assert change() > 1e-3
+    with pytest.raises(ValueError, match="--mbstd-start -1 must be 0"):
+        presets.resolve("tiny", {"mbstd": 2, "mbstd_start": -1})
+    with pytest.raises(ValueError, match="--mbstd-start 5 needs --mbstd N"):
+        presets.resolve("tiny", {"mbstd_start": 5})
+
+
+def test_mbstd_start_is_set_by_the_loop_and_kept_on_resume(tmp_path, tiny_dataset_dir) -> None:
+    """The real trainer with --mbstd 2 --mbstd-start 8: after 4 steps the checkpoint's fade
+    is still 0, after 10 it is 1 (8 + 8 / 4). A resume asking for another start is refused
+    and names the recorded one; a job recorded before the flag existed counts as 0 (its
+    checkpoint has no fade weight), so asking it for a start is refused too."""
+    import json
+
+    from tests.fixtures.models import run_trainer
+
+    def fade_in_checkpoint(job) -> float:
+        reader = tf.train.load_checkpoint(str(job / "checkpoints"))
+        keys = [k for k in reader.get_variable_to_shape_map() if "fade" in k and "OPTIMIZER" not in k]
+        assert len(keys) == 1, keys
+        return float(reader.get_tensor(keys[0]))
+
+    job = tmp_path / "job"
+    first = run_trainer(tiny_dataset_dir, job, "--mbstd", "2", "--mbstd-start", "8", "--max-steps", "4")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert fade_in_checkpoint(job) == 0.0
+    again = run_trainer(tiny_dataset_dir, job, "--max-steps", "11")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert fade_in_checkpoint(job) == 1.0
+    moved = run_trainer(tiny_dataset_dir, job, "--mbstd-start", "0", "--max-steps", "12")
+    assert moved.returncode != 0
+    assert "use --mbstd-start 8" in moved.stderr
+
+    old = tmp_path / "old"
+    plain = run_trainer(tiny_dataset_dir, old, "--mbstd", "2", "--max-steps", "2")
+    assert plain.returncode == 0, plain.stderr[-3000:]
+    config = json.loads((old / "config.json").read_text())
+    del config["trainer"]["mbstd_start"]                 # as a job from before the flag
+    (old / "config.json").write_text(json.dumps(config))
+    later = run_trainer(tiny_dataset_dir, old, "--mbstd-start", "8", "--max-steps", "3")
+    assert later.returncode != 0
+    assert "use --mbstd-start 0" in later.stderr

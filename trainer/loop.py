@@ -22,7 +22,7 @@ from trainer import augment, data, losses, metrics, summaries
 from trainer.contract import LOSS_GAN, LOSS_SEED, LOSS_VAEGAN
 from trainer.errors import InputError, is_disk_full
 from trainer.jobdir import RUNNING, image_grid, log, png
-from trainer.model import VaeGan
+from trainer.model import VaeGan, spread_fade
 from trainer.presets import Config, augment_policy
 from trainer.refine import refine
 
@@ -146,6 +146,7 @@ class Trainer:
         scale = 1.0 / strategy.num_replicas_in_sync
         losses_of = {LOSS_GAN: self._gan_losses, LOSS_VAEGAN: self._vaegan_losses,
                      LOSS_SEED: self._seed_losses}[cfg.loss]
+        fade = m.spread_fade
 
         def step_fn(x: tf.Tensor, step: tf.Tensor, encoder: bool) -> dict[str, tf.Tensor]:
             ctx = tf.distribute.get_replica_context()
@@ -170,6 +171,8 @@ class Trainer:
         @tf.function(autograph=False)
         def train_fn(iterator: Any, encoder: bool = True) -> dict[str, tf.Tensor]:
             x = next(iterator)
+            if fade is not None:
+                fade.assign(spread_fade(cfg.mbstd_start, self.step))
             out = strategy.run(step_fn, args=(x, self.step, encoder))
             out = {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
                    for k, v in out.items()}

@@ -92,11 +92,18 @@ class MinibatchStddev(keras.layers.Layer):
     A generator that draws too few kinds of picture gives batches that vary less than real
     ones, which a D that judges one image at a time cannot see. Images i and i + n/group
     share a group, as in ProGAN; a batch that `group` does not divide is one group.
+
+    With `fade` (--mbstd-start) the channel is multiplied by a weight of D's that the loop
+    sets from the step (`spread_fade`): measured, the channel slowed a first run's early
+    progress on the demo set and helped only later on emoji (docs/trainer.md). It is a
+    weight, not a Python number, so one trace serves every step and a checkpoint holds it.
     """
 
-    def __init__(self, group: int = 4, **kwargs: Any) -> None:
+    def __init__(self, group: int = 4, fade: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.group = group
+        self.fade = (self.add_weight(shape=(), initializer="zeros", trainable=False, name="fade")
+                     if fade else None)
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
         n = tf.shape(inputs)[0]
@@ -106,13 +113,25 @@ class MinibatchStddev(keras.layers.Layer):
         spread = tf.sqrt(tf.math.reduce_variance(grouped, axis=0) + 1e-8)
         per_group = tf.reduce_mean(spread, axis=[1, 2, 3])            # [n / g]
         channel = tf.reshape(tf.tile(per_group, [g]), [-1, 1, 1, 1]) * tf.ones_like(x[..., :1])
+        if self.fade is not None:
+            channel = channel * tf.cast(self.fade, tf.float32)
         return tf.cast(tf.concat([x, channel], -1), inputs.dtype)
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         return (*input_shape[:-1], input_shape[-1] + 1)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "group": self.group}
+        return {**super().get_config(), "group": self.group, "fade": self.fade is not None}
+
+
+def spread_fade(start: int, step: tf.Tensor) -> tf.Tensor:
+    """--mbstd-start's multiplier at `step`: 0 until `start`, then linear to 1 over start / 4 steps.
+
+    A fade rather than a switch: the weights that read the channel have had no gradient
+    while it was zero, so they meet it at their initial values.
+    """
+    ramp = float(max(1, start // 4))
+    return tf.clip_by_value((tf.cast(step, tf.float32) - float(start)) / ramp, 0.0, 1.0)
 
 
 class SpectralConv2D(keras.layers.Layer):
@@ -233,7 +252,7 @@ def build_discriminator(cfg: Config) -> keras.Model:
         # would subtract the spread, a near-constant over each batch, before the logit.
         # --mbstd-mix dense leaves the conv out (it doubled D's multiply-adds at quick sizes)
         # and lets the logit's dense layer weigh the channel linearly.
-        x = MinibatchStddev(cfg.mbstd)(x)
+        x = MinibatchStddev(cfg.mbstd, fade=cfg.mbstd_start > 0, name="mbstd")(x)
         if cfg.mbstd_mix == "conv":
             x = _d_conv(cfg, filters, 3, 1)(x)       # the last level's width, as `top` has
             x = LeakyReLU(0.2)(x)
@@ -286,6 +305,15 @@ class VaeGan:
         for ema in (self.ema_decoder, *self.probes.values()):
             for v, src in zip(ema.weights, self.decoder.weights):
                 v.assign(src)
+
+    @property
+    def spread_fade(self) -> tf.Variable | None:
+        """D's --mbstd-start multiplier, which the loop sets each step; None without the fade."""
+        if not self.cfg.mbstd:
+            return None
+        layer = self.discriminator.get_layer("mbstd")
+        assert isinstance(layer, MinibatchStddev)
+        return layer.fade
 
     @property
     def d_variables(self) -> list[tf.Variable]:

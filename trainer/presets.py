@@ -80,6 +80,8 @@ class Config:
                                     # sees how its features vary across groups of N images; 0: off
     mbstd_mix: str = "conv"         # how D mixes that channel in: "conv" (ProGAN's 3x3 conv before
                                     # the logit) or "dense" (straight into the logit's dense layer)
+    mbstd_start: int = 0            # with mbstd: that channel is held at 0 until this step, then
+                                    # faded in over a quarter as many steps; 0: there from step 0
     lr_decay: float = 0.0           # the last F of the budget (minutes, else steps): every learning
                                     # rate falls linearly to 0 by the end; 0: constant
     refine_steps: int = 100         # image -> embedding in the export: Adam steps on the decode's
@@ -225,6 +227,12 @@ def resolve(preset: str, overrides: dict[str, Any]) -> Config:
     if cfg.mbstd_mix != "conv" and not cfg.mbstd:
         raise ValueError(f"--mbstd-mix {cfg.mbstd_mix} needs --mbstd N (4 is ProGAN's): it says "
                          f"how D mixes in that channel")
+    if cfg.mbstd_start < 0:
+        raise ValueError(f"--mbstd-start {cfg.mbstd_start} must be 0 (the channel from the first "
+                         f"step) or a later step")
+    if cfg.mbstd_start and not cfg.mbstd:
+        raise ValueError(f"--mbstd-start {cfg.mbstd_start} needs --mbstd N (4 is ProGAN's): it says "
+                         f"when D starts to see that channel")
     if not 0.0 <= cfg.lr_decay <= 1.0:
         raise ValueError(f"--lr-decay {cfg.lr_decay} is out of range; use 0 (constant) up to 1 "
                          f"(decay over the whole budget)")

@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how D mixes the --mbstd channel in: ProGAN's 3x3 convolution before the "
                         "logit (conv, the default) or straight into the logit's dense layer "
                         "(dense: no extra convolution, about the steps of a run without --mbstd)")
+    p.add_argument("--mbstd-start", type=int, default=None, metavar="STEP",
+                   help="hold the --mbstd channel at zero until STEP, then fade it in over "
+                        "STEP/4 steps (0 = from the first step, the default)")
     p.add_argument("--spectral-norm", dest="spectral_norm", action="store_true", default=None,
                    help="spectral norm in the discriminator's convolutions (off by default)")
     p.add_argument("--no-spectral-norm", dest="spectral_norm", action="store_false", default=None)
@@ -208,7 +211,7 @@ def run(args: argparse.Namespace, job_dir: str, data_dir: str, cluster: Any, jd:
         cancel: dict[str, Any]) -> None:
     from trainer.errors import InputError
     from trainer.jobdir import RUNNING, SUCCEEDED, log
-    from trainer.presets import resolve
+    from trainer.presets import Config, resolve
 
     overrides = {k: v for k, v in vars(args).items()
                  if k not in ("data_dir", "job_dir", "preset") and v is not None}
@@ -241,8 +244,10 @@ def run(args: argparse.Namespace, job_dir: str, data_dir: str, cluster: Any, jd:
                          f"allow ({limit}); rebuild the dataset with --image-size {cfg.image_size} "
                          f"or train with --image-size {limit} or less")
     for key in ("embedding_size", "image_size", "width", "d_width", "d_depth", "loss", "spectral_norm",
-                "d_batch_norm", "mbstd", "mbstd_mix"):
-        old = recorded.get(key)
+                "d_batch_norm", "mbstd", "mbstd_mix", "mbstd_start"):
+        # A key the record lacks was added later: the job ran with its off value, as
+        # recorded_settings assumes (a job from before --mbstd-start has no fade weight).
+        old = recorded.get(key, getattr(Config(), key)) if recorded else None
         if old is not None and old != getattr(cfg, key):
             flag = "--" + key.replace("_", "-")
             if isinstance(old, bool):       # --spectral-norm / --no-spectral-norm take no value
