@@ -478,7 +478,7 @@ def test_mbstd_start_fades_the_channel_in_and_is_checked() -> None:
 
 def test_mbstd_start_is_set_by_the_loop_and_kept_on_resume(tmp_path, tiny_dataset_dir) -> None:
     """The real trainer with --mbstd 2 --mbstd-start 8: after 4 steps the checkpoint's fade
-    is still 0, after 10 it is 1 (8 + 8 / 4). A resume asking for another start is refused
+    is still 0, after 11 it is 1 (full from step 10 = 8 + 8 / 4). A resume asking for another start is refused
     and names the recorded one; a job recorded before the flag existed counts as 0 (its
     checkpoint has no fade weight), so asking it for a start is refused too."""
     import json
