@@ -211,7 +211,7 @@ def run(args: argparse.Namespace, job_dir: str, data_dir: str, cluster: Any, jd:
         cancel: dict[str, Any]) -> None:
     from trainer.errors import InputError
     from trainer.jobdir import RUNNING, SUCCEEDED, log
-    from trainer.presets import Config, resolve
+    from trainer.presets import resolve
 
     overrides = {k: v for k, v in vars(args).items()
                  if k not in ("data_dir", "job_dir", "preset") and v is not None}
@@ -220,12 +220,13 @@ def run(args: argparse.Namespace, job_dir: str, data_dir: str, cluster: Any, jd:
     previous = _read_json(os.path.join(job_dir, CONFIG))
     resuming = bool(previous) and _has_checkpoint(dirs["checkpoints"])
     recorded = previous.get("trainer", {}) if resuming else {}
+    started_with = recorded_settings(recorded) if resuming else {}
     if resuming:
         # A resumed run keeps the settings it started with (config.json), so a newer
         # version's preset defaults cannot change a job halfway; flags given now still
         # override them (--max-steps to train longer), shape-defining ones are checked below.
         preset = recorded.get("preset", preset)
-        overrides = {**recorded_settings(recorded), **overrides}
+        overrides = {**started_with, **overrides}
     from trainer import manifest as manifest_mod
 
     # The checks a person can act on come before the multi-second TensorFlow import.
@@ -245,9 +246,9 @@ def run(args: argparse.Namespace, job_dir: str, data_dir: str, cluster: Any, jd:
                          f"or train with --image-size {limit} or less")
     for key in ("embedding_size", "image_size", "width", "d_width", "d_depth", "loss", "spectral_norm",
                 "d_batch_norm", "mbstd", "mbstd_mix", "mbstd_start"):
-        # A key the record lacks was added later: the job ran with its off value, as
-        # recorded_settings assumes (a job from before --mbstd-start has no fade weight).
-        old = recorded.get(key, getattr(Config(), key)) if recorded else None
+        # recorded_settings gives a key the record lacks its off value: the job ran without
+        # it (a job from before --mbstd-start has no fade weight to restore).
+        old = started_with.get(key)
         if old is not None and old != getattr(cfg, key):
             flag = "--" + key.replace("_", "-")
             if isinstance(old, bool):       # --spectral-norm / --no-spectral-norm take no value
