@@ -146,7 +146,7 @@ class Trainer:
         scale = 1.0 / strategy.num_replicas_in_sync
         losses_of = {LOSS_GAN: self._gan_losses, LOSS_VAEGAN: self._vaegan_losses,
                      LOSS_SEED: self._seed_losses}[cfg.loss]
-        fade = m.spread_fade
+        fade = m.fade_weight
 
         def step_fn(x: tf.Tensor, step: tf.Tensor, encoder: bool) -> dict[str, tf.Tensor]:
             ctx = tf.distribute.get_replica_context()

@@ -307,7 +307,7 @@ class VaeGan:
                 v.assign(src)
 
     @property
-    def spread_fade(self) -> tf.Variable | None:
+    def fade_weight(self) -> tf.Variable | None:
         """D's --mbstd-start multiplier, which the loop sets each step; None without the fade."""
         if not self.cfg.mbstd:
             return None
