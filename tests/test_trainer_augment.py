@@ -23,7 +23,8 @@ def test_empty_policy_is_the_identity() -> None:
     np.testing.assert_array_equal(d_in.numpy(), tf.concat([x, x + 1, x - 1], 0).numpy())
 
 
-@pytest.mark.parametrize("policy", ["color", "translation", "cutout", "color,translation,cutout"])
+@pytest.mark.parametrize("policy", ["color", "translation", "cutout", "scale", "rotate",
+                                    "color,translation,cutout", "color,scale,rotate,translation"])
 def test_shape_dtype_and_range(policy: str) -> None:
     x = images(8, 32)
     y = augment.augment(x, policy, SEED).numpy()
@@ -58,16 +59,42 @@ def test_translation_shifts_with_zero_fill_and_cutout_zeroes_a_half_size_square(
     assert zeros.max() == 64 and zeros.min() > 0          # 8x8, clipped at the border
 
 
+def test_scale_and_rotate_resample_about_the_centre() -> None:
+    """Identity parameters give the image back; a zoom keeps a flat image flat; a shrink or
+    a turn uncovers the corners (0); a quarter turn moves a marked pixel where it should."""
+    x = images(4, 16)
+    ones, zeros = tf.ones([4]), tf.zeros([4])
+    np.testing.assert_allclose(augment.apply(x, {"scale": ones, "angle": zeros}).numpy(),
+                               x.numpy(), atol=1e-6)
+    flat = tf.ones([4, 16, 16, 3])
+    np.testing.assert_allclose(augment.apply(flat, {"scale": ones * 1.5}).numpy(), 1.0, atol=1e-6)
+    shrunk = augment.apply(flat, {"scale": ones * 0.5}).numpy()[0, ..., 0]
+    assert shrunk[0, 0] == 0 and shrunk[8, 8] == pytest.approx(1.0) and 0.2 < shrunk.mean() < 0.35
+    turned = augment.apply(flat, {"angle": ones * 0.3}).numpy()[0, ..., 0]
+    assert turned[0, 0] == 0 and turned[8, 8] == pytest.approx(1.0)
+    m = np.zeros([1, 16, 16, 3], np.float32)
+    m[0, 2, 7] = 1.0                      # 5.5 rows above the centre, 0.5 columns left
+    quarter = augment.apply(tf.constant(m), {"angle": tf.constant([np.pi / 2])}).numpy()[0, ..., 0]
+    # Above the centre goes to right of it: 0.5 rows above, 5.5 columns right.
+    assert np.unravel_index(quarter.argmax(), quarter.shape) == (7, 13) and quarter.max() > 0.99
+
+    p = augment.draw(("scale", "rotate"), 2000, 16, SEED)
+    log2 = np.log2(p["scale"].numpy())
+    assert abs(log2.mean()) < 0.02 and abs(log2.std() - 0.2) < 0.02        # ADA's 2^N(0, 0.2^2)
+    angles = p["angle"].numpy()
+    assert np.abs(angles).max() <= augment.ROTATE_MAX and np.abs(angles).max() > 0.9 * augment.ROTATE_MAX
+
+
 def test_gradient_reaches_the_input() -> None:
     x = tf.Variable(images(4, 16))
     grads = {}
-    for policy in (",".join(ALL), "translation,cutout"):
+    for policy in (",".join(ALL), "translation,cutout", "scale,rotate"):
         with tf.GradientTape() as tape:
             loss = tf.reduce_sum(tf.square(augment.augment(x, policy, SEED)))
         g = tape.gradient(loss, x)
         assert g is not None and np.all(np.isfinite(g.numpy()))
         grads[policy] = g.numpy()
-    assert np.abs(grads[",".join(ALL)]).sum() > 0
+    assert np.abs(grads[",".join(ALL)]).sum() > 0 and np.abs(grads["scale,rotate"]).sum() > 0
     # Geometric only: cut-out and shifted-out pixels get no gradient, the others 2 * x.
     g, xv = grads["translation,cutout"], x.numpy()
     reached = g != 0

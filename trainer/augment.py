@@ -10,11 +10,15 @@ seed, so a run stays repeatable; `draw` and `apply` are separate so a real image
 reconstruction can get the SAME shift, cutout and colour change (the learned-similarity
 loss compares D's features of the two and must not see a difference the augmentation made).
 
-The policy is a comma-separated subset of `color,translation,cutout`, always applied in
-that order whatever order it is written in, as in the paper's reference code. Images are
-in [-1, 1]; translation and cutout fill with 0 (mid grey), as the reference code does.
+The policy is a comma-separated subset of `color,translation,cutout` (the paper's) and
+`scale,rotate` (StyleGAN2-ADA's general geometric group, for --augment-late), always applied
+in the order color, scale/rotate, translation, cutout whatever order it is written in.
+Images are in [-1, 1]; translation and cutout fill with 0 (mid grey), as the reference code
+does, and so do scale and rotate where they uncover the border.
 """
 from __future__ import annotations
+
+import math
 
 import tensorflow as tf
 
@@ -22,6 +26,9 @@ from trainer.presets import augment_policy
 
 TRANSLATION_RATIO = 0.125      # shift by up to 1/8 of the image size in each direction
 CUTOUT_RATIO = 0.5             # a square of half the image size
+SCALE_STD = 0.2 * math.log(2.0)   # ADA: isotropic scale factor 2^N(0, 0.2^2)
+ROTATE_MAX = math.pi / 9       # rotate by up to 20 degrees either way: bounded, so that at
+                               # p = 1 the generator cannot pass off a turned picture as upright
 ADAPT_IMAGES = 100_000         # --augment-target: p can go from 0 to 1 in this many real images
 
 
@@ -41,6 +48,10 @@ def draw(policy: tuple[str, ...], n: tf.Tensor, size: int, seed: tf.Tensor) -> d
         shift = int(size * TRANSLATION_RATIO + 0.5)
         p["shift"] = tf.random.stateless_uniform([n, 2], _seed(seed, 4), -shift, shift + 1,
                                                  dtype=tf.int32)
+    if "scale" in policy:
+        p["scale"] = tf.exp(tf.random.stateless_normal([n], _seed(seed, 8)) * SCALE_STD)
+    if "rotate" in policy:
+        p["angle"] = tf.random.stateless_uniform([n], _seed(seed, 9), -ROTATE_MAX, ROTATE_MAX)
     if "cutout" in policy:
         cut = int(size * CUTOUT_RATIO + 0.5)
         # The square's centre, as in the reference code: it may hang over the border.
@@ -58,6 +69,8 @@ def apply(x: tf.Tensor, p: dict[str, tf.Tensor]) -> tf.Tensor:
     """
     if "brightness" in p:
         x = _color(x, p["brightness"], p["saturation"], p["contrast"])
+    if "scale" in p or "angle" in p:
+        x = _affine(x, p.get("scale"), p.get("angle"))
     if "shift" in p or "cutout" in p:
         x = _geometric(x, p.get("shift"), p.get("cutout"))
     return x
@@ -150,6 +163,36 @@ def _color(x: tf.Tensor, brightness: tf.Tensor, saturation: tf.Tensor,
     mat = c * (s * tf.eye(channels, dtype=dt) + (1.0 - s) / channels)     # [N, C, C]
     mean = tf.reduce_mean(tf.reshape(x, [n, -1]), axis=1)[:, None, None, None]
     return tf.einsum("nhwc,ncd->nhwd", x, mat) + (1.0 - c[..., None]) * mean
+
+
+def _affine(x: tf.Tensor, scale: tf.Tensor | None, angle: tf.Tensor | None) -> tf.Tensor:
+    """Scale each image by scale[i] and turn it by angle[i] radians about its centre,
+    bilinear, 0 outside the picture.
+
+    Output pixel q samples the input at R(-angle) q / scale (centred coordinates): four
+    gathers and their weights, so the gradient reaches x as it does through translation.
+    """
+    n, h, w, ch = tf.shape(x)[0], int(x.shape[1]), int(x.shape[2]), int(x.shape[3])
+    s = tf.ones([n]) if scale is None else tf.cast(scale, tf.float32)
+    a = tf.zeros([n]) if angle is None else tf.cast(angle, tf.float32)
+    cos, sin = (tf.reshape(t / s, [-1, 1, 1]) for t in (tf.cos(a), tf.sin(a)))
+    yy = tf.range(h, dtype=tf.float32)[None, :, None] - (h - 1) / 2.0      # [1, H, 1]
+    xx = tf.range(w, dtype=tf.float32)[None, None, :] - (w - 1) / 2.0      # [1, 1, W]
+    src_y = cos * yy - sin * xx + (h - 1) / 2.0                          # [N, H, W]
+    src_x = sin * yy + cos * xx + (w - 1) / 2.0
+    y0, x0 = tf.floor(src_y), tf.floor(src_x)
+    flat = tf.reshape(x, [n, h * w, ch])
+    out = tf.zeros([n, h, w, ch], x.dtype)
+    for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1)):
+        r, c = y0 + dy, x0 + dx
+        weight = (1.0 - tf.abs(src_y - r)) * (1.0 - tf.abs(src_x - c))
+        inside = (r >= 0) & (r <= h - 1) & (c >= 0) & (c <= w - 1)
+        idx = (tf.clip_by_value(tf.cast(r, tf.int32), 0, h - 1) * w
+               + tf.clip_by_value(tf.cast(c, tf.int32), 0, w - 1))
+        picked = tf.reshape(tf.gather(flat, tf.reshape(idx, [n, h * w]), batch_dims=1),
+                            [n, h, w, ch])
+        out += picked * tf.cast(weight * tf.cast(inside, tf.float32), x.dtype)[..., None]
+    return out
 
 
 def _geometric(x: tf.Tensor, shift: tf.Tensor | None, centre: tf.Tensor | None) -> tf.Tensor:

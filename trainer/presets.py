@@ -95,7 +95,7 @@ class Config:
         return {f.name for f in dataclasses.fields(cls)}
 
 
-AUGMENTATIONS = ("color", "translation", "cutout")
+AUGMENTATIONS = ("color", "translation", "cutout", "scale", "rotate")
 
 
 def augment_policy(text: str) -> tuple[str, ...]:

@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="end the run once SWD has not improved for --patience evaluations")
     p.add_argument("--augment", default=None, metavar="POLICY",
                    help='DiffAugment for the discriminator: a comma-separated subset of '
-                        'color,translation,cutout ("" = off)')
+                        'color,translation,cutout,scale,rotate ("" = off)')
     p.add_argument("--augment-target", type=float, default=None, metavar="T",
                    help="adapt how often images are augmented (ADA's rule) so that the share "
                         "of real images D calls real stays near T (0.6 is ADA's); 0 = always")
