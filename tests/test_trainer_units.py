@@ -91,6 +91,10 @@ def test_swd_tells_distributions_apart() -> None:
     assert 0 <= same < 0.6 * diff
     assert metrics.swd(a, b, **kw) == same                 # seeded: repeatable
     assert len(metrics.laplacian_pyramid(a)) == 2          # 32 and 16
+    # Per level, finest first: the smooth sets differ from white noise most in fine detail.
+    levels = metrics.swd_levels(a, other, **kw)
+    assert len(levels) == 2 and np.mean(levels) == pytest.approx(diff)
+    assert levels[0] > levels[1]
 
 
 def test_psnr_and_ssim_of_identical_images() -> None:
