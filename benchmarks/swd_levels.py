@@ -31,6 +31,7 @@ def main() -> None:
     ap.add_argument("jobs", nargs="+", type=Path, help="job dirs with an exported model/")
     args = ap.parse_args()
 
+    import keras
     import tensorflow as tf
 
     from trainer import metrics
@@ -44,7 +45,6 @@ def main() -> None:
     first = config(args.jobs[0])["trainer"]
     data = str(args.data or config(args.jobs[0])["dataset"]["dir"])
     size, seed, n_eval = first["image_size"], first["seed"], first["eval_images"]
-    import keras
     keras.utils.set_random_seed(seed)     # as the trainer does: the sets' draw depends on it
     _, real_a, real_b = eval_sets(data, read_manifest(data), size, n_eval)
     n = int(real_b.shape[0])

@@ -11,7 +11,7 @@ reconstruction can get the SAME shift, cutout and colour change (the learned-sim
 loss compares D's features of the two and must not see a difference the augmentation made).
 
 The policy is a comma-separated subset of `color,translation,cutout` (the paper's) and
-`scale,rotate` (StyleGAN2-ADA's general geometric group, for --augment-late), always applied
+`scale,rotate` (from StyleGAN2-ADA's general geometric group), always applied
 in the order color, scale/rotate, translation, cutout whatever order it is written in.
 Images are in [-1, 1]; translation and cutout fill with 0 (mid grey), as the reference code
 does, and so do scale and rotate where they uncover the border.
@@ -27,8 +27,9 @@ from trainer.presets import augment_policy
 TRANSLATION_RATIO = 0.125      # shift by up to 1/8 of the image size in each direction
 CUTOUT_RATIO = 0.5             # a square of half the image size
 SCALE_STD = 0.2 * math.log(2.0)   # ADA: isotropic scale factor 2^N(0, 0.2^2)
-ROTATE_MAX = math.pi / 9       # rotate by up to 20 degrees either way: bounded, so that at
-                               # p = 1 the generator cannot pass off a turned picture as upright
+ROTATE_MAX = math.pi / 9       # rotate by up to 20 degrees either way: bounded, so a turned
+                               # set stays told apart from an upright one even when every image
+                               # is turned (a full circle at p = 1 would hide any turn)
 ADAPT_IMAGES = 100_000         # --augment-target: p can go from 0 to 1 in this many real images
 
 
