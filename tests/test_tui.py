@@ -668,7 +668,8 @@ async def test_zoom_draws_in_kitty_graphics_and_m_switches_modes(ws) -> None:
     app = make_app(ws, image_mode="tgp", image_modes=["halfblock", "tgp"])
     async with piloted(app) as pilot:
         sheet = await contact_sheet(pilot, app)
-        assert sheet.query(TGPImage)
+        # The cells are set before the sheet recomposes into its pixel widget: wait for it.
+        await until(pilot, lambda: bool(sheet.query(TGPImage)))
         await pilot.press("z")
         await until(pilot, lambda: isinstance(app.screen, ZoomScreen) and bool(app.screen.query(TGPImage)))
         await pilot.press("l")
