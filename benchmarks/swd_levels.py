@@ -42,8 +42,9 @@ def main() -> None:
         recorded: dict[str, Any] = json.loads((job / "config.json").read_text())
         return recorded
 
-    first = config(args.jobs[0])["trainer"]
-    data = str(args.data or config(args.jobs[0])["dataset"]["dir"])
+    recorded = config(args.jobs[0])
+    first = recorded["trainer"]
+    data = str(args.data or recorded["dataset"]["dir"])
     size, seed, n_eval = first["image_size"], first["seed"], first["eval_images"]
     keras.utils.set_random_seed(seed)     # as the trainer does: the sets' draw depends on it
     _, real_a, real_b = eval_sets(data, read_manifest(data), size, n_eval)
