@@ -538,3 +538,46 @@ def test_mbstd_start_is_set_by_the_loop_and_kept_on_resume(tmp_path, tiny_datase
     later = run_trainer(tiny_dataset_dir, old, "--mbstd-start", "8", "--max-steps", "3")
     assert later.returncode != 0
     assert "use --mbstd-start 0" in later.stderr
+
+
+def test_d_scales_adds_a_logit_per_coarser_scale_that_sees_only_the_pooled_image() -> None:
+    """--d-scales 2: D gives two logits per image, the second from the image average-pooled
+    by 2, so a change that leaves every 2x2 block's mean alone (a +/- checkerboard) moves
+    the first and not the second. The losses average over both. 1 is DCGAN's D; a scale
+    below 8x8 is refused before anything is built."""
+    from trainer.model import build_discriminator
+
+    one = build_discriminator(presets.resolve("tiny", {}))
+    two = build_discriminator(presets.resolve("tiny", {"d_scales": 2}))
+    assert tuple(one.outputs[0].shape) == (None, 1) and tuple(two.outputs[0].shape) == (None, 2)
+    x = images(4, 16, seed=5) * 0.5
+    check = np.indices((16, 16)).sum(0) % 2 * 2.0 - 1.0          # +1/-1, zero mean per 2x2
+    y = x + 0.3 * tf.constant(check[None, :, :, None], tf.float32)
+    lx, ly = two(x, training=False)[0].numpy(), two(y, training=False)[0].numpy()
+    assert np.abs(lx[:, 0] - ly[:, 0]).max() > 1e-4
+    np.testing.assert_allclose(lx[:, 1], ly[:, 1], atol=1e-5)
+    np.testing.assert_allclose(float(losses.d_loss(tf.constant(lx), [tf.constant(ly)])),
+                               np.mean(np.logaddexp(0, -lx)) + np.mean(np.logaddexp(0, ly)),
+                               rtol=1e-5)
+    assert presets.resolve("quick", {"d_scales": 3}).d_scales == 3       # 32, 16 and 8
+    for bad, size in ((4, 32), (3, 16), (0, 32)):
+        with pytest.raises(ValueError, match=f"--d-scales {bad} is out of range"):
+            presets.resolve("quick", {"d_scales": bad, "image_size": size})
+
+
+def test_d_scales_trains_resumes_and_refuses_another_count(tmp_path, tiny_dataset_dir) -> None:
+    """The real trainer with --d-scales 2 records it, resumes with it unasked, and stops
+    before building a D its checkpoint does not fit when asked for another count."""
+    import json
+
+    from tests.fixtures.models import run_trainer
+
+    job = tmp_path / "job"
+    first = run_trainer(tiny_dataset_dir, job, "--d-scales", "2", "--max-steps", "3")
+    assert first.returncode == 0, first.stderr[-3000:]
+    again = run_trainer(tiny_dataset_dir, job, "--max-steps", "4")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads((job / "config.json").read_text())["trainer"]["d_scales"] == 2
+    other = run_trainer(tiny_dataset_dir, job, "--d-scales", "1", "--max-steps", "5")
+    assert other.returncode != 0
+    assert "use --d-scales 2 or a new job dir" in other.stderr

@@ -230,8 +230,15 @@ def _d_conv(cfg: Config, filters: int, kernel: int, stride: int) -> keras.layers
 
 
 def build_discriminator(cfg: Config) -> keras.Model:
-    """D's outputs: the logit, the learned-similarity features (feature_level, before batch
-    norm) and its last feature map (4x4, what --d-recon reconstructs the image from)."""
+    """D's outputs: the logits, the learned-similarity features (feature_level, before batch
+    norm) and its last feature map (4x4, what --d-recon reconstructs the image from).
+
+    The logits are one column per scale (--d-scales): the image itself, then the image
+    average-pooled by 2, 4, ..., each judged by a stack of its own (pix2pixHD's multi-scale
+    discriminator). The losses average over every element, so each scale is a discriminator
+    with its own loss and the generator answers to all of them at once; at one scale this is
+    DCGAN's discriminator unchanged.
+    """
     x = inp = keras.Input((cfg.image_size, cfg.image_size, 3), name="image")
     feat = None
     for i in range(levels(cfg.image_size)):
@@ -257,8 +264,30 @@ def build_discriminator(cfg: Config) -> keras.Model:
             x = _d_conv(cfg, filters, 3, 1)(x)       # the last level's width, as `top` has
             x = LeakyReLU(0.2)(x)
     x = keras.layers.Flatten()(x)
-    logit = keras.layers.Dense(1, kernel_initializer=_init(), name="logit")(x)
+    logits = [keras.layers.Dense(1, kernel_initializer=_init(), name="logit")(x)]
+    for k in range(1, cfg.d_scales):
+        logits.append(_coarse_head(cfg, inp, k))
+    logit = logits[0] if len(logits) == 1 else keras.layers.Concatenate(name="logits")(logits)
     return keras.Model(inp, [logit, feat, top], name="discriminator")
+
+
+def _coarse_head(cfg: Config, image: tf.Tensor, k: int) -> tf.Tensor:
+    """The logit of D's k-th coarser scale: the image pooled by 2^k, a DCGAN stack to 4x4.
+
+    Its stride-2 convolutions see half-picture patches in a few pixels, so its capacity goes
+    to shapes and colour areas, where the per-level SWD put most of the remaining distance
+    (docs/trainer.md, "SWD per pyramid level"). Same widths as the main stack's first
+    levels; no spread channel, no extra depth.
+    """
+    size = cfg.image_size >> k
+    x = keras.layers.AveragePooling2D(2 ** k, name=f"pool{k}")(image)
+    for i in range(levels(size)):
+        x = _d_conv(cfg, _filters(cfg, i, cfg.d_width), 4, 2)(x)
+        if cfg.d_batch_norm and i > 0:
+            x = BatchNorm(momentum=0.9, epsilon=1e-5)(x)
+        x = LeakyReLU(0.2)(x)
+    x = keras.layers.Flatten()(x)
+    return keras.layers.Dense(1, kernel_initializer=_init(), name=f"logit{k}")(x)
 
 
 def build_d_decoder(cfg: Config) -> keras.Model:

@@ -26,6 +26,8 @@ class Config:
     width: int = 64                 # filters of the first conv; doubles per level (64-128-256-512)
     d_width: int = 0                # the discriminator's first-conv filters; 0 = same as width
     d_depth: int = 0                # extra 3x3 stride-1 convs after each of D's stride-2 convs
+    d_scales: int = 1               # D also judges the image average-pooled by 2, 4, ... with a
+                                    # stack and logit of its own each (pix2pixHD); 1: one scale
     batch_size: int = 64
     max_steps: int = 20000
     seed: int = 0
@@ -193,6 +195,11 @@ def resolve(preset: str, overrides: dict[str, Any]) -> Config:
     for name in ("d_width", "d_depth"):
         if getattr(cfg, name) < 0:
             raise ValueError(f"--{name.replace('_', '-')} {getattr(cfg, name)} must be 0 or more")
+    smallest = cfg.image_size >> (cfg.d_scales - 1) if cfg.d_scales >= 1 else 0
+    if cfg.d_scales < 1 or smallest < 8:
+        most = max(1, cfg.image_size.bit_length() - 3)
+        raise ValueError(f"--d-scales {cfg.d_scales} is out of range at image size {cfg.image_size}: "
+                         f"use 1 (the image alone) up to {most} (the smallest scale 8x8)")
     for name in ("lr_e", "lr_g", "lr_d"):
         if not 0.0 <= getattr(cfg, name) < float("inf"):       # 0 freezes that network
             raise ValueError(f"--{name.replace('_', '-')} {getattr(cfg, name)} must be 0 or more")
