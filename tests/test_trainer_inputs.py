@@ -112,7 +112,9 @@ def test_a_setting_added_after_the_job_started_resumes_off_not_at_the_new_preset
 
     assert resolve("quick", {}).augment_target > 0            # what a new quick job gets
     assert resolve("quick", {}).encoder_every == 4
+    assert resolve("quick", {}).d_scales == 2                 # its D's checkpoint has a 16x16 head
     old_job = {"preset": "quick", "image_size": 32, "augment": "color,translation", "kl_weight": 0.5}
     cfg = resolve("quick", recorded_settings(old_job))
     assert cfg.augment_target == 0.0 and cfg.r1 == 0.0 and cfg.encoder_every == 1
+    assert cfg.d_scales == 1
     assert cfg.augment == "color,translation" and cfg.kl_weight == 0.5 and cfg.image_size == 32

@@ -162,7 +162,7 @@ def test_seed_architecture_sizes() -> None:
 
 def test_discriminator_width_is_separate_from_the_generators() -> None:
     from trainer.model import build_decoder, build_discriminator
-    cfg = presets.resolve("quick", {"d_width": 64})
+    cfg = presets.resolve("quick", {"d_width": 64, "d_scales": 1})
     disc, dec = build_discriminator(cfg), build_decoder(cfg)
     assert [l.filters for l in disc.layers if hasattr(l, "filters")] == [64, 128, 256]
     assert [l.filters for l in dec.layers if hasattr(l, "filters")] == [64, 32, 3]
@@ -170,7 +170,7 @@ def test_discriminator_width_is_separate_from_the_generators() -> None:
 
 def test_discriminator_depth_adds_3x3_stride_1_layers_at_every_level() -> None:
     from trainer.model import build_discriminator
-    disc = build_discriminator(presets.resolve("quick", {"d_depth": 1}))
+    disc = build_discriminator(presets.resolve("quick", {"d_depth": 1, "d_scales": 1}))
 
     def first(v: int | tuple[int, int]) -> int:     # Conv2D keeps tuples, SpectralConv2D ints
         return v if isinstance(v, int) else v[0]
