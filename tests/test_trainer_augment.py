@@ -252,6 +252,7 @@ def test_late_augmentations_start_once_p_passes_1_and_pairs_share_them() -> None
     assert presets.resolve("quick", {"augment_late": " cutout "}).augment_late == "cutout"
 
 
+@pytest.mark.slow
 def test_adaptive_augmentation_runs_logs_p_and_resumes_it(tmp_path, tiny_dataset_dir) -> None:
     """The real trainer with --augment-target: p starts at 0, is logged each step it logs,
     and a resumed run continues from the checkpointed p (not from 0 again)."""
@@ -297,6 +298,7 @@ def test_lecam_penalises_logits_only_beyond_the_other_sides_average() -> None:
 
 
 @pytest.mark.parametrize("loss", ["gan", "vaegan"])
+@pytest.mark.slow
 def test_lecam_runs_moves_its_averages_with_the_logged_logits_and_resumes_them(
         tmp_path, tiny_dataset_dir, loss: str) -> None:
     """The real trainer with --lecam: each step moves the averages 1 % towards that step's
@@ -365,6 +367,7 @@ def test_d_recon_trains_d_and_its_decoder_to_redraw_the_real_images() -> None:
 
 
 @pytest.mark.parametrize("loss", ["gan", "vaegan"])
+@pytest.mark.slow
 def test_d_recon_runs_logs_its_error_and_resumes_its_decoder(tmp_path, tiny_dataset_dir,
                                                              loss: str) -> None:
     """The real trainer with --d-recon: every step logs the redrawing error, the decoder
@@ -445,6 +448,7 @@ def test_mbstd_mix_dense_adds_only_the_channels_logit_weights() -> None:
         presets.resolve("tiny", {"mbstd_mix": "dense"})
 
 
+@pytest.mark.slow
 def test_mbstd_trains_resumes_with_it_and_refuses_to_drop_it(tmp_path, tiny_dataset_dir) -> None:
     """The real trainer with --mbstd 2. A resume without the flag keeps the recorded 2; one
     that asks for --mbstd 0 or another --mbstd-mix (or drops D's batch norm) would build a D
@@ -503,6 +507,7 @@ def test_mbstd_start_fades_the_channel_in_and_is_checked() -> None:
         presets.resolve("tiny", {"mbstd_start": 5})
 
 
+@pytest.mark.slow
 def test_mbstd_start_is_set_by_the_loop_and_kept_on_resume(tmp_path, tiny_dataset_dir) -> None:
     """The real trainer with --mbstd 2 --mbstd-start 8: after 4 steps the checkpoint's fade
     is still 0, after 11 it is 1 (full from step 10 = 8 + 8 / 4). A resume asking for another start is refused
@@ -565,6 +570,7 @@ def test_d_scales_adds_a_logit_per_coarser_scale_that_sees_only_the_pooled_image
             presets.resolve("quick", {"d_scales": bad, "image_size": size})
 
 
+@pytest.mark.slow
 def test_d_scales_trains_resumes_and_refuses_another_count(tmp_path, tiny_dataset_dir) -> None:
     """The real trainer with --d-scales 2 records it, resumes with it unasked, and stops
     before building a D its checkpoint does not fit when asked for another count."""

@@ -274,8 +274,9 @@ def build_discriminator(cfg: Config) -> keras.Model:
 def _coarse_head(cfg: Config, image: tf.Tensor, k: int) -> tf.Tensor:
     """The logit of D's k-th coarser scale: the image pooled by 2^k, a DCGAN stack to 4x4.
 
-    Its stride-2 convolutions see half-picture patches in a few pixels, so its capacity goes
-    to shapes and colour areas, where the per-level SWD put most of the remaining distance
+    Each of its 4x4 kernels spans 2^k times as many of the image's pixels as the main
+    stack's, and it cannot see detail finer than the pooling, so its capacity goes to
+    shapes and colour areas, where the per-level SWD put most of the remaining distance
     (docs/trainer.md, "SWD per pyramid level"). Same widths as the main stack's first
     levels; no spread channel, no extra depth.
     """
