@@ -199,8 +199,7 @@ def resolve(preset: str, overrides: dict[str, Any]) -> Config:
     for name in ("d_width", "d_depth"):
         if getattr(cfg, name) < 0:
             raise ValueError(f"--{name.replace('_', '-')} {getattr(cfg, name)} must be 0 or more")
-    smallest = cfg.image_size >> (cfg.d_scales - 1) if cfg.d_scales >= 1 else 0
-    if cfg.d_scales < 1 or smallest < 8:
+    if cfg.d_scales < 1 or cfg.image_size >> (cfg.d_scales - 1) < 8:    # the smallest scale
         most = max(1, cfg.image_size.bit_length() - 3)
         raise ValueError(f"--d-scales {cfg.d_scales} is out of range at image size {cfg.image_size}: "
                          f"use 1 (the image alone) up to {most} (the smallest scale 8x8)")
