@@ -1,4 +1,5 @@
-"""--lr-decay: the learning rates hold, then fall linearly to 0 over the end of the budget."""
+"""Schedules over the budget: --lr-decay (the learning rates hold, then fall linearly to 0 over
+the end) and --batch-double (twice the batch over the end)."""
 from __future__ import annotations
 
 import json
@@ -50,3 +51,39 @@ def test_a_run_decays_logs_the_scale_and_a_resume_without_decay_trains_at_the_fu
     assert learning_rate(job, "opt_d") == pytest.approx(0.001)
     rows = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines()]
     assert not any("lr_scale" in r for r in rows if r["kind"] == "train" and r["step"] > 8)
+
+
+def batch(step: int = 0, trained: float = 0.0, **overrides) -> int:
+    return Trainer.batch_for(SimpleNamespace(cfg=resolve("tiny", overrides)), step, trained)
+
+
+def test_the_batch_doubles_over_the_end_of_the_budget_by_steps_or_by_minutes() -> None:
+    by_steps = {"max_steps": 100, "batch_double": 0.25}        # tiny's batch is 8
+    assert [batch(s, **by_steps) for s in (0, 74, 75, 99)] == [8, 8, 16, 16]
+    by_minutes = {"max_steps": 10, "max_minutes": 10.0, "batch_double": 0.5}
+    assert [batch(9, t * 60, **by_minutes) for t in (0, 4.9, 5, 12)] == [8, 8, 16, 16]
+    assert batch(99, **{"max_steps": 100}) == 8                  # off: one size throughout
+    with pytest.raises(ValueError, match="--batch-double 2.0 is out of range"):
+        resolve("tiny", {"batch_double": 2.0})
+
+
+def test_a_run_switches_to_twice_the_batch_and_a_resume_past_the_switch_keeps_it(
+        tmp_path, tiny_dataset_dir) -> None:
+    from tests.fixtures.models import run_trainer
+
+    job = tmp_path / "job"
+    flags = ("--log-every", "1", "--checkpoint-every", "100", "--batch-double", "0.5")
+    first = run_trainer(tiny_dataset_dir, job, *flags, "--max-steps", "8")
+    assert first.returncode == 0, first.stderr[-3000:]
+    rows = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines()]
+    # Step n+1 takes 16 images once n/8 of the budget is spent, n >= 4.
+    assert [r["batch_size"] for r in rows if r["kind"] == "train"] == [8] * 4 + [16] * 4
+    assert "batch size 16 from step 4 (--batch-double 0.5)" in first.stdout
+    assert all(r["images_per_sec"] > 0 for r in rows if r["kind"] == "train" and r["step"] > 1)
+
+    # Resumed at step 8 of 12: already past the switch, so the first step takes 16.
+    second = run_trainer(tiny_dataset_dir, job, *flags, "--max-steps", "12")
+    assert second.returncode == 0, second.stderr[-3000:]
+    rows = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines()]
+    assert [r["batch_size"] for r in rows if r["kind"] == "train" and r["step"] > 8] == [16] * 4
+    assert "batch size 16 from step 8" in second.stdout

@@ -72,6 +72,7 @@ class Trainer:
         self.best_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="best_step")
         self.since_best = tf.Variable(0, dtype=tf.int64, trainable=False, name="since_best")
         self._lr_scale = 1.0        # the share of the base learning rates the last step used
+        self.batch = cfg.batch_size  # the global batch the step is traced for (--batch-double)
         self.adaptive = bool(cfg.augment_target) and bool(augment_policy(cfg.augment))
         # augment_p and the --ema-probes copies only where they are used, so checkpoints of
         # other runs keep their shape.
@@ -179,7 +180,7 @@ class Trainer:
             self.step.assign_add(1)
             if self.adaptive:
                 self.augment_p.assign(augment.adapt(self.augment_p, out["d_real_sign"],
-                                                    cfg.augment_target, cfg.batch_size,
+                                                    cfg.augment_target, self.batch,
                                                     2.0 if self.late else 1.0))
                 out["augment_p"] = tf.identity(self.augment_p)
             if cfg.lecam:      # after the step, as the reference does: the term uses the past
@@ -227,7 +228,7 @@ class Trainer:
                                  (real, top))
         # The encoder's real-image path costs an encoder and a decoder pass each way; a
         # fraction of the batch is enough for it, and the time goes to the GAN instead.
-        k = max(2, int(round(cfg.batch_size * cfg.recon_fraction)))
+        k = max(2, int(round(self.batch * cfg.recon_fraction)))
         xe = x[:k]
         mean, logvar = m.encoder(xe, training=True)
         xr = m.decoder(mean + tf.exp(0.5 * logvar) * eps[:k], training=True)
@@ -279,7 +280,7 @@ class Trainer:
             # A quarter of the real images: the decoder's small 3x3 convolutions cost as much
             # as D's whole pass over a full batch on a CPU (measured: +20 ms against +5 ms).
             real, top = real_top
-            k = max(2, self.cfg.batch_size // 4)
+            k = max(2, self.batch // 4)
             redrawn = self.model.d_decoder(top[:k], training=True)       # at half size
             half = tf.nn.avg_pool2d(tf.stop_gradient(real[:k]), 2, 2, "VALID")
             err = losses.per_sample_mse(half, redrawn)
@@ -337,7 +338,7 @@ class Trainer:
 
         def fn(ctx: tf.distribute.InputContext) -> tf.data.Dataset:
             return data.train_dataset(self.data_dir, self.manifest, cfg.image_size,
-                                      cfg.batch_size, cfg.seed + start, cfg.shuffle_buffer,
+                                      self.batch, cfg.seed + start, cfg.shuffle_buffer,
                                       cfg.cache_limit_mb, ctx)
 
         return self.strategy.distribute_datasets_from_function(fn)
@@ -360,15 +361,16 @@ class Trainer:
         a resume, so `--max-minutes 30` means thirty minutes of learning however it was split.
         """
         cfg = self.cfg
-        it = iter(self._dataset(start))
         step = start
+        trained0 = float(self.trained_s.numpy())
+        self.set_batch(self.batch_for(step, trained0), step)
+        it = iter(self._dataset(start))
         t_mark, n_mark = time.perf_counter(), step
         t0 = time.time()
         busy = 0.0               # seconds spent on samples/evals/checkpoints since t_mark
         ips = 0.0
         budget = cfg.max_minutes * 60.0
         every = cfg.eval_minutes * 60.0
-        trained0 = float(self.trained_s.numpy())
         next_eval = (int(trained0 // every) + 1) * every if every else 0.0
         # The checkpoint holds the optimizers' last learning rates; the settings decide them.
         self.set_learning_rates(step, trained0)
@@ -383,6 +385,9 @@ class Trainer:
                 return step
             if cfg.lr_decay:
                 self.set_learning_rates(step, float(self.trained_s.numpy()))
+            if self.set_batch(self.batch_for(step, float(self.trained_s.numpy())), step):
+                it = iter(self._dataset(step))
+                traced.clear()
             c0 = self.clock()
             with_encoder = step % cfg.encoder_every == 0
             out = self._train_fn(it, with_encoder)
@@ -403,9 +408,11 @@ class Trainer:
                 row = {k: float(v) for k, v in out.items()}
                 if cfg.lr_decay:
                     row["lr_scale"] = self._lr_scale        # what the step just taken used
+                if cfg.batch_double:
+                    row["batch_size"] = float(self.batch)
                 now = time.perf_counter()
                 if step > n_mark:
-                    ips = (step - n_mark) * cfg.batch_size / max(1e-9, now - t_mark - busy)
+                    ips = (step - n_mark) * self.batch / max(1e-9, now - t_mark - busy)
                 t_mark, n_mark, busy = now, step, 0.0
                 if not all(np.isfinite(v) for v in row.values()):
                     raise FloatingPointError(f"loss is not finite at step {step}: {row}")
@@ -447,10 +454,26 @@ class Trainer:
 
     def lr_factor(self, step: int, trained: float) -> float:
         """The share of the base learning rates a step gets: 1, then over the last `lr_decay`
-        of the budget (minutes of training under --max-minutes, else steps) down to 0."""
+        of the budget down to 0."""
+        return min(1.0, max(0.0, (1.0 - spent(self.cfg, step, trained)) / self.cfg.lr_decay))
+
+    def batch_for(self, step: int, trained: float) -> int:
+        """The global batch a step takes: --batch-size, twice that over the last `batch_double`
+        of the budget: less gradient noise late without lowering the learning rates, which
+        measured worse here (docs/trainer.md, "Twice the batch over the end of the budget")."""
         cfg = self.cfg
-        done = trained / (cfg.max_minutes * 60.0) if cfg.max_minutes else step / cfg.max_steps
-        return min(1.0, max(0.0, (1.0 - done) / cfg.lr_decay))
+        late = cfg.batch_double and spent(cfg, step, trained) >= 1.0 - cfg.batch_double
+        return cfg.batch_size * (2 if late else 1)
+
+    def set_batch(self, batch: int, step: int) -> bool:
+        """Switch to `batch` if it is not the current one: a new trace of the step (its slices
+        and ADA's rate read the batch); the caller rebuilds the input pipeline. True if switched."""
+        if batch == self.batch:
+            return False
+        self.batch = batch
+        self._train_fn = self._make_train_fn()
+        log(f"batch size {batch} from step {step} (--batch-double {self.cfg.batch_double:g})")
+        return True
 
     def set_learning_rates(self, step: int, trained: float) -> None:
         f = self._lr_scale = self.lr_factor(step, trained) if self.cfg.lr_decay else 1.0
@@ -586,6 +609,11 @@ class Trainer:
             return 0
         self.best_ckpt.restore(best).expect_partial()
         return int(self.best_step.numpy())
+
+
+def spent(cfg: Config, step: int, trained: float) -> float:
+    """The share of the budget spent: seconds of training under --max-minutes, else steps."""
+    return trained / (cfg.max_minutes * 60.0) if cfg.max_minutes else step / cfg.max_steps
 
 
 def eval_sets(data_dir: str, manifest: dict[str, Any], image_size: int,

@@ -86,6 +86,8 @@ class Config:
                                     # faded in over a quarter as many steps; 0: there from step 0
     lr_decay: float = 0.0           # the last F of the budget (minutes, else steps): every learning
                                     # rate falls linearly to 0 by the end; 0: constant
+    batch_double: float = 0.0       # the last F of the budget (minutes, else steps) trains with
+                                    # twice batch_size (a new input pipeline and trace); 0: off
     refine_steps: int = 100         # image -> embedding in the export: Adam steps on the decode's
                                     # pixel error after the encoder (trainer/refine.py); 0: its mean
 
@@ -246,6 +248,9 @@ def resolve(preset: str, overrides: dict[str, Any]) -> Config:
     if not 0.0 <= cfg.lr_decay <= 1.0:
         raise ValueError(f"--lr-decay {cfg.lr_decay} is out of range; use 0 (constant) up to 1 "
                          f"(decay over the whole budget)")
+    if not 0.0 <= cfg.batch_double <= 1.0:
+        raise ValueError(f"--batch-double {cfg.batch_double} is out of range; use 0 (one batch size "
+                         f"throughout) up to 1 (twice the batch size from the first step)")
     if cfg.refine_steps < 0:
         raise ValueError(f"--refine-steps {cfg.refine_steps} must be 0 (the encoder's mean) or more")
     if not 0.0 <= cfg.r1 < float("inf"):

@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-decay", type=float, default=None, metavar="F",
                    help="over the last F (0-1) of the budget (--max-minutes, else --max-steps) "
                         "the learning rates fall linearly to 0; 0 = constant")
+    p.add_argument("--batch-double", type=float, default=None, metavar="F",
+                   help="over the last F (0-1) of the budget (--max-minutes, else --max-steps) "
+                        "each step takes twice --batch-size images; 0 = one size throughout")
     p.add_argument("--refine-steps", type=int, default=None, metavar="N",
                    help="the exported image -> embedding: the encoder's mean, then N Adam steps "
                         "that bring its decode closer to the image (default 100; 0 = the mean)")
