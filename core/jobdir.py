@@ -71,7 +71,7 @@ class JobDir:
         return self._metrics
 
     def progress(self) -> dict[str, Any]:
-        """step, max_steps and images_per_sec from status.json, typed, and only those it
+        """step, max_steps, images_per_sec and seconds_left from status.json, typed, and only those it
         holds: the one reader of a job's progress (local supervisor, local and Vertex refresh)."""
         status, out = self.status(), dict[str, Any]()
         try:
@@ -81,6 +81,8 @@ class JobDir:
                 out["max_steps"] = int(status["max_steps"])
             if status.get("images_per_sec") is not None:
                 out["images_per_sec"] = float(status["images_per_sec"])
+            if status.get("seconds_left") is not None:
+                out["seconds_left"] = float(status["seconds_left"])
         except (TypeError, ValueError):
             pass                 # a hand-edited or foreign file: what was read so far stands
         return out

@@ -68,6 +68,9 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (name, version)
     );
     """,
+    # 2: the trainer's estimate of the training time left (status.json's seconds_left): the
+    # ETA from images/s needed the batch, which a job's options do not always name
+    "ALTER TABLE jobs ADD COLUMN seconds_left REAL",
 ]
 
 _JSON_COLS = {"options", "remote", "metrics", "info"}

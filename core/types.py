@@ -104,12 +104,17 @@ class Job(_Record):
     step: int = 0
     max_steps: int = 0
     images_per_sec: float | None = None
+    seconds_left: float | None = None  # the trainer's own estimate of the training time left
     pid: int | None = None
     remote: dict[str, Any] = field(default_factory=dict)   # backend-specific (Vertex resource name ...)
 
     @property
     def eta_seconds(self) -> float | None:
-        if self.state is not JobState.RUNNING or not self.images_per_sec or not self.max_steps:
+        if self.state is not JobState.RUNNING:
+            return None
+        if self.seconds_left is not None:       # trainers since --batch-double report it
+            return self.seconds_left
+        if not self.images_per_sec or not self.max_steps:
             return None
         batch = int(self.options.get("batch_size", 64) or 64)
         return max(0, self.max_steps - self.step) * batch / self.images_per_sec

@@ -21,6 +21,28 @@ def test_schema_is_migrated_and_versioned(tmp_path: Path) -> None:
     assert Registry(tmp_path / "r.sqlite").schema_version == len(MIGRATIONS)
 
 
+def test_a_first_schema_registry_gains_seconds_left_and_keeps_its_jobs(tmp_path: Path) -> None:
+    """A workspace made by a genml before migration 2 opens in this one, its rows intact."""
+    import sqlite3
+    path = tmp_path / "r.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript(MIGRATIONS[0] + "; PRAGMA user_version=1;")
+    conn.execute("INSERT INTO jobs (id, dataset, state, created, step, max_steps, images_per_sec) "
+                 "VALUES ('old', 'd', 'JOB_STATE_RUNNING', 1.0, 10, 110, 64.0)")
+    conn.commit()
+    conn.close()
+    reg = Registry(path)
+    assert reg.schema_version == len(MIGRATIONS) >= 2
+    old = reg.get_job("old")
+    assert old.seconds_left is None and old.step == 10
+    # Without the trainer's estimate the ETA falls back to images/s and the batch (64 unnamed).
+    assert old.eta_seconds == pytest.approx(100 * 64 / 64.0)
+    assert reg.update_job("old", seconds_left=42.5)
+    assert reg.get_job("old").eta_seconds == 42.5       # the trainer's estimate wins
+    reg.update_job("old", state=JobState.SUCCEEDED)
+    assert reg.get_job("old").eta_seconds is None
+
+
 def test_newer_schema_is_refused(tmp_path: Path) -> None:
     reg = Registry(tmp_path / "r.sqlite")
     reg._conn.execute("PRAGMA user_version=999")

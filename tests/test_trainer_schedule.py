@@ -79,6 +79,9 @@ def test_a_run_switches_to_twice_the_batch_and_a_resume_past_the_switch_keeps_it
     # Step n+1 takes 16 images once n/8 of the budget is spent, n >= 4.
     assert [r["batch_size"] for r in rows if r["kind"] == "train"] == [8] * 4 + [16] * 4
     assert "batch size 16 from step 4 (--batch-double 0.5)" in first.stdout
+    # The ETA comes from the trainer's seconds left, measured at the rate since the switch.
+    from core.jobdir import JobDir
+    assert JobDir(str(job)).progress()["seconds_left"] >= 0.0
     assert all(r["images_per_sec"] > 0 for r in rows if r["kind"] == "train" and r["step"] > 1)
 
     # Resumed at step 8 of 12: already past the switch, so the first step takes 16.

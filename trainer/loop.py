@@ -375,6 +375,7 @@ class Trainer:
         # The checkpoint holds the optimizers' last learning rates; the settings decide them.
         self.set_learning_rates(step, trained0)
         encoder_out: dict[str, tf.Tensor] = {}   # the last encoder step's losses, for the log
+        mark = (start, trained0)                 # where the current step rate is measured from
         traced: set[bool] = set()                # which of the step's traces have run
         if step == 0 and self.cluster.is_chief:
             self.write_sample(0)
@@ -388,6 +389,7 @@ class Trainer:
             if self.set_batch(self.batch_for(step, float(self.trained_s.numpy())), step):
                 it = iter(self._dataset(step))
                 traced.clear()
+                mark = (step, float(self.trained_s.numpy()))
             c0 = self.clock()
             with_encoder = step % cfg.encoder_every == 0
             out = self._train_fn(it, with_encoder)
@@ -423,9 +425,10 @@ class Trainer:
                     for k, v in row.items():
                         summaries.scalar(f"train/{k}", v, step)
                     summaries.scalar("train/images_per_sec", ips, step)
+                planned, left = self._planned(step, trained, *mark)
                 self.jd.status(state=RUNNING, step=step, images_per_sec=round(ips, 2),
-                               train_minutes=round(trained / 60, 2),
-                               max_steps=self._planned_steps(step, trained, start, trained0))
+                               train_minutes=round(trained / 60, 2), max_steps=planned,
+                               seconds_left=left)
                 print(f"step {step}/{cfg.max_steps} {ips:.1f} img/s "
                       + " ".join(f"{k}={v:.4f}" for k, v in row.items()), flush=True)
             t_busy = time.perf_counter()
@@ -489,15 +492,25 @@ class Trainer:
         with self.writer.as_default(step=step):
             summaries.image("samples", grid, step)
 
-    def _planned_steps(self, step: int, trained: float, start: int, trained0: float) -> int:
-        """The step the run will end at: max_steps, or under a time budget the step the
-        current rate reaches it at (what progress bars and ETAs read from status.json)."""
+    def _planned(self, step: int, trained: float, since: int, trained_since: float
+                 ) -> tuple[int, float | None]:
+        """The step the run will end at, and the seconds of training left (None: not known yet).
+
+        Under a time budget the end step is the one the current rate reaches it at, the rate
+        measured from `since` (the start, or the last --batch-double switch, after which a
+        step takes longer): what progress bars read from status.json. The seconds left are
+        what an ETA should show: a rate in images/s times the preset's batch would be wrong
+        whenever the batch is not the one the job's options name.
+        """
         cfg = self.cfg
-        if not cfg.max_minutes or step <= start + 1 or trained <= trained0:
-            return cfg.max_steps if not cfg.max_minutes else 0
-        rate = (step - start - 1) / (trained - trained0)              # steps per second
+        if step <= since + 1 or trained <= trained_since:
+            return (cfg.max_steps if not cfg.max_minutes else 0), None
+        rate = (step - since - 1) / (trained - trained_since)          # steps per second
+        by_steps = (cfg.max_steps - step) / rate
+        if not cfg.max_minutes:
+            return cfg.max_steps, round(by_steps, 1)
         left = max(0.0, cfg.max_minutes * 60.0 - trained)
-        return min(cfg.max_steps, step + int(left * rate))
+        return min(cfg.max_steps, step + int(left * rate)), round(min(left, by_steps), 1)
 
     @property
     def stalled(self) -> bool:

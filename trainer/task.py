@@ -282,7 +282,7 @@ def run(args: argparse.Namespace, job_dir: str, data_dir: str, cluster: Any, jd:
         jd.truncate_metrics(start)
         print(f"resumed from step {start}", flush=True)
     jd.status(state=RUNNING, step=start, max_steps=planned_steps(cfg),
-              max_minutes=cfg.max_minutes)
+              max_minutes=cfg.max_minutes, seconds_left=None)    # until the loop measures a rate
     step = trainer.train(start, lambda: cancel["flag"])
     if cancel["flag"]:
         raise Cancelled()
