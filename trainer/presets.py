@@ -149,10 +149,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     # per-level SWD put most of the remaining distance: 16.7 / 16.7 at 10 CPU-minutes against
     # 18.9 / 21.4, 15.1 / 15.6 at 30 against 17.7 / 16.9, for 14% more of D's FLOPs
     # ("A second discriminator scale").
+    # Twice the batch over the second half (--batch-double 0.5; 64 from 15 minutes, the rates
+    # unchanged): 14.3 / 15.7, 13.7 / 15.1, 13.9 / 15.0 at 20 / 25 / 30 CPU-minutes against
+    # 15.0 / 15.1, 14.7 / 15.6, 15.1 / 15.6, so falling at 10, 20 and 30 on both seeds; over a
+    # 60-minute budget calmer evaluations from 30 on ("Twice the batch over the end").
     "quick": dict(image_size=PRESET_IMAGE_SIZES["quick"], embedding_size=64, width=32, batch_size=32,
                   max_steps=1_000_000, max_minutes=30.0, eval_minutes=2.5, stop_when_stalled=True,
                   sample_every=250, checkpoint_every=500, log_every=25, ema_decay=0.999,
-                  augment="color,translation", augment_target=0.6, encoder_every=4, d_scales=2),
+                  augment="color,translation", augment_target=0.6, encoder_every=4, d_scales=2,
+                  batch_double=0.5),
     # The seed's sizes: 64x64, 100-d embedding, 64-128-256-512 stacks.
     "seed": dict(),
 }
