@@ -319,7 +319,9 @@ class NewJobDialog(FormDialog[NewJobRequest]):
                 f"{d['max_steps']}" if not d.get("max_minutes") else
                 f"up to {d['max_minutes']:g} minutes of training (--max-minutes in more options)"),
             "seed": f"repeatable runs; {preset}: {d['seed']}",
-            "batch": f"images per step; {preset}: {d['batch_size']}",
+            "batch": f"images per step; {preset}: {d['batch_size']}" + (
+                f", twice that over the last {d['batch_double']:g} of the budget"
+                if d.get("batch_double") else ""),
             "size": f"{', '.join(map(str, IMAGE_SIZES))} px; {preset}: "
                     + (str(contract.train_image_size(preset, None, holds)) if holds
                        else str(contract.PRESET_IMAGE_SIZES[preset]) if preset in contract.PRESET_IMAGE_SIZES
