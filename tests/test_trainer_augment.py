@@ -337,7 +337,7 @@ def test_d_recon_trains_d_and_its_decoder_to_redraw_the_real_images() -> None:
 
     cfg = presets.resolve("tiny", {"d_recon": 2.0})
     m = VaeGan(cfg)
-    this = SimpleNamespace(cfg=cfg, model=m, adaptive=False)
+    this = SimpleNamespace(cfg=cfg, model=m, adaptive=False, batch=cfg.batch_size)
     real = images(8, 16, seed=3)
     assert len(m.d_variables) == len(m.discriminator.trainable_variables) \
         + len(m.d_decoder.trainable_variables)
@@ -358,7 +358,7 @@ def test_d_recon_trains_d_and_its_decoder_to_redraw_the_real_images() -> None:
     assert errors[-1] < 0.7 * errors[0], errors
     off = VaeGan(presets.resolve("tiny", {}))
     assert off.d_decoder is None
-    this = SimpleNamespace(cfg=off.cfg, model=off, adaptive=False)
+    this = SimpleNamespace(cfg=off.cfg, model=off, adaptive=False, batch=off.cfg.batch_size)
     assert Trainer._d_terms(this, {"loss_d": lr}, lr, [], None, (real, top)) == {"loss_d": lr}
     with pytest.raises(ValueError, match="--d-recon"):
         presets.resolve("tiny", {"d_recon": -1.0})
