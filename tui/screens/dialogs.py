@@ -320,7 +320,7 @@ class NewJobDialog(FormDialog[NewJobRequest]):
                 f"up to {d['max_minutes']:g} minutes of training (--max-minutes in more options)"),
             "seed": f"repeatable runs; {preset}: {d['seed']}",
             "batch": f"images per step; {preset}: {d['batch_size']}" + (
-                f", twice that over the last {d['batch_double']:g} of the budget"
+                f"; {2 * d['batch_size']} for the last {d['batch_double']:.0%}"
                 if d.get("batch_double") else ""),
             "size": f"{', '.join(map(str, IMAGE_SIZES))} px; {preset}: "
                     + (str(contract.train_image_size(preset, None, holds)) if holds
