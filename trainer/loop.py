@@ -384,12 +384,13 @@ class Trainer:
             if cancelled():
                 self.save()
                 return step
+            so_far = float(self.trained_s.numpy())      # the schedules read the budget spent
             if cfg.lr_decay:
-                self.set_learning_rates(step, float(self.trained_s.numpy()))
-            if self.set_batch(self.batch_for(step, float(self.trained_s.numpy())), step):
+                self.set_learning_rates(step, so_far)
+            if self.set_batch(self.batch_for(step, so_far), step):
                 it = iter(self._dataset(step))
                 traced.clear()
-                mark = (step, float(self.trained_s.numpy()))
+                mark = (step, so_far)
             c0 = self.clock()
             with_encoder = step % cfg.encoder_every == 0
             out = self._train_fn(it, with_encoder)
