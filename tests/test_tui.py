@@ -133,6 +133,18 @@ async def test_empty_workspace_greets_with_next_step(workspace) -> None:
         assert "make the demo dataset" in str(welcome.render())
         await pilot.press("2")
         await until(pilot, lambda: app.panes["jobs"].query_one("#welcome").display)
+        # `n` before any dataset: the dialog opens with nothing chosen (Textual 8 raised on
+        # the old Select.BLANK here and the app died) and Start names what to do first.
+        from textual.widgets import Label
+
+        from tui.screens.dialogs import NewJobDialog
+        await pilot.press("n")
+        await until(pilot, lambda: isinstance(app.screen, NewJobDialog))
+        dlg = app.screen
+        await pilot.press("enter")
+        await until(pilot, lambda: "make or add a dataset first" in str(dlg.query_one("#hint-dataset", Label).render()))
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, NewJobDialog))
         await pilot.press("3")
         await until(pilot, lambda: app.panes["models"].query_one("#welcome").display)
 

@@ -288,7 +288,7 @@ class NewJobDialog(FormDialog[NewJobRequest]):
             v.border_title = "New training job"
             v.border_subtitle = "tab: next field   enter: start   escape: cancel"
             yield from self.field("Dataset", Select([(d, d) for d in self._datasets], id="dataset", compact=True,
-                                                     value=first if first else Select.BLANK), "dataset")
+                                                     value=first if first else Select.NULL), "dataset")
             yield from self.field("Preset", Select(PRESETS, value=self._preset, allow_blank=False, id="preset",
                                                     compact=True), "preset")
             for key, label in (("steps", "Steps"), ("seed", "Seed"), ("batch", "Batch size"), ("size", "Image size")):
@@ -351,7 +351,7 @@ class NewJobDialog(FormDialog[NewJobRequest]):
         """The request, or the errors by field (both from the dialog's current values)."""
         errors: dict[str, str] = {}
         ds = self.query_one("#dataset", Select).value
-        if ds is Select.BLANK or not ds:
+        if ds is Select.NULL or not ds:
             errors["dataset"] = "make or add a dataset first (pane 1)"
         steps = self._int("steps", errors)
         seed = self._int("seed", errors, low=0)
@@ -400,7 +400,7 @@ class DeployDialog(Dialog[DeployRequest]):
     def compose(self) -> ComposeResult:
         with Vertical() as v:
             v.border_title = "Deploy a finished job"
-            yield Select(self._options, value=self._options[0][1] if self._options else Select.BLANK, id="choice")
+            yield Select(self._options, value=self._options[0][1] if self._options else Select.NULL, id="choice")
             yield Label("Model name (default: the dataset's name)")
             yield Input(placeholder=self._default_name, id="name")
             yield from self.buttons("Deploy")
@@ -413,7 +413,7 @@ class DeployDialog(Dialog[DeployRequest]):
     def _ok_pressed(self, event: Any) -> None:
         event.stop()
         value = self.query_one("#choice", Select).value
-        if value is Select.BLANK:
+        if value is Select.NULL:
             self.dismiss(None)
             return
         self.dismiss(DeployRequest(str(value), self.query_one("#name", Input).value.strip() or None))

@@ -124,7 +124,7 @@ class GeneratorPane(Pane):
 
     @on(Select.Changed, "#model")
     def _model_changed(self, event: Select.Changed) -> None:
-        if event.value is not Select.BLANK and event.value != self.model_ref:
+        if event.value is not Select.NULL and event.value != self.model_ref:
             self.load_model(str(event.value))
             self.focus()
 
