@@ -315,9 +315,8 @@ class NewJobDialog(FormDialog[NewJobRequest]):
         return {
             "dataset": "" if self._datasets else "no dataset yet: make one in pane 1 (d)",
             "preset": "every field left empty takes the preset's value",
-            "steps": f"training steps; {preset}: " + (
-                f"{d['max_steps']}" if not d.get("max_minutes") else
-                f"up to {d['max_minutes']:g} minutes of training (--max-minutes in more options)"),
+            "steps": (f"training steps; {preset}: {d['max_steps']}" if not d.get("max_minutes") else
+                      f"{preset}: up to {d['max_minutes']:g} minutes; --max-minutes N in more options"),
             "seed": f"repeatable runs; {preset}: {d['seed']}",
             "batch": f"images per step; {preset}: {d['batch_size']}" + (
                 f"; {2 * d['batch_size']} for the last {d['batch_double']:.0%}"
@@ -327,7 +326,7 @@ class NewJobDialog(FormDialog[NewJobRequest]):
                        else str(contract.PRESET_IMAGE_SIZES[preset]) if preset in contract.PRESET_IMAGE_SIZES
                        else "the dataset's size")
                     + (f"; {ds} holds {holds}" if holds else ""),
-            "augment": f"DiffAugment on D's inputs, for small datasets; {preset}: {augment}",
+            "augment": f"DiffAugment, for small datasets; {preset}: {augment}",
             "more": "any other trainer option, as `genml train` passes them",
         }
 
