@@ -12,6 +12,11 @@ exported model (decodes of the trainer's own evaluation embeddings), next to:
   a generator that drew the right pictures without their finest detail would score.
 
 Each row costs one SWD evaluation (about 20 s at n = 1,688 on 2 cores).
+
+`--draws K` then scores each job K more times, each with other embeddings and other random
+projections (and the floor likewise), and prints the spread: how far the trainer's one
+fixed draw can sit from another draw of the same model, i.e. what size of change between
+two evaluations means more than the draw.
 """
 from __future__ import annotations
 
@@ -28,6 +33,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=None,
                     help="the dataset dir (default: the one the first job trained on)")
+    ap.add_argument("--draws", type=int, default=0,
+                    help="score each model (and the floor) this many more times, each with "
+                         "other embeddings and projections, and print the spread")
     ap.add_argument("jobs", nargs="+", type=Path, help="job dirs with an exported model/")
     args = ap.parse_args()
 
@@ -66,12 +74,33 @@ def main() -> None:
     for job in args.jobs:
         cfg = config(job)["trainer"]
         model = tf.saved_model.load(str(job / "model"))
-        z = tf.random.stateless_normal([n, cfg["embedding_size"]], seed=[cfg["seed"], 99])
         decode = model.signatures["decode_raw"]
-        fake = tf.concat([tf.cast(decode(z=z[i:i + 256])["images"], tf.float32) / 127.5 - 1.0
-                          for i in range(0, n, 256)], 0)
+        fake = sample(decode, n, cfg)
         step = json.loads((job / "model" / "genml.json").read_text()).get("step", "?")
         row(f"{job.name} (step {step})", metrics.swd_levels(fake, real_b, **kw))
+        if args.draws:
+            spread(f"{job.name}, {args.draws} other draws",
+                   [metrics.swd(sample(decode, n, cfg, k), real_b, **{**kw, "seed": seed + k})
+                    for k in range(1, args.draws + 1)])
+    if args.draws:
+        spread(f"floor, {args.draws} other projections",
+               [metrics.swd(real_a, real_b, **{**kw, "seed": seed + k})
+                for k in range(1, args.draws + 1)])
+
+
+def sample(decode: Any, n: int, cfg: dict[str, Any], k: int = 0) -> Any:
+    """n decodes of prior embeddings; draw k = 0 is the trainer's own evaluation draw."""
+    import tensorflow as tf
+    z = tf.random.stateless_normal([n, cfg["embedding_size"]], seed=[cfg["seed"], 99 + k])
+    return tf.concat([tf.cast(decode(z=z[i:i + 256])["images"], tf.float32) / 127.5 - 1.0
+                      for i in range(0, n, 256)], 0)
+
+
+def spread(name: str, scores: list[float]) -> None:
+    import numpy as np
+    a = np.asarray(scores)
+    print(f"{name:<36} {a.mean():8.1f}  sd {a.std(ddof=1) if len(a) > 1 else 0.0:.2f}, "
+          f"range {a.min():.1f}-{a.max():.1f}: " + ", ".join(f"{v:.1f}" for v in a), flush=True)
 
 
 if __name__ == "__main__":
