@@ -14,7 +14,7 @@ exported model (decodes of the trainer's own evaluation embeddings), next to:
 Each row costs one SWD evaluation (about 20 s at n = 1,688 on 2 cores).
 
 `--draws K` then scores each job K more times, each with other embeddings and other random
-projections (and the floor likewise), and prints the spread: how far the trainer's one
+patches and projections (the floor with other patches and projections), and prints the spread: how far the trainer's one
 fixed draw can sit from another draw of the same model, i.e. what size of change between
 two evaluations means more than the draw.
 """
@@ -34,8 +34,9 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=None,
                     help="the dataset dir (default: the one the first job trained on)")
     ap.add_argument("--draws", type=int, default=0,
-                    help="score each model (and the floor) this many more times, each with "
-                         "other embeddings and projections, and print the spread")
+                    help="score each model this many more times, each with other embeddings, "
+                         "patches and projections (the floor: other patches and projections), "
+                         "and print the spread")
     ap.add_argument("jobs", nargs="+", type=Path, help="job dirs with an exported model/")
     args = ap.parse_args()
 
