@@ -14,9 +14,9 @@ exported model (decodes of the trainer's own evaluation embeddings), next to:
 Each row costs one SWD evaluation (about 20 s at n = 1,688 on 2 cores).
 
 `--draws K` then scores each job K more times, each with other embeddings and other random
-patches and projections (the floor with other patches and projections), and prints the spread: how far the trainer's one
-fixed draw can sit from another draw of the same model, i.e. what size of change between
-two evaluations means more than the draw.
+patches and projections (the floor with other patches and projections), and prints the
+spread: how far the trainer's one fixed draw can sit from another draw of the same model,
+i.e. what size of change between two evaluations means more than the draw.
 """
 from __future__ import annotations
 
@@ -92,9 +92,10 @@ def main() -> None:
 def sample(decode: Any, n: int, cfg: dict[str, Any], k: int = 0) -> Any:
     """n decodes of prior embeddings; draw k = 0 is the trainer's own evaluation draw."""
     import tensorflow as tf
+
+    from trainer.data import to_model_range
     z = tf.random.stateless_normal([n, cfg["embedding_size"]], seed=[cfg["seed"], 99 + k])
-    return tf.concat([tf.cast(decode(z=z[i:i + 256])["images"], tf.float32) / 127.5 - 1.0
-                      for i in range(0, n, 256)], 0)
+    return to_model_range(tf.concat([decode(z=z[i:i + 256])["images"] for i in range(0, n, 256)], 0))
 
 
 def spread(name: str, scores: list[float]) -> None:
