@@ -165,6 +165,61 @@ def test_r1_penalty_is_the_squared_input_gradient_norm() -> None:
     np.testing.assert_allclose(float(losses.r1_penalty(tape.gradient(total, x))), want, rtol=1e-5)
 
 
+def test_g_topk_keeps_the_samples_d_rates_most_real_and_only_they_train_g() -> None:
+    """--g-topk: the generator's loss (and so its gradient) comes from the best-rated fakes.
+
+    Rows are ranked by their logits summed over D's scales, so a sample one scale likes
+    and the other hates ranks by the balance of the two.
+    """
+    logits = tf.Variable([[1.0, 0.0], [3.0, 3.0], [-2.0, 0.0], [0.5, 0.75], [4.0, -4.0]])
+    kept = losses.top_k_rows(logits, 0.5)                       # ceil(2.5) = 3 rows
+    np.testing.assert_array_equal(kept.numpy(), [[3.0, 3.0], [0.5, 0.75], [1.0, 0.0]])
+    assert losses.top_k_rows(logits, 0.01).shape == (1, 2)      # never fewer than one
+    assert losses.top_k_rows(logits, 1.0) is logits             # 1: untouched, no gather
+    with tf.GradientTape() as tape:
+        loss = losses.g_loss([losses.top_k_rows(logits, 0.5)])
+    grad = tf.convert_to_tensor(tape.gradient(loss, logits)).numpy()    # gather: IndexedSlices
+    assert (grad[[0, 1, 3]] < 0).all()                          # raising them lowers the loss
+    np.testing.assert_array_equal(grad[[2, 4]], 0.0)            # the dropped rows: nothing
+    for bad in (0.0, -0.5, 1.5):
+        with pytest.raises(ValueError, match="--g-topk"):
+            presets.resolve("tiny", {"g_topk": bad})
+    with pytest.raises(ValueError, match="--g-topk 0.5 needs --loss gan"):
+        presets.resolve("tiny", {"g_topk": 0.5, "loss": "vaegan"})
+    assert presets.resolve("tiny", {"g_topk": 0.5}).g_topk == 0.5
+
+
+def test_bcr_consistency_is_the_squared_logit_change_summed_over_scales() -> None:
+    augmented = tf.constant([[1.0, 2.0], [0.0, -1.0]])
+    clean = tf.constant([[0.0, 0.0], [0.0, 1.0]])
+    np.testing.assert_allclose(float(losses.consistency(augmented, clean)), (5.0 + 4.0) / 2)
+    assert float(losses.consistency(clean, clean)) == 0.0
+    with pytest.raises(ValueError, match="--bcr"):
+        presets.resolve("tiny", {"bcr": -1.0, "augment": "color"})
+    with pytest.raises(ValueError, match="--bcr 10.0 needs --augment"):
+        presets.resolve("tiny", {"bcr": 10.0, "augment": ""})
+
+
+@pytest.mark.slow
+def test_bcr_and_g_topk_train_in_the_real_loop_and_log_the_term(tmp_path, tiny_dataset_dir) -> None:
+    """Both run inside the traced step, with and without the encoder (--encoder-every 2)."""
+    import json
+
+    from tests.fixtures.models import run_trainer
+
+    job = tmp_path / "job"
+    done = run_trainer(tiny_dataset_dir, job, "--bcr", "10", "--augment", "color,translation",
+                       "--g-topk", "0.5", "--encoder-every", "2", "--log-every", "1",
+                       "--max-steps", "4")
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if r["kind"] == "train"]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert all(r["loss_bcr"] > 0 for r in rows)      # augmented logits differ from the clean ones
+    config = json.loads((job / "config.json").read_text())["trainer"]
+    assert (config["bcr"], config["g_topk"]) == (10.0, 0.5)
+
+
 @pytest.mark.parametrize("spectral", [False, True])
 def test_r1_reaches_the_discriminator_update_through_the_step_tape(spectral: bool) -> None:
     """--r1 adds gamma/2 x R1 to D's loss, and D's weights get the penalty's gradient.

@@ -221,10 +221,17 @@ class Trainer:
         d_in = augment.augment(tf.concat([x, xp], 0), self.policy, s, self._p, self.late)
         real, fake = tf.split(d_in, 2)
         ((l_real, _, top), (l_p, _, _)), r1 = self._discriminate(real, fake)
-        loss_g = losses.g_loss([l_p])
+        loss_g = losses.g_loss([losses.top_k_rows(l_p, cfg.g_topk)])
         loss_d = losses.d_loss(l_real, [l_p], cfg.label_smoothing)
+        bcr = {}
+        if cfg.bcr:
+            # The un-augmented images through D once more; only D's loss gets the term.
+            (c_real, _, _), (c_fake, _, _) = m.discriminate(x, tf.stop_gradient(xp))
+            term = losses.consistency(l_real, c_real) + losses.consistency(l_p, c_fake)
+            bcr = {"loss_bcr": term}
+            loss_d = loss_d + cfg.bcr * term
         if not encoder:
-            return self._d_terms({"loss_g": loss_g, "loss_d": loss_d}, l_real, [l_p], r1,
+            return self._d_terms({"loss_g": loss_g, "loss_d": loss_d, **bcr}, l_real, [l_p], r1,
                                  (real, top))
         # The encoder's real-image path costs an encoder and a decoder pass each way; a
         # fraction of the batch is enough for it, and the time goes to the GAN instead.
@@ -240,7 +247,7 @@ class Trainer:
         if cfg.gamma:
             loss_g = loss_g + cfg.gamma * rec_pix
         out = {"loss_kl": kl, "loss_recon": rec_pix, "loss_latent": latent,
-               "loss_e": loss_e, "loss_g": loss_g, "loss_d": loss_d}
+               "loss_e": loss_e, "loss_g": loss_g, "loss_d": loss_d, **bcr}
         return self._d_terms(out, l_real, [l_p], r1, (real, top))
 
     def _discriminate(self, real: tf.Tensor, *fakes: tf.Tensor

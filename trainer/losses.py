@@ -75,6 +75,32 @@ def g_loss(fake_logits: list[tf.Tensor]) -> tf.Tensor:
     return tf.add_n([tf.reduce_mean(tf.nn.softplus(-f)) for f in fake_logits])
 
 
+def consistency(augmented: tf.Tensor, clean: tf.Tensor) -> tf.Tensor:
+    """bCR (Zhao et al. 2021): D's squared logit change from an image to its augmented copy.
+
+    Summed over D's scales, averaged over images. Augmenting D's inputs hides from D what
+    the augmentation changes; this term also asks D to answer alike, so what it learns
+    about the few thousand real images is what survives augmentation, not their pixels.
+    """
+    return tf.reduce_mean(tf.reduce_sum(tf.reshape(tf.square(augmented - clean),
+                                                   [tf.shape(clean)[0], -1]), axis=1))
+
+
+def top_k_rows(logits: tf.Tensor, fraction: float) -> tf.Tensor:
+    """The rows (samples) of `logits` with the highest summed logit, ceil(fraction x n) of them.
+
+    Top-k training (Sinha et al. 2020): the fakes D already rates most real point the
+    generator where the data is, while the worst ones' gradients pull towards wherever
+    D is currently weakest. At fraction 1 the logits come back unchanged.
+    """
+    if fraction >= 1.0:
+        return logits
+    n = tf.shape(logits)[0]
+    k = tf.maximum(1, tf.cast(tf.math.ceil(fraction * tf.cast(n, tf.float32)), tf.int32))
+    score = tf.reduce_sum(tf.reshape(logits, [n, -1]), axis=1)     # all of D's scales
+    return tf.gather(logits, tf.math.top_k(score, k).indices)
+
+
 # --- the seed's formulation (baseline only) -------------------------------------------
 
 _EPS = 1e-12

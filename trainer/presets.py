@@ -88,6 +88,12 @@ class Config:
                                     # rate falls linearly to 0 by the end; 0: constant
     batch_double: float = 0.0       # the last F of the budget (minutes, else steps) trains with
                                     # twice batch_size (a new input pipeline and trace); 0: off
+    bcr: float = 0.0                # balanced consistency regularisation (Zhao et al. 2021): weight
+                                    # of D's squared logit change between each image and its
+                                    # augmented copy, real and fake alike; 0: off
+    g_topk: float = 1.0             # top-k training (Sinha et al. 2020): the generator's loss counts
+                                    # only this fraction of the prior samples, those D rates most
+                                    # real; 1: all of them
     refine_steps: int = 100         # image -> embedding in the export: Adam steps on the decode's
                                     # pixel error after the encoder (trainer/refine.py); 0: its mean
 
@@ -256,6 +262,17 @@ def resolve(preset: str, overrides: dict[str, Any]) -> Config:
     if not 0.0 <= cfg.batch_double <= 1.0:
         raise ValueError(f"--batch-double {cfg.batch_double} is out of range; use 0 (one batch size "
                          f"throughout) up to 1 (twice the batch size from the first step)")
+    if not 0.0 <= cfg.bcr < float("inf"):
+        raise ValueError(f"--bcr {cfg.bcr} is out of range; use 0 (off) or more (the paper's is 10)")
+    if cfg.bcr and not (cfg.augment and cfg.loss == LOSS_GAN):
+        raise ValueError(f"--bcr {cfg.bcr} needs --augment POLICY and --loss {LOSS_GAN}: it holds D's "
+                         f"logits alike on each image and its augmented copy")
+    if not 0.0 < cfg.g_topk <= 1.0:
+        raise ValueError(f"--g-topk {cfg.g_topk} is out of range; use a fraction above 0 up to 1 "
+                         f"(every prior sample; the paper ends at 0.5 to 0.75)")
+    if cfg.g_topk < 1.0 and cfg.loss != LOSS_GAN:
+        raise ValueError(f"--g-topk {cfg.g_topk} needs --loss {LOSS_GAN}: it picks among the "
+                         f"prior samples that loss alone trains the generator on")
     if cfg.refine_steps < 0:
         raise ValueError(f"--refine-steps {cfg.refine_steps} must be 0 (the encoder's mean) or more")
     if not 0.0 <= cfg.r1 < float("inf"):

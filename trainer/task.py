@@ -102,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-double", type=float, default=None, metavar="F",
                    help="over the last F (0-1) of the budget (--max-minutes, else --max-steps) "
                         "each step takes twice --batch-size images; 0 = one size throughout")
+    p.add_argument("--bcr", type=float, default=None, metavar="W",
+                   help="balanced consistency regularisation: D's squared logit change between "
+                        "each image and its --augment copy, real and fake, weight W (0 = off)")
+    p.add_argument("--g-topk", type=float, default=None, metavar="F",
+                   help="top-k training: the generator learns only from the fraction F (0-1] of "
+                        "its samples that the discriminator rates most real (1 = all, the default)")
     p.add_argument("--refine-steps", type=int, default=None, metavar="N",
                    help="the exported image -> embedding: the encoder's mean, then N Adam steps "
                         "that bring its decode closer to the image (default 100; 0 = the mean)")
