@@ -187,6 +187,24 @@ def test_g_topk_keeps_the_samples_d_rates_most_real_and_only_they_train_g() -> N
     with pytest.raises(ValueError, match="--g-topk 0.5 needs --loss gan"):
         presets.resolve("tiny", {"g_topk": 0.5, "loss": "vaegan"})
     assert presets.resolve("tiny", {"g_topk": 0.5}).g_topk == 0.5
+    np.testing.assert_array_equal(losses.top_k_rows(logits, tf.constant(0.5)).numpy(), kept.numpy())
+
+
+def test_g_topk_share_falls_by_0_99_an_epoch_to_the_flags_fraction() -> None:
+    from types import SimpleNamespace
+
+    from trainer.loop import Trainer
+
+    def share(step: int, topk: float, train: int = 100, batch: int = 10) -> float:
+        this = SimpleNamespace(cfg=presets.resolve("tiny", {"g_topk": topk}), batch=batch,
+                               step=tf.Variable(step, dtype=tf.int64),
+                               manifest={"counts": {"train": train}})
+        return float(Trainer._topk_fraction(this))
+
+    assert share(0, 0.5) == 1.0                                  # D's ranking is no guide yet
+    np.testing.assert_allclose(share(30, 0.5), 0.99 ** 3, rtol=1e-6)     # 3 epochs
+    assert share(10_000, 0.5) == 0.5 and share(10_000, 0.75) == 0.75
+    assert share(10_000, 1.0) == 1.0
 
 
 def test_bcr_consistency_is_the_squared_logit_change_summed_over_scales() -> None:

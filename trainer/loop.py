@@ -221,7 +221,7 @@ class Trainer:
         d_in = augment.augment(tf.concat([x, xp], 0), self.policy, s, self._p, self.late)
         real, fake = tf.split(d_in, 2)
         ((l_real, _, top), (l_p, _, _)), r1 = self._discriminate(real, fake)
-        loss_g = losses.g_loss([losses.top_k_rows(l_p, cfg.g_topk)])
+        loss_g = losses.g_loss([losses.top_k_rows(l_p, self._topk_fraction())])
         loss_d = losses.d_loss(l_real, [l_p], cfg.label_smoothing)
         bcr = {}
         if cfg.bcr:
@@ -264,6 +264,16 @@ class Trainer:
             out = self.model.discriminate(real, *fakes)
             total = tf.reduce_sum(out[0][0])       # inside the tape, or it is not recorded
         return out, tape.gradient(total, real)
+
+    def _topk_fraction(self) -> float | tf.Tensor:
+        """--g-topk's share at this step: Sinha et al.'s schedule, from every sample down by
+        0.99 an epoch to the flag's fraction. Early on D's ranking is no guide; on
+        `quick`'s 3,377 images it reaches 0.5 after 69 epochs (about 4 minutes here)."""
+        if self.cfg.g_topk >= 1.0:
+            return 1.0
+        n = max(1, int(self.manifest.get("counts", {}).get("train", 0) or 0))
+        epochs = tf.cast(self.step, tf.float32) * (self.batch / n)   # the batch in use now
+        return tf.maximum(self.cfg.g_topk, tf.pow(0.99, epochs))
 
     @property
     def _p(self) -> tf.Variable | None:

@@ -86,19 +86,19 @@ def consistency(augmented: tf.Tensor, clean: tf.Tensor) -> tf.Tensor:
                                                    [tf.shape(clean)[0], -1]), axis=1))
 
 
-def top_k_rows(logits: tf.Tensor, fraction: float) -> tf.Tensor:
+def top_k_rows(logits: tf.Tensor, fraction: float | tf.Tensor) -> tf.Tensor:
     """The rows (samples) of `logits` with the highest summed logit, ceil(fraction x n) of them.
 
     Top-k training (Sinha et al. 2020): the fakes D already rates most real point the
     generator where the data is, while the worst ones' gradients pull towards wherever
-    D is currently weakest. At fraction 1 the logits come back unchanged.
+    D is currently weakest. At a Python fraction of 1 the logits come back unchanged.
     """
-    if fraction >= 1.0:
+    if isinstance(fraction, float) and fraction >= 1.0:
         return logits
     n = tf.shape(logits)[0]
-    k = tf.maximum(1, tf.cast(tf.math.ceil(fraction * tf.cast(n, tf.float32)), tf.int32))
+    k = tf.cast(tf.math.ceil(tf.cast(fraction, tf.float32) * tf.cast(n, tf.float32)), tf.int32)
     score = tf.reduce_sum(tf.reshape(logits, [n, -1]), axis=1)     # all of D's scales
-    return tf.gather(logits, tf.math.top_k(score, k).indices)
+    return tf.gather(logits, tf.math.top_k(score, tf.clip_by_value(k, 1, n)).indices)
 
 
 # --- the seed's formulation (baseline only) -------------------------------------------
