@@ -268,11 +268,13 @@ class Trainer:
     def _topk_fraction(self) -> float | tf.Tensor:
         """--g-topk's share at this step: Sinha et al.'s schedule, from every sample down by
         0.99 an epoch to the flag's fraction. Early on D's ranking is no guide; on
-        `quick`'s 3,377 images it reaches 0.5 after 69 epochs (about 4 minutes here)."""
+        `quick`'s 3,377 images it reaches 0.5 after 69 epochs (about 4 minutes here).
+        Epochs are counted at the batch in use, so a --batch-double switch before the
+        share has reached F moves it on early; `quick` switches long after."""
         if self.cfg.g_topk >= 1.0:
             return 1.0
         n = max(1, int(self.manifest.get("counts", {}).get("train", 0) or 0))
-        epochs = tf.cast(self.step, tf.float32) * (self.batch / n)   # the batch in use now
+        epochs = tf.cast(self.step, tf.float32) * (self.batch / n)
         return tf.maximum(self.cfg.g_topk, tf.pow(0.99, epochs))
 
     @property
