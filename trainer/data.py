@@ -11,7 +11,7 @@ from typing import Any
 import tensorflow as tf
 
 from trainer.contract import CROP_FRACTION, CROP_RANDOM, DEFAULT_CROP
-from trainer.manifest import shard_paths
+from trainer.manifest import shard_paths, train_count
 
 
 _FEATURES = {
@@ -73,7 +73,7 @@ def train_dataset(data_dir: str, manifest: dict[str, Any], image_size: int, batc
         # Centre crops are the same every epoch: crop and resize once, cache the result.
         ds = ds.map(lambda im: tf.cast(tf.round(center_crop_resize(im, image_size)), tf.uint8),
                     num_parallel_calls=tf.data.AUTOTUNE)
-    n = int(manifest.get("counts", {}).get("train", 0) or 0)
+    n = train_count(manifest)
     stored = int(manifest.get("options", {}).get("stored_size") or image_size)
     if n * stored * stored * 3 * 2 <= cache_limit_mb * 2 ** 20:
         ds = ds.cache()

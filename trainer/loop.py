@@ -22,6 +22,7 @@ from trainer import augment, data, losses, metrics, summaries
 from trainer.contract import LOSS_GAN, LOSS_SEED, LOSS_VAEGAN
 from trainer.errors import InputError, is_disk_full
 from trainer.jobdir import RUNNING, image_grid, log, png
+from trainer.manifest import train_count
 from trainer.model import VaeGan, spread_fade
 from trainer.presets import Config, augment_policy
 from trainer.refine import refine
@@ -273,7 +274,7 @@ class Trainer:
         share has reached F moves it on early; `quick` switches long after."""
         if self.cfg.g_topk >= 1.0:
             return 1.0
-        n = max(1, int(self.manifest.get("counts", {}).get("train", 0) or 0))
+        n = max(1, train_count(self.manifest))
         epochs = tf.cast(self.step, tf.float32) * (self.batch / n)
         return tf.maximum(self.cfg.g_topk, tf.pow(0.99, epochs))
 
@@ -657,8 +658,7 @@ def eval_sets(data_dir: str, manifest: dict[str, Any], image_size: int,
     with B, the same sizes, so a model at the floor is as close to B as other real
     images are. n = eval_images, or half the training images when there are fewer.
     """
-    n_train = int(manifest.get("counts", {}).get("train", 0) or 0)
-    n = max(1, min(eval_images, n_train // 2))
+    n = max(1, min(eval_images, train_count(manifest) // 2))
     real = data.eval_images(data_dir, manifest, "train", image_size, 2 * n, shuffle_seed=0)
     held = data.eval_images(data_dir, manifest, "validation", image_size, min(eval_images, 500))
     if int(held.shape[0]) == 0:

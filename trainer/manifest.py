@@ -55,13 +55,18 @@ def read_manifest(data_dir: str) -> dict[str, Any]:
     if not isinstance(manifest, dict):
         raise InputError(f"{path} is not a dataset manifest")
     train = shard_paths(data_dir, manifest, "train")
-    if not train or int(manifest.get("counts", {}).get("train", 0) or 0) <= 0:
+    if not train or train_count(manifest) <= 0:
         raise InputError(f"dataset {data_dir} has no training images")
     missing = [p for p in train + shard_paths(data_dir, manifest, "validation")
                if not files.exists(p)]
     if missing:
         raise InputError(f"dataset {data_dir} is missing shard {os.path.basename(missing[0])}")
     return manifest
+
+
+def train_count(manifest: dict[str, Any]) -> int:
+    """How many training images the manifest records; 0 when it records none."""
+    return int(manifest.get("counts", {}).get("train", 0) or 0)
 
 
 def shard_paths(data_dir: str, manifest: dict[str, Any], split: str) -> list[str]:
