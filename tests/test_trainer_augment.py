@@ -197,7 +197,7 @@ def test_g_topk_share_falls_by_0_99_an_epoch_to_the_flags_fraction() -> None:
 
     def share(step: int, topk: float, train: int = 100, batch: int = 10) -> float:
         this = SimpleNamespace(cfg=presets.resolve("tiny", {"g_topk": topk}), batch=batch,
-                               step=tf.Variable(step, dtype=tf.int64),
+                               step=tf.Variable(step, dtype=tf.int64), topk=True,
                                manifest={"counts": {"train": train}})
         return float(Trainer._topk_fraction(this))
 
@@ -205,6 +205,27 @@ def test_g_topk_share_falls_by_0_99_an_epoch_to_the_flags_fraction() -> None:
     np.testing.assert_allclose(share(30, 0.5), 0.99 ** 3, rtol=1e-6)     # 3 epochs
     assert share(10_000, 0.5) == 0.5 and share(10_000, 0.75) == 0.75
     assert share(10_000, 1.0) == 1.0
+
+
+def test_g_topk_last_turns_top_k_on_over_the_end_of_the_budget_only() -> None:
+    """--g-topk-last F: every sample trains the generator until the last F of the budget
+    (steps, or minutes under --max-minutes); from the first step by default."""
+    from types import SimpleNamespace
+
+    from trainer.loop import Trainer
+
+    def on(step: int, trained: float = 0.0, **overrides) -> bool:
+        return Trainer.topk_for(SimpleNamespace(cfg=presets.resolve("tiny", overrides)), step, trained)
+
+    late = {"g_topk": 0.5, "g_topk_last": 0.25, "max_steps": 100}
+    assert [on(s, **late) for s in (0, 74, 75, 99)] == [False, False, True, True]
+    by_minutes = {"g_topk": 0.5, "g_topk_last": 0.5, "max_steps": 10, "max_minutes": 10.0}
+    assert [on(9, t * 60, **by_minutes) for t in (0, 4.9, 5, 12)] == [False, False, True, True]
+    assert on(0, g_topk=0.5)                                     # the default: from the first step
+    assert not on(99, g_topk=1.0, g_topk_last=0.25, max_steps=100)   # no top-k to turn on
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="--g-topk-last"):
+            presets.resolve("tiny", {"g_topk": 0.5, "g_topk_last": bad})
 
 
 def test_bcr_consistency_is_the_squared_logit_change_summed_over_scales() -> None:

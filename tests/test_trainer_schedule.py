@@ -1,5 +1,5 @@
 """Schedules over the budget: --lr-decay (the learning rates hold, then fall linearly to 0 over
-the end) and --batch-double (twice the batch over the end)."""
+the end) --batch-double (twice the batch over the end) and --g-topk-last (top-k over the end)."""
 from __future__ import annotations
 
 import json
@@ -72,13 +72,19 @@ def test_a_run_switches_to_twice_the_batch_and_a_resume_past_the_switch_keeps_it
     from tests.fixtures.models import run_trainer
 
     job = tmp_path / "job"
-    flags = ("--log-every", "1", "--checkpoint-every", "100", "--batch-double", "0.5")
+    flags = ("--log-every", "1", "--checkpoint-every", "100", "--batch-double", "0.5",
+             "--g-topk", "0.5", "--g-topk-last", "0.25")
     first = run_trainer(tiny_dataset_dir, job, *flags, "--max-steps", "8")
     assert first.returncode == 0, first.stderr[-3000:]
     rows = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines()]
     # Step n+1 takes 16 images once n/8 of the budget is spent, n >= 4.
     assert [r["batch_size"] for r in rows if r["kind"] == "train"] == [8] * 4 + [16] * 4
     assert "batch size 16 from step 4 (--batch-double 0.5)" in first.stdout
+    # --g-topk-last 0.25: the generator learns from its top-k samples from step 6 (a new
+    # trace of the step, the same batch and input pipeline).
+    shares = [r["g_topk_share"] for r in rows if r["kind"] == "train"]
+    assert shares[:6] == [1.0] * 6 and all(0.5 <= s < 1.0 for s in shares[6:]), shares
+    assert "top-k training from step 6 (--g-topk 0.5 --g-topk-last 0.25)" in first.stdout
     # The ETA comes from the trainer's seconds left, measured at the rate since the switch.
     from core.jobdir import JobDir
     assert JobDir(str(job)).progress()["seconds_left"] >= 0.0
@@ -90,3 +96,7 @@ def test_a_run_switches_to_twice_the_batch_and_a_resume_past_the_switch_keeps_it
     rows = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines()]
     assert [r["batch_size"] for r in rows if r["kind"] == "train" and r["step"] > 8] == [16] * 4
     assert "batch size 16 from step 8" in second.stdout
+    # The budget grew to 12 steps, so its last quarter, and top-k, start at step 9.
+    shares = [r["g_topk_share"] for r in rows if r["kind"] == "train" and r["step"] > 8]
+    assert shares[0] == 1.0 and all(s < 1.0 for s in shares[1:]), shares
+    assert "top-k training from step 9" in second.stdout

@@ -74,6 +74,7 @@ class Trainer:
         self.since_best = tf.Variable(0, dtype=tf.int64, trainable=False, name="since_best")
         self._lr_scale = 1.0        # the share of the base learning rates the last step used
         self.batch = cfg.batch_size  # the global batch the step is traced for (--batch-double)
+        self.topk = False            # whether the step is traced with --g-topk (--g-topk-last)
         self.adaptive = bool(cfg.augment_target) and bool(augment_policy(cfg.augment))
         # augment_p and the --ema-probes copies only where they are used, so checkpoints of
         # other runs keep their shape.
@@ -222,17 +223,18 @@ class Trainer:
         d_in = augment.augment(tf.concat([x, xp], 0), self.policy, s, self._p, self.late)
         real, fake = tf.split(d_in, 2)
         ((l_real, _, top), (l_p, _, _)), r1 = self._discriminate(real, fake)
-        loss_g = losses.g_loss([losses.top_k_rows(l_p, self._topk_fraction())])
+        share = self._topk_fraction()
+        loss_g = losses.g_loss([losses.top_k_rows(l_p, share)])
         loss_d = losses.d_loss(l_real, [l_p], cfg.label_smoothing)
-        bcr = {}
+        extra = {"g_topk_share": tf.convert_to_tensor(share)} if cfg.g_topk < 1.0 else {}
         if cfg.bcr:
             # The un-augmented images through D once more; only D's loss gets the term.
             (c_real, _, _), (c_fake, _, _) = m.discriminate(x, tf.stop_gradient(xp))
             term = losses.consistency(l_real, c_real) + losses.consistency(l_p, c_fake)
-            bcr = {"loss_bcr": term}
+            extra["loss_bcr"] = term
             loss_d = loss_d + cfg.bcr * term
         if not encoder:
-            return self._d_terms({"loss_g": loss_g, "loss_d": loss_d, **bcr}, l_real, [l_p], r1,
+            return self._d_terms({"loss_g": loss_g, "loss_d": loss_d, **extra}, l_real, [l_p], r1,
                                  (real, top))
         # The encoder's real-image path costs an encoder and a decoder pass each way; a
         # fraction of the batch is enough for it, and the time goes to the GAN instead.
@@ -248,7 +250,7 @@ class Trainer:
         if cfg.gamma:
             loss_g = loss_g + cfg.gamma * rec_pix
         out = {"loss_kl": kl, "loss_recon": rec_pix, "loss_latent": latent,
-               "loss_e": loss_e, "loss_g": loss_g, "loss_d": loss_d, **bcr}
+               "loss_e": loss_e, "loss_g": loss_g, "loss_d": loss_d, **extra}
         return self._d_terms(out, l_real, [l_p], r1, (real, top))
 
     def _discriminate(self, real: tf.Tensor, *fakes: tf.Tensor
@@ -271,8 +273,10 @@ class Trainer:
         0.99 an epoch to the flag's fraction. Early on D's ranking is no guide; on
         `quick`'s 3,377 images it reaches 0.5 after 69 epochs (about 4 minutes here).
         Epochs are counted at the batch in use, so a --batch-double switch before the
-        share has reached F moves it on early; `quick` switches long after."""
-        if self.cfg.g_topk >= 1.0:
+        share has reached F moves it on early; `quick` switches long after. With
+        --g-topk-last the share is 1 until that point of the budget, then what the schedule
+        has reached by then (F, at `quick`'s sizes: D is trained, its ranking a guide)."""
+        if self.cfg.g_topk >= 1.0 or not self.topk:
             return 1.0
         n = max(1, train_count(self.manifest))
         epochs = tf.cast(self.step, tf.float32) * (self.batch / n)
@@ -383,7 +387,7 @@ class Trainer:
         cfg = self.cfg
         step = start
         trained0 = float(self.trained_s.numpy())
-        self.set_batch(self.batch_for(step, trained0), step)
+        self.set_phase(step, trained0)
         it = iter(self._dataset(start))
         t_mark, n_mark = time.perf_counter(), step
         t0 = time.time()
@@ -407,9 +411,11 @@ class Trainer:
             so_far = float(self.trained_s.numpy())      # the schedules read the budget spent
             if cfg.lr_decay:
                 self.set_learning_rates(step, so_far)
-            if self.set_batch(self.batch_for(step, so_far), step):
-                it = iter(self._dataset(step))
+            changed = self.set_phase(step, so_far)
+            if changed:
                 traced.clear()
+            if "batch" in changed:
+                it = iter(self._dataset(step))
                 mark = (step, so_far)
             c0 = self.clock()
             with_encoder = step % cfg.encoder_every == 0
@@ -489,15 +495,30 @@ class Trainer:
         late = cfg.batch_double and spent(cfg, step, trained) >= 1.0 - cfg.batch_double
         return cfg.batch_size * (2 if late else 1)
 
-    def set_batch(self, batch: int, step: int) -> bool:
-        """Switch to `batch` if it is not the current one: a new trace of the step (its slices
-        and ADA's rate read the batch); the caller rebuilds the input pipeline. True if switched."""
-        if batch == self.batch:
-            return False
-        self.batch = batch
+    def topk_for(self, step: int, trained: float) -> bool:
+        """Whether a step trains the generator on its top-k samples: with --g-topk below 1,
+        over the last `g_topk_last` of the budget (all of it by default)."""
+        cfg = self.cfg
+        return cfg.g_topk < 1.0 and spent(cfg, step, trained) >= 1.0 - cfg.g_topk_last
+
+    def set_phase(self, step: int, trained: float) -> set[str]:
+        """Move to the batch size and the top-k setting the schedules give this point of the
+        budget. Either change needs a new trace of the step (its slices and ADA's rate read
+        the batch; the top-k gather is there or not); a new batch also needs a new input
+        pipeline, which the caller builds. Returns what changed: "batch", "topk", both, none."""
+        batch, topk = self.batch_for(step, trained), self.topk_for(step, trained)
+        changed = {name for name, new, old in (("batch", batch, self.batch), ("topk", topk, self.topk))
+                   if new != old}
+        if not changed:
+            return changed
+        self.batch, self.topk = batch, topk
         self._train_fn = self._make_train_fn()
-        log(f"batch size {batch} from step {step} (--batch-double {self.cfg.batch_double:g})")
-        return True
+        if "batch" in changed:
+            log(f"batch size {batch} from step {step} (--batch-double {self.cfg.batch_double:g})")
+        if "topk" in changed and step:          # from the first step: --g-topk says so already
+            log(f"top-k training from step {step} (--g-topk {self.cfg.g_topk:g} "
+                f"--g-topk-last {self.cfg.g_topk_last:g})")
+        return changed
 
     def set_learning_rates(self, step: int, trained: float) -> None:
         f = self._lr_scale = self.lr_factor(step, trained) if self.cfg.lr_decay else 1.0

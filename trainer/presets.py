@@ -94,6 +94,8 @@ class Config:
     g_topk: float = 1.0             # top-k training (Sinha et al. 2020): the generator's loss counts
                                     # only this fraction of the prior samples, those D rates most
                                     # real; 1: all of them
+    g_topk_last: float = 1.0        # with g_topk < 1: top-k over the last F of the budget (minutes,
+                                    # else steps) only; 1: from the first step, as the paper does
     refine_steps: int = 100         # image -> embedding in the export: Adam steps on the decode's
                                     # pixel error after the encoder (trainer/refine.py); 0: its mean
 
@@ -273,6 +275,9 @@ def resolve(preset: str, overrides: dict[str, Any]) -> Config:
     if cfg.g_topk < 1.0 and cfg.loss != LOSS_GAN:
         raise ValueError(f"--g-topk {cfg.g_topk} needs --loss {LOSS_GAN}: it picks among the "
                          f"prior samples that loss alone trains the generator on")
+    if not 0.0 < cfg.g_topk_last <= 1.0:
+        raise ValueError(f"--g-topk-last {cfg.g_topk_last} is out of range; use a share of the budget "
+                         f"above 0 up to 1 (top-k from the first step)")
     if cfg.refine_steps < 0:
         raise ValueError(f"--refine-steps {cfg.refine_steps} must be 0 (the encoder's mean) or more")
     if not 0.0 <= cfg.r1 < float("inf"):

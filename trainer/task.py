@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--g-topk", type=float, default=None, metavar="F",
                    help="top-k training: the generator learns only from the fraction F (0-1] of "
                         "its samples that the discriminator rates most real (1 = all, the default)")
+    p.add_argument("--g-topk-last", type=float, default=None, metavar="F",
+                   help="--g-topk over the last F (0-1] of the budget (--max-minutes, else "
+                        "--max-steps) only; 1 = from the first step")
     p.add_argument("--refine-steps", type=int, default=None, metavar="N",
                    help="the exported image -> embedding: the encoder's mean, then N Adam steps "
                         "that bring its decode closer to the image (default 100; 0 = the mean)")
