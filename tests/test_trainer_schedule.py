@@ -1,5 +1,5 @@
 """Schedules over the budget: --lr-decay (the learning rates hold, then fall linearly to 0 over
-the end) --batch-double (twice the batch over the end) and --g-topk-last (top-k over the end)."""
+the end), --batch-double (twice the batch over the end) and --g-topk-last (top-k over the end)."""
 from __future__ import annotations
 
 import json
