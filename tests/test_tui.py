@@ -118,9 +118,15 @@ async def opened_in_generator(pilot, app: GenmlApp) -> GeneratorPane:
 
 
 async def contact_sheet(pilot, app: GenmlApp) -> ImageView:
-    """The datasets pane's contact sheet, once it is cut into its 24 thumbnails."""
+    """The datasets pane's contact sheet, once it is cut into its 24 thumbnails, laid out and drawn.
+
+    The cells arrive from a worker thread and can land before the first layout of a pane that
+    was hidden behind its welcome: until then the sheet's region is empty, and a click aimed
+    at it lands at the screen's corner instead.
+    """
     sheet = app.panes["datasets"].query_one("#sheet", ImageView)
-    await until(pilot, lambda: len(sheet.cells) == 24)
+    await until(pilot, lambda: len(sheet.cells) == 24 and sheet.region.area > 0 and not sheet.query(".placeholder")
+                and any(child.region.area > 0 for child in sheet.children))
     return sheet
 
 
@@ -566,7 +572,7 @@ async def test_a_click_on_an_image_zooms(ws) -> None:
     app = make_app(ws)
     async with piloted(app) as pilot:
         sheet = await contact_sheet(pilot, app)
-        await pilot.click(sheet)
+        assert await pilot.click(sheet), "the click landed outside the contact sheet"   # its border
         await until(pilot, lambda: isinstance(app.screen, ZoomScreen))
 
 
