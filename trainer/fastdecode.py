@@ -65,15 +65,16 @@ class FastDecoder(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type 
         # By base class: the trainer's BatchNorm is a BatchNormalization with a faster training pass.
         kinds = ["BatchNormalization" if isinstance(l, keras.layers.BatchNormalization)
                  else type(l).__name__ for l in layers]
-        # Dense, Reshape, BN, ReLU, then (Conv2DTranspose, BN, ReLU)*, Conv2DTranspose, tanh.
+        # Dense, Reshape, BN, ReLU, then (Conv2DTranspose or --g-depth's Conv2D, BN, ReLU)*,
+        # Conv2DTranspose, tanh.
         if kinds[:4] != ["Dense", "Reshape", "BatchNormalization", "ReLU"] or \
                 kinds[-2:] != ["Conv2DTranspose", "Activation"]:
             raise ValueError(f"unexpected decoder layout: {kinds}")
         dense, reshape, bn0 = layers[0], layers[1], layers[2]
         linear = keras.activations.linear
         if any(l.activation is not linear for l in layers
-               if isinstance(l, (keras.layers.Dense, keras.layers.Conv2DTranspose))):
-            raise ValueError("unexpected decoder layout: an activation inside Dense/Conv2DTranspose")
+               if isinstance(l, (keras.layers.Dense, keras.layers.Conv2D, keras.layers.Conv2DTranspose))):
+            raise ValueError("unexpected decoder layout: an activation inside Dense/Conv2D(Transpose)")
         if layers[-1].activation is not keras.activations.tanh:
             raise ValueError("unexpected decoder layout: the output activation is not tanh")
         self.shape0 = [int(d) for d in reshape.target_shape]
@@ -88,41 +89,49 @@ class FastDecoder(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type 
 
         self.conv_w: list[tf.Variable] = []
         self.conv_b: list[tf.Variable] = []
-        subpixel = []
+        subpixel, upsample = [], []
         rest = layers[4:-2]
         if len(rest) % 3:
             raise ValueError(f"unexpected decoder layout: {kinds}")
         stages = [rest[i:i + 3] for i in range(0, len(rest), 3)] + [[layers[-2]]]
         for i, stage in enumerate(stages):
             conv = stage[0]
-            if not isinstance(conv, keras.layers.Conv2DTranspose) or tuple(conv.strides) != (2, 2) \
-                    or tuple(conv.kernel_size) != (4, 4) or conv.padding != "same" \
-                    or tuple(conv.dilation_rate) != (1, 1) or conv.output_padding is not None:
+            up = isinstance(conv, keras.layers.Conv2DTranspose)
+            if up and (tuple(conv.strides) != (2, 2) or tuple(conv.kernel_size) != (4, 4)
+                       or conv.padding != "same" or tuple(conv.dilation_rate) != (1, 1)
+                       or conv.output_padding is not None):
                 raise ValueError(f"stage {i}: expected a 4x4/stride-2 'same' Conv2DTranspose")
+            if not up and (not isinstance(conv, keras.layers.Conv2D) or tuple(conv.strides) != (1, 1)
+                           or tuple(conv.kernel_size) != (3, 3) or conv.padding != "same"
+                           or tuple(conv.dilation_rate) != (1, 1) or conv.groups != 1 or i == len(stages) - 1):
+                raise ValueError(f"stage {i}: expected a 4x4/stride-2 'same' Conv2DTranspose "
+                                 f"or a 3x3/stride-1 'same' Conv2D")
             kernel = conv.kernel.numpy().astype(np.float64)
-            cout = kernel.shape[2]
+            cout = kernel.shape[2] if up else kernel.shape[3]     # transposed: (h, w, out, in)
             bias = conv.bias.numpy().astype(np.float64) if conv.use_bias else np.zeros(cout)
             if len(stage) == 3:
                 if not (isinstance(stage[1], keras.layers.BatchNormalization)
                         and isinstance(stage[2], keras.layers.ReLU)):
                     raise ValueError(f"stage {i}: expected BatchNormalization then ReLU")
                 scale, shift = _bn_affine(stage[1])
-                kernel = kernel * scale[None, None, :, None]
+                kernel = kernel * (scale[None, None, :, None] if up else scale)
                 bias = bias * scale + shift
             sub = i == len(stages) - 1              # the output layer only (module docstring)
             subpixel.append(sub)
+            upsample.append(up)
             if sub:
                 kernel, bias = subpixel_kernel(kernel), np.tile(bias, 4)
             self.conv_w.append(tf.Variable(kernel.astype(np.float32), trainable=False, name=f"conv{i}_w"))
             self.conv_b.append(tf.Variable(bias.astype(np.float32), trainable=False, name=f"conv{i}_b"))
         self.subpixel = tuple(subpixel)
+        self.upsample = tuple(upsample)
 
     def __call__(self, z: tf.Tensor) -> tf.Tensor:
         x = tf.nn.relu(tf.matmul(z, self.dense_w) + self.dense_b)
         x = tf.reshape(x, [-1] + self.shape0)
         last = len(self.conv_w) - 1
-        for i, (w, b, sub) in enumerate(zip(self.conv_w, self.conv_b, self.subpixel)):
-            if sub:
+        for i, (w, b, sub, up) in enumerate(zip(self.conv_w, self.conv_b, self.subpixel, self.upsample)):
+            if sub or not up:
                 x = tf.nn.bias_add(tf.nn.conv2d(x, w, 1, "SAME"), b)
             else:
                 n, cout = x.shape[1], w.shape[2]

@@ -200,6 +200,9 @@ def build_encoder(cfg: Config) -> keras.Model:
 
 
 def build_decoder(cfg: Config) -> keras.Model:
+    """DCGAN's generator; --g-depth K adds a 3x3 stride-1 conv (batch norm, ReLU) at each of
+    its K coarsest levels, where the per-level SWD put most of the remaining distance
+    (shapes and colour areas, docs/trainer.md) and where a layer costs least (4x4, 8x8)."""
     n = levels(cfg.image_size)
     top = _filters(cfg, n - 1)
     z = inp = keras.Input((cfg.embedding_size,), name="z")
@@ -207,8 +210,15 @@ def build_decoder(cfg: Config) -> keras.Model:
     x = keras.layers.Reshape((4, 4, top))(x)
     x = BatchNorm(momentum=0.9, epsilon=1e-5)(x)
     x = keras.layers.ReLU()(x)
-    for i in reversed(range(n - 1)):
-        x = keras.layers.Conv2DTranspose(_filters(cfg, i), 4, 2, "same", use_bias=False,
+    for level, i in enumerate(reversed(range(n))):
+        if level < cfg.g_depth:
+            x = keras.layers.Conv2D(_filters(cfg, i), 3, 1, "same", use_bias=False,
+                                    kernel_initializer=_init())(x)
+            x = BatchNorm(momentum=0.9, epsilon=1e-5)(x)
+            x = keras.layers.ReLU()(x)
+        if i == 0:
+            break
+        x = keras.layers.Conv2DTranspose(_filters(cfg, i - 1), 4, 2, "same", use_bias=False,
                                          kernel_initializer=_init())(x)
         x = BatchNorm(momentum=0.9, epsilon=1e-5)(x)
         x = keras.layers.ReLU()(x)

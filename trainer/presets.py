@@ -26,6 +26,8 @@ class Config:
     width: int = 64                 # filters of the first conv; doubles per level (64-128-256-512)
     d_width: int = 0                # the discriminator's first-conv filters; 0 = same as width
     d_depth: int = 0                # extra 3x3 stride-1 convs after each of D's stride-2 convs
+    g_depth: int = 0                # a 3x3 stride-1 conv at each of the decoder's K coarsest
+                                    # levels (4x4, 8x8, ...): more layers where shapes are drawn
     d_scales: int = 1               # D also judges the image average-pooled by 2, 4, ... with a
                                     # stack and logit of its own each (pix2pixHD); 1: one scale
     batch_size: int = 64
@@ -214,6 +216,9 @@ def resolve(preset: str, overrides: dict[str, Any]) -> Config:
     for name in ("d_width", "d_depth"):
         if getattr(cfg, name) < 0:
             raise ValueError(f"--{name.replace('_', '-')} {getattr(cfg, name)} must be 0 or more")
+    if not 0 <= cfg.g_depth <= levels(cfg.image_size):
+        raise ValueError(f"--g-depth {cfg.g_depth} is out of range at image size {cfg.image_size}: use 0 "
+                         f"(off) up to {levels(cfg.image_size)} (every level below the output)")
     if cfg.d_scales < 1 or cfg.image_size >> (cfg.d_scales - 1) < 8:    # the smallest scale
         most = max(1, cfg.image_size.bit_length() - 3)
         raise ValueError(f"--d-scales {cfg.d_scales} is out of range at image size {cfg.image_size}: "
