@@ -99,18 +99,3 @@ def test_exported_tiny_model_round_trips_all_four_signatures(tmp_path: Path) -> 
     assert set(back) == {"mean", "logvar"}
     mean, _ = encoder(tf.cast(pngs, tf.float32) / 127.5 - 1.0, training=False)
     np.testing.assert_allclose(back["mean"].numpy(), mean.numpy(), atol=1e-5)
-
-
-def test_g_depth_adds_one_stride_1_conv_per_coarse_level() -> None:
-    """--g-depth K: a 3x3 conv at each of the K coarsest levels, same output, and 0 is DCGAN's
-    generator layer for layer (so earlier jobs and their checkpoints keep their layout)."""
-    import keras
-    plain = build_decoder(resolve("quick", {}))
-    deep = build_decoder(resolve("quick", {"g_depth": 2}))
-    convs = [l for l in deep.layers if type(l) is keras.layers.Conv2D]
-    assert [l.output.shape[1:] for l in convs] == [(4, 4, 128), (8, 8, 64)]
-    assert not any(type(l) is keras.layers.Conv2D for l in plain.layers)
-    assert deep.output.shape == plain.output.shape == (None, 32, 32, 3)
-    assert len(deep.layers) == len(plain.layers) + 3 * 2
-    with pytest.raises(ValueError, match="--g-depth 4 is out of range at image size 32"):
-        resolve("quick", {"g_depth": 4})

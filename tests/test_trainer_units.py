@@ -180,3 +180,20 @@ def test_discriminator_depth_adds_3x3_stride_1_layers_at_every_level() -> None:
     assert convs == [(32, 4, 2), (32, 3, 1), (64, 4, 2), (64, 3, 1), (128, 4, 2), (128, 3, 1)]
     logit, feat, _ = disc.outputs
     assert tuple(feat.shape) == (None, 8, 8, 64) and tuple(logit.shape) == (None, 1)
+
+
+def test_generator_depth_adds_3x3_stride_1_layers_at_its_coarse_levels() -> None:
+    """--g-depth K: a 3x3 conv at the decoder's K coarsest levels, 4x4 first; 0 is DCGAN's
+    generator layer for layer, so earlier jobs' checkpoints keep their layout."""
+    from trainer.model import build_decoder
+
+    def convs(cfg: presets.Config) -> list[tuple[int, int, int]]:
+        dec = build_decoder(cfg)
+        assert tuple(dec.output.shape) == (None, 32, 32, 3)
+        return [(l.filters, l.kernel_size[0], l.strides[0]) for l in dec.layers if hasattr(l, "filters")]
+
+    assert convs(presets.resolve("quick", {})) == [(64, 4, 2), (32, 4, 2), (3, 4, 2)]
+    assert convs(presets.resolve("quick", {"g_depth": 2})) == \
+        [(128, 3, 1), (64, 4, 2), (64, 3, 1), (32, 4, 2), (3, 4, 2)]
+    with pytest.raises(ValueError, match="--g-depth 4 is out of range at image size 32: use 0 .* up to 3"):
+        presets.resolve("quick", {"g_depth": 4})

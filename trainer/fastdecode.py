@@ -103,7 +103,7 @@ class FastDecoder(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type 
                 raise ValueError(f"stage {i}: expected a 4x4/stride-2 'same' Conv2DTranspose")
             if not up and (not isinstance(conv, keras.layers.Conv2D) or tuple(conv.strides) != (1, 1)
                            or tuple(conv.kernel_size) != (3, 3) or conv.padding != "same"
-                           or tuple(conv.dilation_rate) != (1, 1) or conv.groups != 1 or i == len(stages) - 1):
+                           or tuple(conv.dilation_rate) != (1, 1) or conv.groups != 1):
                 raise ValueError(f"stage {i}: expected a 4x4/stride-2 'same' Conv2DTranspose "
                                  f"or a 3x3/stride-1 'same' Conv2D")
             kernel = conv.kernel.numpy().astype(np.float64)

@@ -202,7 +202,7 @@ def build_encoder(cfg: Config) -> keras.Model:
 def build_decoder(cfg: Config) -> keras.Model:
     """DCGAN's generator; --g-depth K adds a 3x3 stride-1 conv (batch norm, ReLU) at each of
     its K coarsest levels, where the per-level SWD put most of the remaining distance
-    (shapes and colour areas, docs/trainer.md) and where a layer costs least (4x4, 8x8)."""
+    (shapes and colour areas, docs/trainer.md) and where a layer costs least."""
     n = levels(cfg.image_size)
     top = _filters(cfg, n - 1)
     z = inp = keras.Input((cfg.embedding_size,), name="z")
