@@ -276,7 +276,7 @@ class Trainer:
         share has reached F moves it on early; `quick` switches long after. With
         --g-topk-last the share is 1 until that point of the budget, then what the schedule
         has reached by then (F, at `quick`'s sizes: D is trained, its ranking a guide)."""
-        if self.cfg.g_topk >= 1.0 or not self.topk:
+        if not self.topk:                       # topk_for: only ever on with --g-topk below 1
             return 1.0
         n = max(1, train_count(self.manifest))
         epochs = tf.cast(self.step, tf.float32) * (self.batch / n)
