@@ -277,7 +277,7 @@ def test_r1_reaches_the_discriminator_update_through_the_step_tape(spectral: boo
     this = SimpleNamespace(cfg=cfg, model=m, adaptive=False)
     real, fake = images(4, 16, seed=1), images(4, 16, seed=2)
     with tf.GradientTape() as outer:
-        ((lr, _, _), (lf, _, _)), grad = Trainer._discriminate(this, real, fake)
+        ((lr, _, _), (lf, _, _)), grad = Trainer._discriminate(this, real, fake, r1=True)
         assert grad is not None and grad.shape == real.shape
         out = Trainer._d_terms(this, {"loss_d": losses.d_loss(lr, [lf])}, lr, [lf], grad)
         penalty = 0.5 * cfg.r1 * out["loss_r1"]
@@ -288,10 +288,36 @@ def test_r1_reaches_the_discriminator_update_through_the_step_tape(spectral: boo
     assert any(v is not None and float(tf.reduce_sum(tf.abs(v))) > 0 for v in g)
     # Off: no gradient is taken and the losses are what they were.
     off = SimpleNamespace(cfg=presets.resolve("tiny", {}), model=m, adaptive=False)
-    assert Trainer._discriminate(off, real, fake)[1] is None
+    assert Trainer._discriminate(off, real, fake, r1=False)[1] is None
     assert Trainer._d_terms(off, {"loss_d": lr}, lr, [lf], None) == {"loss_d": lr}
+    # Lazy: a step that takes the penalty weighs it N times.
+    lazy = SimpleNamespace(cfg=presets.resolve("tiny", {"r1": 2.0, "r1_every": 4}), model=m,
+                           adaptive=False)
+    out4 = Trainer._d_terms(lazy, {"loss_d": losses.d_loss(lr, [lf])}, lr, [lf], grad)
+    np.testing.assert_allclose(float(out4["loss_d"]) - float(losses.d_loss(lr, [lf])),
+                               4 * float(penalty), rtol=1e-4)
     with pytest.raises(ValueError, match="--r1"):
         presets.resolve("tiny", {"r1": -1.0})
+    with pytest.raises(ValueError, match="--r1-every 0"):
+        presets.resolve("tiny", {"r1": 1.0, "r1_every": 0})
+
+
+@pytest.mark.slow
+def test_lazy_r1_takes_the_penalty_on_every_nth_step_of_the_real_loop(tmp_path, tiny_dataset_dir) -> None:
+    """--r1-every 3: the penalty is computed on steps 0 and 3 only; the rows between carry
+    the last one (a penalty on every step would give every row its own value)."""
+    import json
+
+    from tests.fixtures.models import run_trainer
+
+    job = tmp_path / "job"
+    done = run_trainer(tiny_dataset_dir, job, "--r1", "1", "--r1-every", "3", "--encoder-every", "2",
+                       "--log-every", "1", "--max-steps", "6")
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines()]
+    r1 = [r["loss_r1"] for r in rows if r["kind"] == "train"]
+    assert len(r1) == 6 and all(v > 0 for v in r1)
+    assert r1[0] == r1[1] == r1[2] and r1[3] == r1[4] == r1[5] and r1[3] != r1[0]
 
 
 def test_adapt_moves_p_towards_more_augmentation_while_d_is_sure_of_the_reals() -> None:
@@ -439,7 +465,7 @@ def test_d_recon_trains_d_and_its_decoder_to_redraw_the_real_images() -> None:
     errors = []
     for _ in range(40):
         with tf.GradientTape() as tape:
-            ((lr, _, top),), _ = Trainer._discriminate(this, real)
+            ((lr, _, top),), _ = Trainer._discriminate(this, real, r1=False)
             out = Trainer._d_terms(this, {"loss_d": tf.constant(0.5)}, lr, [], None, (real, top))
         g = tape.gradient(out["loss_d"], m.d_variables)
         if not errors:

@@ -151,7 +151,7 @@ class Trainer:
                      LOSS_SEED: self._seed_losses}[cfg.loss]
         fade = m.fade_weight
 
-        def step_fn(x: tf.Tensor, step: tf.Tensor, encoder: bool) -> dict[str, tf.Tensor]:
+        def step_fn(x: tf.Tensor, step: tf.Tensor, encoder: bool, r1: bool) -> dict[str, tf.Tensor]:
             ctx = tf.distribute.get_replica_context()
             rid = tf.cast(ctx.replica_id_in_sync_group, tf.int64)
             s = tf.stack([tf.cast(cfg.seed, tf.int64), step * 1024 + rid])
@@ -160,7 +160,7 @@ class Trainer:
                     ("loss_d", m.d_variables, self.opt_d)][0 if encoder else 1:]
             with tf.GradientTape(persistent=True) as tape:
                 # Steps without the encoder exist only for --loss gan (presets.resolve checks).
-                out = losses_of(x, s) if encoder else self._gan_losses(x, s, encoder=False)
+                out = losses_of(x, s, r1) if encoder else self._gan_losses(x, s, r1, encoder=False)
                 scaled = {name: out[name] * scale for name, _, _ in nets}
             for name, variables, opt in nets:
                 grads = tape.gradient(scaled[name], variables)
@@ -169,14 +169,17 @@ class Trainer:
             return out
 
         # autograph=False: the step has no data-dependent Python control flow, and converting
-        # Keras' code costs seconds of tracing per process. `encoder` is a Python bool, so
-        # each value is its own trace.
+        # Keras' code costs seconds of tracing per process. `encoder` and `r1` (this step
+        # takes the R1 penalty; None: whenever --r1 is on) are Python values, so each
+        # combination is its own trace.
         @tf.function(autograph=False)
-        def train_fn(iterator: Any, encoder: bool = True) -> dict[str, tf.Tensor]:
+        def train_fn(iterator: Any, encoder: bool = True, r1: bool | None = None
+                     ) -> dict[str, tf.Tensor]:
+            r1 = bool(cfg.r1) if r1 is None else r1 and bool(cfg.r1)
             x = next(iterator)
             if fade is not None:
                 fade.assign(spread_fade(cfg.mbstd_start, self.step))
-            out = strategy.run(step_fn, args=(x, self.step, encoder))
+            out = strategy.run(step_fn, args=(x, self.step, encoder, r1))
             out = {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
                    for k, v in out.items()}
             self.step.assign_add(1)
@@ -205,7 +208,8 @@ class Trainer:
         return (tf.random.stateless_normal([n, k], seed=s),
                 tf.random.stateless_normal([n, k], seed=s + [0, 512]))
 
-    def _gan_losses(self, x: tf.Tensor, s: tf.Tensor, encoder: bool = True) -> dict[str, tf.Tensor]:
+    def _gan_losses(self, x: tf.Tensor, s: tf.Tensor, r1: bool, encoder: bool = True
+                    ) -> dict[str, tf.Tensor]:
         """The default: a DCGAN-trained decoder and an encoder that learns to invert it.
 
         The decoder's loss is the GAN's alone (plus gamma x reconstruction when gamma > 0),
@@ -222,7 +226,7 @@ class Trainer:
         xp = m.decoder(zp, training=True)
         d_in = augment.augment(tf.concat([x, xp], 0), self.policy, s, self._p, self.late)
         real, fake = tf.split(d_in, 2)
-        ((l_real, _, top), (l_p, _, _)), r1 = self._discriminate(real, fake)
+        ((l_real, _, top), (l_p, _, _)), grad = self._discriminate(real, fake, r1=r1)
         share = self._topk_fraction()
         loss_g = losses.g_loss([losses.top_k_rows(l_p, share)])
         loss_d = losses.d_loss(l_real, [l_p], cfg.label_smoothing)
@@ -234,7 +238,7 @@ class Trainer:
             extra["loss_bcr"] = term
             loss_d = loss_d + cfg.bcr * term
         if not encoder:
-            return self._d_terms({"loss_g": loss_g, "loss_d": loss_d, **extra}, l_real, [l_p], r1,
+            return self._d_terms({"loss_g": loss_g, "loss_d": loss_d, **extra}, l_real, [l_p], grad,
                                  (real, top))
         # The encoder's real-image path costs an encoder and a decoder pass each way; a
         # fraction of the batch is enough for it, and the time goes to the GAN instead.
@@ -251,16 +255,17 @@ class Trainer:
             loss_g = loss_g + cfg.gamma * rec_pix
         out = {"loss_kl": kl, "loss_recon": rec_pix, "loss_latent": latent,
                "loss_e": loss_e, "loss_g": loss_g, "loss_d": loss_d, **extra}
-        return self._d_terms(out, l_real, [l_p], r1, (real, top))
+        return self._d_terms(out, l_real, [l_p], grad, (real, top))
 
-    def _discriminate(self, real: tf.Tensor, *fakes: tf.Tensor
+    def _discriminate(self, real: tf.Tensor, *fakes: tf.Tensor, r1: bool
                       ) -> tuple[list[tuple[tf.Tensor, tf.Tensor, tf.Tensor]], tf.Tensor | None]:
-        """D's outputs, and with --r1 its input gradient at the real images.
+        """D's outputs, and on a step that takes the R1 penalty its input gradient at the
+        real images.
 
         The inner tape watches only the real images; the step's outer tape records the
         gradient computation, so D's update gets the penalty's second-order term.
         """
-        if not self.cfg.r1:
+        if not r1:
             return self.model.discriminate(real, *fakes), None
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(real)
@@ -311,10 +316,13 @@ class Trainer:
             out = {**out, "loss_d_recon": err, "loss_d": out["loss_d"] + self.cfg.d_recon * err}
         if grad is None:
             return out
+        # Lazy R1 (--r1-every N) takes the penalty on one step in N at N times the weight,
+        # so D gets the same regularisation per step on average (StyleGAN2).
         r1 = losses.r1_penalty(grad)
-        return {**out, "loss_r1": r1, "loss_d": out["loss_d"] + 0.5 * self.cfg.r1 * r1}
+        weight = 0.5 * self.cfg.r1 * self.cfg.r1_every
+        return {**out, "loss_r1": r1, "loss_d": out["loss_d"] + weight * r1}
 
-    def _vaegan_losses(self, x: tf.Tensor, s: tf.Tensor) -> dict[str, tf.Tensor]:
+    def _vaegan_losses(self, x: tf.Tensor, s: tf.Tensor, r1: bool) -> dict[str, tf.Tensor]:
         """Larsen et al.'s joint VAE-GAN: the decoder also minimises gamma x reconstruction."""
         cfg, m = self.cfg, self.model
         eps, zp = self._noise(x, s)
@@ -327,8 +335,8 @@ class Trainer:
         rec_pix = losses.per_sample_mse(x, xr)
         d_in = augment.discriminator_input(x, xr, xp, self.policy, s, self._p, self.late)
         real, rec, prior = tf.split(d_in, 3)
-        ((l_real, f_real, top), (l_rec, f_rec, _), (l_p, _, _)), r1 = \
-            self._discriminate(real, rec, prior)
+        ((l_real, f_real, top), (l_rec, f_rec, _), (l_p, _, _)), grad = \
+            self._discriminate(real, rec, prior, r1=r1)
         rec_feat = losses.per_sample_mse(tf.stop_gradient(f_real), f_rec)
         if cfg.feature_weight:
             recon = cfg.pixel_weight * rec_pix + cfg.feature_weight * rec_feat
@@ -340,10 +348,11 @@ class Trainer:
                               "loss_e": recon + cfg.kl_weight * kl / self.npix,
                               "loss_g": cfg.gamma * recon + losses.g_loss([l_rec, l_p]),
                               "loss_d": losses.d_loss(l_real, [l_rec, l_p], cfg.label_smoothing)},
-                             l_real, [l_rec, l_p], r1, (real, top))
+                             l_real, [l_rec, l_p], grad, (real, top))
 
-    def _seed_losses(self, x: tf.Tensor, s: tf.Tensor) -> dict[str, tf.Tensor]:
-        """The 2017 seed's formulation (a baseline): its KL, batch-summed recon and clipped logs."""
+    def _seed_losses(self, x: tf.Tensor, s: tf.Tensor, r1: bool) -> dict[str, tf.Tensor]:
+        """The 2017 seed's formulation (a baseline): its KL, batch-summed recon and clipped logs
+        (no extras: `r1` is accepted for the common signature)."""
         cfg, m = self.cfg, self.model
         eps, _ = self._noise(x, s)
         mean, logvar = m.encoder(x, training=True)
@@ -399,8 +408,9 @@ class Trainer:
         # The checkpoint holds the optimizers' last learning rates; the settings decide them.
         self.set_learning_rates(step, trained0)
         encoder_out: dict[str, tf.Tensor] = {}   # the last encoder step's losses, for the log
+        r1_out: dict[str, tf.Tensor] = {}        # the last lazy R1 step's penalty, likewise
         mark = (start, trained0)                 # where the current step rate is measured from
-        traced: set[bool] = set()                # which of the step's traces have run
+        traced: set[tuple[bool, bool]] = set()   # which of the step's traces have run
         if step == 0 and self.cluster.is_chief:
             self.write_sample(0)
             log("first sample written")
@@ -419,14 +429,18 @@ class Trainer:
                 mark = (step, so_far)
             c0 = self.clock()
             with_encoder = step % cfg.encoder_every == 0
-            out = self._train_fn(it, with_encoder)
+            with_r1 = bool(cfg.r1) and step % cfg.r1_every == 0
+            out = self._train_fn(it, with_encoder, with_r1)
             if with_encoder and cfg.encoder_every > 1:
-                encoder_out = {k: v for k, v in out.items() if k not in ("loss_g", "loss_d")}
-            out = {**encoder_out, **out}
+                encoder_out = {k: v for k, v in out.items()
+                               if k not in ("loss_g", "loss_d", "loss_r1")}
+            if with_r1 and cfg.r1_every > 1:
+                r1_out = {"loss_r1": out["loss_r1"]}
+            out = {**encoder_out, **r1_out, **out}
             step += 1
-            if with_encoder in traced:     # a trace's first step is mostly tracing
+            if (with_encoder, with_r1) in traced:     # a trace's first step is mostly tracing
                 self.trained_s.assign_add(self.clock() - c0)
-            traced.add(with_encoder)
+            traced.add((with_encoder, with_r1))
             trained = float(self.trained_s.numpy())
             if step == start + 1:
                 log(f"first step done (step {step})")

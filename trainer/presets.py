@@ -76,6 +76,8 @@ class Config:
     label_smoothing: float = 0.0    # one-sided: D's target for real images is 1 - this
     r1: float = 0.0                 # R1 penalty weight (Mescheder et al. 2018): gamma/2 x D's
                                     # squared input gradient at the (augmented) real images
+    r1_every: int = 1               # with r1: the penalty on every Nth step only, at N times the
+                                    # weight (StyleGAN2's lazy regularisation: its cost / N)
     lecam: float = 0.0              # LeCam weight (Tseng et al. 2021): D's logits held near the
                                     # moving averages of the other side's; 0: off
     d_recon: float = 0.0            # FastGAN's self-supervised D: weight of its decoder's pixel
@@ -287,6 +289,8 @@ def resolve(preset: str, overrides: dict[str, Any]) -> Config:
         raise ValueError(f"--refine-steps {cfg.refine_steps} must be 0 (the encoder's mean) or more")
     if not 0.0 <= cfg.r1 < float("inf"):
         raise ValueError(f"--r1 {cfg.r1} is out of range; use 0 (off) or more (0.1 to 10 is usual)")
+    if cfg.r1_every < 1:
+        raise ValueError(f"--r1-every {cfg.r1_every} must be at least 1 (the penalty on every step)")
     return cfg
 
 
