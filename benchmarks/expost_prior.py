@@ -20,6 +20,13 @@ gains nothing): the SWD the trainer reports, and precision / recall (Kynkaenniem
 of samples inside the real images' k-NN balls (off-manifold fragments lower it), recall
 the share of real images inside the samples' balls (missing kinds of picture lower it).
 The floor row is half A against half B. About a minute per job on 2 cores.
+
+Which kinds of picture are too rare or too common: the real layouts of half A are cut
+into 40 k-means bins, and for half B and for N(0, I)'s decodes the script counts the bins
+whose share differs from A's at p < 0.05 (a two-proportion z-test: Richardson and Weiss
+2018's "number of statistically different bins"). `--bins PNG` also draws, for the six
+rarest and the four commonest bins of the last job, twelve real images beside twelve
+samples of that bin.
 """
 from __future__ import annotations
 
@@ -40,6 +47,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=None,
                     help="the dataset dir (default: the one the first job trained on)")
+    ap.add_argument("--bins", type=Path, default=None, metavar="PNG",
+                    help="draw the rarest and commonest bins of the last job's samples here")
     ap.add_argument("jobs", nargs="+", type=Path, help="job dirs with an exported model/")
     args = ap.parse_args()
 
@@ -60,6 +69,8 @@ def main() -> None:
     kw = dict(patches=first["swd_patches"], projections=first["swd_projections"], seed=first["seed"])
     layout_b = layout(real_b)
     radii_b = knn_radii(layout_b)
+    centres = kmeans(layout(real_a), 40, np.random.default_rng(0))
+    share_a = bin_shares(layout(real_a), centres)
 
     def row(name: str, images: Any) -> None:
         x = layout(images)
@@ -70,6 +81,7 @@ def main() -> None:
           f"SWD x1e3; precision / recall k = {K_NN} on 8x8 colour layouts")
     print(f"{'':<40} {'swd':>8} {'precision':>10} {'recall':>8}")
     row("floor (real A)", real_a)
+    print(f"{'bins (of 40) too rare / too common:':<40} real B {ndb(layout_b, share_a, centres)}")
     rng = np.random.default_rng(first["seed"])
     for job in args.jobs:
         cfg = json.loads((job / "config.json").read_text())["trainer"]
@@ -92,6 +104,10 @@ def main() -> None:
         z0 = tf.random.stateless_normal([n, d], seed=[cfg["seed"], 99]).numpy()   # the trainer's draw
         for scale in (1.0, 0.8, 0.6):
             row(f"  N(0, I) x {scale}", decode(z0 * scale))
+        samples = decode(z0)
+        print(f"{'  bins too rare / too common:':<40} N(0, I) {ndb(layout(samples), share_a, centres)}")
+        if args.bins:
+            draw_bins(args.bins, real_a, samples, centres, share_a)
         row("  Gaussian fitted to the means", decode(rng.multivariate_normal(mu.mean(0), np.cov(mu.T), n)))
         for k in (10, 40):
             row(f"  mixture of {k} fitted to the means", decode(mixture_sample(fit_mixture(mu, k, rng), n, rng)))
@@ -105,6 +121,48 @@ def layout(images: Any) -> np.ndarray:
     size = int(images.shape[1])
     small = tf.nn.avg_pool2d(tf.convert_to_tensor(images), size // 8, size // 8, "VALID")
     return np.asarray(small, np.float64).reshape(int(small.shape[0]), -1)
+
+
+def kmeans(x: np.ndarray, k: int, rng: np.random.Generator, iters: int = 30) -> np.ndarray:
+    centres = x[rng.choice(len(x), k, replace=False)]
+    for _ in range(iters):
+        label = squared_distances(x, centres).argmin(1)
+        centres = np.stack([x[label == j].mean(0) if (label == j).any() else centres[j] for j in range(k)])
+    return centres
+
+
+def bin_shares(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    shares: np.ndarray = np.bincount(squared_distances(x, centres).argmin(1), minlength=len(centres)) / len(x)
+    return shares
+
+
+def ndb(x: np.ndarray, share_a: np.ndarray, centres: np.ndarray) -> str:
+    """How many bins x fills too rarely / too often against half A's shares (p < 0.05)."""
+    share, n = bin_shares(x, centres), len(x)
+    pooled = (share + share_a) / 2          # both sets hold n images
+    z = (share - share_a) / (np.sqrt(pooled * (1 - pooled) * 2 / n) + 1e-12)
+    return f"{int((z < -1.96).sum())} / {int((z > 1.96).sum())}"
+
+
+def draw_bins(path: Path, real: Any, fake: Any, centres: np.ndarray, share_a: np.ndarray) -> None:
+    from PIL import Image
+    real, fake = np.asarray(real), np.asarray(fake)
+    label_r = squared_distances(layout(real), centres).argmin(1)
+    label_f = squared_distances(layout(fake), centres).argmin(1)
+    order = np.argsort(bin_shares(layout(fake), centres) - share_a)
+    blank = np.ones_like(real[0])
+
+    def strip(images: np.ndarray) -> np.ndarray:
+        cells = list(images[:12]) + [blank] * (12 - min(12, len(images)))
+        return np.concatenate(cells, 1)
+
+    gap = np.ones((real.shape[1], real.shape[2] // 2, 3), real.dtype)
+    rows = [np.concatenate([strip(real[label_r == j]), gap, strip(fake[label_f == j])], 1)
+            for j in list(order[:6]) + list(order[-4:])]
+    grid = ((np.concatenate(rows, 0) + 1.0) * 127.5).clip(0, 255).astype(np.uint8)
+    Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.Resampling.NEAREST).save(path)
+    print(f"bins drawn to {path}: rows are the six rarest, then the four commonest bins of the "
+          f"samples; real images left, samples right")
 
 
 def knn_radii(x: np.ndarray) -> np.ndarray:
