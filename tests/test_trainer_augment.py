@@ -300,6 +300,8 @@ def test_r1_reaches_the_discriminator_update_through_the_step_tape(spectral: boo
         presets.resolve("tiny", {"r1": -1.0})
     with pytest.raises(ValueError, match="--r1-every 0"):
         presets.resolve("tiny", {"r1": 1.0, "r1_every": 0})
+    with pytest.raises(ValueError, match="--r1-every 16 needs --r1"):
+        presets.resolve("tiny", {"r1_every": 16})
 
 
 @pytest.mark.slow

@@ -291,6 +291,9 @@ def resolve(preset: str, overrides: dict[str, Any]) -> Config:
         raise ValueError(f"--r1 {cfg.r1} is out of range; use 0 (off) or more (0.1 to 10 is usual)")
     if cfg.r1_every < 1:
         raise ValueError(f"--r1-every {cfg.r1_every} must be at least 1 (the penalty on every step)")
+    if cfg.r1_every > 1 and not cfg.r1:
+        raise ValueError(f"--r1-every {cfg.r1_every} needs --r1 GAMMA above 0: it spaces out that "
+                         f"penalty, which is off")
     return cfg
 
 
