@@ -166,8 +166,24 @@ def test_stop_does_not_wait_for_a_client_trickling_its_body(predictor: Any) -> N
 
 # ---- item 2: a burst of ordinary clients -------------------------------------------------------
 
-def test_a_burst_of_200_clients_is_answered_quickly(serve: Any) -> None:
+def _listen_drops() -> int | None:
+    """The kernel's count of connection attempts a full listen queue turned away (Linux)."""
+    try:
+        lines = [line.split() for line in open("/proc/net/netstat").read().splitlines()
+                 if line.startswith("TcpExt:")]
+    except OSError:
+        return None
+    counters = dict(zip(lines[0][1:], map(int, lines[1][1:])))
+    return counters.get("ListenOverflows", 0) + counters.get("ListenDrops", 0)
+
+
+def test_a_burst_of_200_clients_is_answered_without_a_dropped_connection(serve: Any) -> None:
+    """200 clients at once are all answered, and the kernel turned none of their connection
+    attempts away (a dropped SYN costs the client a 1 s retry). The kernel's counter, not
+    a time limit: 200 client threads and the server share one GIL, so on a busy machine
+    the answers take a second or more whatever the listen queue does."""
     s = serve()
+    drops_before = _listen_drops()
     barrier = threading.Barrier(200)
     times: list[float] = []
     errors: list[BaseException] = []
@@ -190,7 +206,8 @@ def test_a_burst_of_200_clients_is_answered_quickly(serve: Any) -> None:
     for t in threads:
         t.join(60)
     assert not errors and len(times) == 200
-    assert max(times) < 0.9, sorted(times)[-5:]     # a dropped SYN would cost a 1 s retry
+    if drops_before is not None:
+        assert _listen_drops() == drops_before, f"the listen queue overflowed; slowest: {sorted(times)[-5:]}"
 
 
 # ---- item 3: bytes in flight, pixels per request ---------------------------------------------
