@@ -55,8 +55,8 @@ def main() -> None:
     import keras
     import tensorflow as tf
 
+    from benchmarks.swd_levels import decode_all
     from trainer import metrics
-    from trainer.data import to_model_range
     from trainer.loop import eval_sets
     from trainer.manifest import read_manifest
 
@@ -69,8 +69,9 @@ def main() -> None:
     kw = dict(patches=first["swd_patches"], projections=first["swd_projections"], seed=first["seed"])
     layout_b = layout(real_b)
     radii_b = knn_radii(layout_b)
-    centres = kmeans(layout(real_a), 40, np.random.default_rng(0))
-    share_a = bin_shares(layout(real_a), centres)
+    layout_a = layout(real_a)
+    centres = kmeans(layout_a, 40, np.random.default_rng(0))
+    share_a = bin_shares(layout_a, centres)
 
     def row(name: str, images: Any) -> None:
         x = layout(images)
@@ -90,8 +91,7 @@ def main() -> None:
         step = json.loads((job / "model" / "genml.json").read_text()).get("step", "?")
 
         def decode(z: Any) -> Any:
-            z = tf.convert_to_tensor(z, tf.float32)
-            return to_model_range(tf.concat([dec(z=z[i:i + 256])["images"] for i in range(0, n, 256)], 0))
+            return decode_all(dec, z)
 
         u8 = tf.cast(tf.clip_by_value((real_a + 1.0) * 127.5 + 0.5, 0, 255), tf.uint8)
         outs = [enc(images=u8[i:i + 256]) for i in range(0, int(u8.shape[0]), 256)]
@@ -102,12 +102,13 @@ def main() -> None:
               f"{np.linalg.norm(mu, axis=1).mean():.2f} (N(0, I): {np.sqrt(d):.2f}), sd per "
               f"dimension {mu.std(0).mean():.2f}, posterior sd {sd.mean():.2f}")
         z0 = tf.random.stateless_normal([n, d], seed=[cfg["seed"], 99]).numpy()   # the trainer's draw
-        for scale in (1.0, 0.8, 0.6):
-            row(f"  N(0, I) x {scale}", decode(z0 * scale))
         samples = decode(z0)
+        row("  N(0, I) x 1.0", samples)
+        for scale in (0.8, 0.6):
+            row(f"  N(0, I) x {scale}", decode(z0 * scale))
         print(f"{'  bins too rare / too common:':<40} N(0, I) {ndb(layout(samples), share_a, centres)}")
         if args.bins:
-            draw_bins(args.bins, real_a, samples, centres, share_a)
+            draw_bins(args.bins, real_a, layout_a, samples, centres, share_a)
         row("  Gaussian fitted to the means", decode(rng.multivariate_normal(mu.mean(0), np.cov(mu.T), n)))
         for k in (10, 40):
             row(f"  mixture of {k} fitted to the means", decode(mixture_sample(fit_mixture(mu, k, rng), n, rng)))
@@ -144,12 +145,14 @@ def ndb(x: np.ndarray, share_a: np.ndarray, centres: np.ndarray) -> str:
     return f"{int((z < -1.96).sum())} / {int((z > 1.96).sum())}"
 
 
-def draw_bins(path: Path, real: Any, fake: Any, centres: np.ndarray, share_a: np.ndarray) -> None:
+def draw_bins(path: Path, real: Any, layout_real: np.ndarray, fake: Any, centres: np.ndarray,
+              share_a: np.ndarray) -> None:
     from PIL import Image
+    layout_fake = layout(fake)
     real, fake = np.asarray(real), np.asarray(fake)
-    label_r = squared_distances(layout(real), centres).argmin(1)
-    label_f = squared_distances(layout(fake), centres).argmin(1)
-    order = np.argsort(bin_shares(layout(fake), centres) - share_a)
+    label_r = squared_distances(layout_real, centres).argmin(1)
+    label_f = squared_distances(layout_fake, centres).argmin(1)
+    order = np.argsort(bin_shares(layout_fake, centres) - share_a)
     blank = np.ones_like(real[0])
 
     def strip(images: np.ndarray) -> np.ndarray:

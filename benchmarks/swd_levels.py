@@ -92,10 +92,16 @@ def main() -> None:
 def sample(decode: Any, n: int, cfg: dict[str, Any], k: int = 0) -> Any:
     """n decodes of prior embeddings; draw k = 0 is the trainer's own evaluation draw."""
     import tensorflow as tf
+    return decode_all(decode, tf.random.stateless_normal([n, cfg["embedding_size"]], seed=[cfg["seed"], 99 + k]))
+
+
+def decode_all(decode: Any, z: Any) -> Any:
+    """An export's `decode_raw` over any number of embeddings, 256 at a time, in [-1, 1]."""
+    import tensorflow as tf
 
     from trainer.data import to_model_range
-    z = tf.random.stateless_normal([n, cfg["embedding_size"]], seed=[cfg["seed"], 99 + k])
-    return to_model_range(tf.concat([decode(z=z[i:i + 256])["images"] for i in range(0, n, 256)], 0))
+    z = tf.convert_to_tensor(z, tf.float32)
+    return to_model_range(tf.concat([decode(z=z[i:i + 256])["images"] for i in range(0, int(z.shape[0]), 256)], 0))
 
 
 def spread(name: str, scores: list[float]) -> None:

@@ -175,7 +175,7 @@ class Trainer:
         @tf.function(autograph=False)
         def train_fn(iterator: Any, encoder: bool = True, r1: bool | None = None
                      ) -> dict[str, tf.Tensor]:
-            r1 = bool(cfg.r1) if r1 is None else r1 and bool(cfg.r1)
+            r1 = bool(cfg.r1) if r1 is None else r1
             x = next(iterator)
             if fade is not None:
                 fade.assign(spread_fade(cfg.mbstd_start, self.step))
