@@ -304,6 +304,29 @@ def test_r1_reaches_the_discriminator_update_through_the_step_tape(spectral: boo
         presets.resolve("tiny", {"r1_every": 16})
 
 
+def test_r1_last_turns_the_penalty_on_over_the_end_of_the_budget_only() -> None:
+    """--r1-last F: no penalty until the last F of the budget (steps, or minutes under
+    --max-minutes); from the first step by default."""
+    from types import SimpleNamespace
+
+    from trainer.loop import Trainer
+
+    def on(step: int, trained: float = 0.0, **overrides) -> bool:
+        return Trainer.r1_for(SimpleNamespace(cfg=presets.resolve("tiny", overrides)), step, trained)
+
+    late = {"r1": 0.1, "r1_last": 0.25, "max_steps": 100}
+    assert [on(s, **late) for s in (0, 74, 75, 99)] == [False, False, True, True]
+    by_minutes = {"r1": 0.1, "r1_last": 0.5, "max_steps": 10, "max_minutes": 60.0}
+    assert [on(9, t * 60, **by_minutes) for t in (0, 29.9, 30, 61)] == [False, False, True, True]
+    assert on(0, r1=0.1)                                         # the default: from the first step
+    assert not on(0, max_steps=100)                              # no --r1: never
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match=f"--r1-last {bad} is out of range"):
+            presets.resolve("tiny", {"r1": 0.1, "r1_last": bad})
+    with pytest.raises(ValueError, match="--r1-last 0.5 needs --r1"):
+        presets.resolve("tiny", {"r1_last": 0.5})
+
+
 @pytest.mark.slow
 def test_lazy_r1_takes_the_penalty_on_every_nth_step_of_the_real_loop(tmp_path, tiny_dataset_dir) -> None:
     """--r1-every 3: the penalty is computed on steps 0 and 3 only; the rows between carry
@@ -320,6 +343,17 @@ def test_lazy_r1_takes_the_penalty_on_every_nth_step_of_the_real_loop(tmp_path, 
     r1 = [r["loss_r1"] for r in rows if r["kind"] == "train"]
     assert len(r1) == 6 and all(v > 0 for v in r1)
     assert r1[0] == r1[1] == r1[2] and r1[3] == r1[4] == r1[5] and r1[3] != r1[0]
+
+    # --r1-last 0.5 over 8 steps: no penalty on steps 0-3, then on the steps in 3 from
+    # there (step 6 only; step 7's row carries it), and the log says where it starts.
+    late = tmp_path / "late"
+    flags = ("--r1", "1", "--r1-every", "3", "--r1-last", "0.5", "--log-every", "1")
+    done = run_trainer(tiny_dataset_dir, late, *flags, "--max-steps", "8")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "R1 penalty from step 4 (--r1 1 --r1-last 0.5)" in done.stdout
+    rows = [json.loads(line) for line in (late / "metrics.jsonl").read_text().splitlines()]
+    r1 = [r.get("loss_r1") for r in rows if r["kind"] == "train"]
+    assert r1[:6] == [None] * 6 and r1[6] > 0 and r1[7] == r1[6], r1
 
 
 def test_adapt_moves_p_towards_more_augmentation_while_d_is_sure_of_the_reals() -> None:

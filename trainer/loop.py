@@ -75,6 +75,7 @@ class Trainer:
         self._lr_scale = 1.0        # the share of the base learning rates the last step used
         self.batch = cfg.batch_size  # the global batch the step is traced for (--batch-double)
         self.topk = False            # whether the step is traced with --g-topk (--g-topk-last)
+        self.r1_on = False           # whether --r1 is on at this point of the budget (--r1-last)
         self.adaptive = bool(cfg.augment_target) and bool(augment_policy(cfg.augment))
         # augment_p and the --ema-probes copies only where they are used, so checkpoints of
         # other runs keep their shape.
@@ -429,7 +430,7 @@ class Trainer:
                 mark = (step, so_far)
             c0 = self.clock()
             with_encoder = step % cfg.encoder_every == 0
-            with_r1 = bool(cfg.r1) and step % cfg.r1_every == 0
+            with_r1 = self.set_r1(step, so_far) and step % cfg.r1_every == 0
             out = self._train_fn(it, with_encoder, with_r1)
             if with_encoder and cfg.encoder_every > 1:
                 encoder_out = {k: v for k, v in out.items()
@@ -514,6 +515,22 @@ class Trainer:
         over the last `g_topk_last` of the budget (all of it by default)."""
         cfg = self.cfg
         return cfg.g_topk < 1.0 and spent(cfg, step, trained) >= 1.0 - cfg.g_topk_last
+
+    def r1_for(self, step: int, trained: float) -> bool:
+        """Whether --r1 is on at a point of the budget: over its last `r1_last` (all of it by
+        default). A late penalty calms a long-trained D without slowing the early steps,
+        where it measured worse (docs/trainer.md, "Lazy R1 from 30 minutes")."""
+        cfg = self.cfg
+        return bool(cfg.r1) and spent(cfg, step, trained) >= 1.0 - cfg.r1_last
+
+    def set_r1(self, step: int, trained: float) -> bool:
+        """`r1_for`, saying in the log where a late penalty starts (also on a resume past it).
+        No new trace: the step function is traced for both values already."""
+        on = self.r1_for(step, trained)
+        if on and not self.r1_on and self.cfg.r1_last < 1.0:
+            log(f"R1 penalty from step {step} (--r1 {self.cfg.r1:g} --r1-last {self.cfg.r1_last:g})")
+        self.r1_on = on
+        return on
 
     def set_phase(self, step: int, trained: float) -> set[str]:
         """Move to the batch size and the top-k setting the schedules give this point of the

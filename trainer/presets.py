@@ -78,6 +78,8 @@ class Config:
                                     # squared input gradient at the (augmented) real images
     r1_every: int = 1               # with r1: the penalty on every Nth step only, at N times the
                                     # weight (StyleGAN2's lazy regularisation: its cost / N)
+    r1_last: float = 1.0            # with r1: the penalty over the last F of the budget (minutes,
+                                    # else steps) only; 1: from the first step
     lecam: float = 0.0              # LeCam weight (Tseng et al. 2021): D's logits held near the
                                     # moving averages of the other side's; 0: off
     d_recon: float = 0.0            # FastGAN's self-supervised D: weight of its decoder's pixel
@@ -293,6 +295,12 @@ def resolve(preset: str, overrides: dict[str, Any]) -> Config:
         raise ValueError(f"--r1-every {cfg.r1_every} must be at least 1 (the penalty on every step)")
     if cfg.r1_every > 1 and not cfg.r1:
         raise ValueError(f"--r1-every {cfg.r1_every} needs --r1 GAMMA above 0: it spaces out that "
+                         f"penalty, which is off")
+    if not 0.0 < cfg.r1_last <= 1.0:
+        raise ValueError(f"--r1-last {cfg.r1_last} is out of range; use a share of the budget "
+                         f"above 0 up to 1 (the penalty from the first step)")
+    if cfg.r1_last < 1.0 and not cfg.r1:
+        raise ValueError(f"--r1-last {cfg.r1_last} needs --r1 GAMMA above 0: it schedules that "
                          f"penalty, which is off")
     return cfg
 

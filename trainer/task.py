@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--r1-every", type=int, default=None, metavar="N",
                    help="with --r1: the penalty on every Nth step only, at N times its weight "
                         "(StyleGAN2's lazy R1: a step in N pays for the second backward pass)")
+    p.add_argument("--r1-last", type=float, default=None, metavar="F",
+                   help="with --r1: the penalty over the last F (0-1] of the budget "
+                        "(--max-minutes, else --max-steps) only; 1 = from the first step")
     p.add_argument("--lecam", type=float, default=None, metavar="W",
                    help="LeCam regulariser (limited data): D's logits held near the moving "
                         "average of the other side's, weight W (0 = off)")
