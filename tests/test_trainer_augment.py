@@ -354,6 +354,13 @@ def test_lazy_r1_takes_the_penalty_on_every_nth_step_of_the_real_loop(tmp_path, 
     rows = [json.loads(line) for line in (late / "metrics.jsonl").read_text().splitlines()]
     r1 = [r.get("loss_r1") for r in rows if r["kind"] == "train"]
     assert r1[:6] == [None] * 6 and r1[6] > 0 and r1[7] == r1[6], r1
+    # Resumed to 10 steps: already past the switch (step 8 of 10), so the log says so again
+    # at the first step, and step 9 takes the penalty.
+    resumed = run_trainer(tiny_dataset_dir, late, *flags, "--max-steps", "10")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "R1 penalty from step 8 (--r1 1 --r1-last 0.5)" in resumed.stdout
+    rows = [json.loads(line) for line in (late / "metrics.jsonl").read_text().splitlines()]
+    assert [r.get("loss_r1", 0) > 0 for r in rows if r["kind"] == "train" and r["step"] == 10] == [True]
 
 
 def test_adapt_moves_p_towards_more_augmentation_while_d_is_sure_of_the_reals() -> None:
