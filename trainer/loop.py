@@ -507,21 +507,21 @@ class Trainer:
         of the budget: less gradient noise late without lowering the learning rates, which
         measured worse here (docs/trainer.md, "Twice the batch over the end of the budget")."""
         cfg = self.cfg
-        late = cfg.batch_double and spent(cfg, step, trained) >= 1.0 - cfg.batch_double
+        late = cfg.batch_double and in_last(cfg, step, trained, cfg.batch_double)
         return cfg.batch_size * (2 if late else 1)
 
     def topk_for(self, step: int, trained: float) -> bool:
         """Whether a step trains the generator on its top-k samples: with --g-topk below 1,
         over the last `g_topk_last` of the budget (all of it by default)."""
         cfg = self.cfg
-        return cfg.g_topk < 1.0 and spent(cfg, step, trained) >= 1.0 - cfg.g_topk_last
+        return cfg.g_topk < 1.0 and in_last(cfg, step, trained, cfg.g_topk_last)
 
     def r1_for(self, step: int, trained: float) -> bool:
         """Whether --r1 is on at a point of the budget: over its last `r1_last` (all of it by
         default). A late penalty calms a long-trained D without slowing the early steps,
         where it measured worse (docs/trainer.md, "Lazy R1 from 30 minutes")."""
         cfg = self.cfg
-        return bool(cfg.r1) and spent(cfg, step, trained) >= 1.0 - cfg.r1_last
+        return bool(cfg.r1) and in_last(cfg, step, trained, cfg.r1_last)
 
     def set_r1(self, step: int, trained: float) -> bool:
         """`r1_for`, saying in the log where a late penalty starts (also on a resume past it).
@@ -700,6 +700,12 @@ class Trainer:
 def spent(cfg: Config, step: int, trained: float) -> float:
     """The share of the budget spent: seconds of training under --max-minutes, else steps."""
     return trained / (cfg.max_minutes * 60.0) if cfg.max_minutes else step / cfg.max_steps
+
+
+def in_last(cfg: Config, step: int, trained: float, share: float) -> bool:
+    """Whether a point of the budget lies in its last `share`: where --batch-double,
+    --g-topk-last and --r1-last switch their setting on."""
+    return spent(cfg, step, trained) >= 1.0 - share
 
 
 def eval_sets(data_dir: str, manifest: dict[str, Any], image_size: int,
