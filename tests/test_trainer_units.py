@@ -182,6 +182,33 @@ def test_discriminator_depth_adds_3x3_stride_1_layers_at_every_level() -> None:
     assert tuple(feat.shape) == (None, 8, 8, 64) and tuple(logit.shape) == (None, 1)
 
 
+@pytest.mark.parametrize("spectral", [False, True])
+def test_discriminator_attention_joins_as_the_identity_at_its_size_and_then_trains(spectral: bool) -> None:
+    """--d-attn S: SAGAN's block after D's stage whose map is SxS, its gate at 0, so a new
+    run's D starts as without it; every projection is a weight the optimiser sees."""
+    import tensorflow as tf
+
+    from trainer.model import SelfAttention, build_discriminator
+    cfg = presets.resolve("quick", {"d_attn": 8, "d_scales": 1, "spectral_norm": spectral})
+    disc = build_discriminator(cfg)
+    block = disc.get_layer("attention")
+    assert isinstance(block, SelfAttention) and tuple(block.output.shape) == (None, 8, 8, 64)
+    assert len(block.trainable_weights) == 9        # gate, and kernel + bias of q, k, v, out
+    x = tf.random.stateless_normal([4, 8, 8, 64], seed=[1, 2])
+    assert float(tf.reduce_max(tf.abs(block(x) - x))) == 0.0
+    images = tf.random.stateless_uniform([4, 32, 32, 3], seed=[3, 4], minval=-1.0, maxval=1.0)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(disc(images, training=True)[0])
+    grads = dict(zip([v.path for v in disc.trainable_variables],
+                     tape.gradient(loss, disc.trainable_variables)))
+    assert float(tf.abs(grads["attention/gate"])) > 0.0      # the gate opens from 0
+    block.gate.assign(0.5)
+    assert float(tf.reduce_max(tf.abs(block(x) - x))) > 0.0
+    with pytest.raises(ValueError, match="--d-attn 32 is not one of D's feature-map sizes at image "
+                                         "size 32: use 0 .off. or one of 16, 8, 4"):
+        presets.resolve("quick", {"d_attn": 32})
+
+
 def test_generator_depth_adds_3x3_stride_1_layers_at_its_coarse_levels() -> None:
     """--g-depth K: a 3x3 conv at the decoder's K coarsest levels, 4x4 first; 0 is DCGAN's
     generator layer for layer, so earlier jobs' checkpoints keep their layout."""

@@ -173,6 +173,53 @@ class SpectralConv2D(keras.layers.Layer):
                 "kernel_size": self.kernel_size, "strides": self.strides}
 
 
+class SelfAttention(keras.layers.Layer):
+    """--d-attn: SAGAN's self-attention block (Zhang et al. 2019) in D at one resolution.
+
+    Every position of the feature map attends to every other, so D can compare parts of
+    an image that its 4x4 kernels never see together (the two eyes of a face, the two
+    halves of a symmetric icon). Query and key are 1x1 convolutions to C/8 channels, the
+    value to C/2 and back to C, as in BigGAN; the output is added through a gate that
+    starts at 0, so the block joins D as the identity and the gradient opens it. The
+    projections are spectrally normalised when D's convolutions are.
+    """
+
+    def __init__(self, spectral: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.spectral = spectral
+
+    def build(self, input_shape: Any) -> None:
+        c = int(input_shape[-1])
+        conv = ((lambda f: SpectralConv2D(f, kernel_size=1, strides=1)) if self.spectral else
+                (lambda f: keras.layers.Conv2D(f, 1, 1, "same", kernel_initializer=_init())))
+        self.query, self.key = conv(max(1, c // 8)), conv(max(1, c // 8))
+        self.value, self.out = conv(max(1, c // 2)), conv(c)
+        for layer in (self.query, self.key, self.value):    # now, so the weights exist before
+            layer.build(input_shape)                        # the optimizer and checkpoint look
+        self.out.build((*input_shape[:-1], max(1, c // 2)))
+        self.gate = self.add_weight(shape=(), initializer="zeros", name="gate")
+
+    def call(self, inputs: tf.Tensor, training: bool = False) -> tf.Tensor:
+        x = tf.cast(inputs, tf.float32)
+        n, h, w = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2]
+
+        def flat(layer: keras.layers.Layer) -> tf.Tensor:
+            y = layer(x, training=training) if self.spectral else layer(x)
+            return tf.reshape(y, [n, h * w, -1])
+
+        q, k, v = flat(self.query), flat(self.key), flat(self.value)
+        attn = tf.nn.softmax(tf.matmul(q, k, transpose_b=True), axis=-1)      # [n, hw, hw]
+        y = tf.reshape(tf.matmul(attn, v), [n, h, w, -1])
+        y = self.out(y, training=training) if self.spectral else self.out(y)
+        return tf.cast(x + self.gate * y, inputs.dtype)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "spectral": self.spectral}
+
+
 def _filters(cfg: Config, i: int, width: int = 0) -> int:
     width = width or cfg.width
     scale: int = 2 ** i        # int ** int is typed Any (a negative power is a float); i >= 0 here
@@ -262,6 +309,8 @@ def build_discriminator(cfg: Config) -> keras.Model:
         for _ in range(cfg.d_depth):
             x = _d_conv(cfg, filters, 3, 1)(x)
             x = LeakyReLU(0.2)(x)
+        if cfg.d_attn and cfg.image_size >> (i + 1) == cfg.d_attn:
+            x = SelfAttention(cfg.spectral_norm, name="attention")(x)
     top = x
     if cfg.mbstd:
         # ProGAN's last block: the spread channel, then a 3x3 conv that mixes it in. No batch

@@ -28,6 +28,8 @@ class Config:
     d_depth: int = 0                # extra 3x3 stride-1 convs after each of D's stride-2 convs
     g_depth: int = 0                # a 3x3 stride-1 conv at each of the decoder's K coarsest
                                     # levels (4x4, 8x8, ...): more layers where shapes are drawn
+    d_attn: int = 0                 # a self-attention block in D where its feature map is this
+                                    # size (SAGAN; e.g. 16); 0: none
     d_scales: int = 1               # D also judges the image average-pooled by 2, 4, ... with a
                                     # stack and logit of its own each (pix2pixHD); 1: one scale
     batch_size: int = 64
@@ -223,6 +225,10 @@ def resolve(preset: str, overrides: dict[str, Any]) -> Config:
     if not 0 <= cfg.g_depth <= levels(cfg.image_size):
         raise ValueError(f"--g-depth {cfg.g_depth} is out of range at image size {cfg.image_size}: use 0 "
                          f"(off) up to {levels(cfg.image_size)} (every level below the output)")
+    inner = [cfg.image_size >> i for i in range(1, levels(cfg.image_size) + 1)]
+    if cfg.d_attn and cfg.d_attn not in inner:
+        raise ValueError(f"--d-attn {cfg.d_attn} is not one of D's feature-map sizes at image size "
+                         f"{cfg.image_size}: use 0 (off) or one of {', '.join(map(str, inner))}")
     if cfg.d_scales < 1 or cfg.image_size >> (cfg.d_scales - 1) < 8:    # the smallest scale
         most = max(1, cfg.image_size.bit_length() - 3)
         raise ValueError(f"--d-scales {cfg.d_scales} is out of range at image size {cfg.image_size}: "
