@@ -113,6 +113,9 @@ def main() -> None:
                          f"default: Keras' cache")
     ap.add_argument("--data", type=Path, default=None,
                     help="the dataset dir (default: the one the first job trained on)")
+    ap.add_argument("--images", type=int, default=0, metavar="N",
+                    help="score N images per set (default: the trainer's evaluation size); "
+                         "Inception costs about 6 GFLOPs per image")
     ap.add_argument("--subsets", type=int, default=100)
     ap.add_argument("--subset-size", type=int, default=1000)
     ap.add_argument("jobs", nargs="+", type=Path, help="job dirs with an exported model/")
@@ -134,7 +137,8 @@ def main() -> None:
     data = str(args.data or recorded["dataset"]["dir"])
     keras.utils.set_random_seed(first["seed"])     # as the trainer does: the sets' draw depends on it
     _, real_a, real_b = eval_sets(data, read_manifest(data), first["image_size"], first["eval_images"])
-    n = int(real_b.shape[0])
+    n = min(int(real_b.shape[0]), args.images or int(real_b.shape[0]))
+    real_a, real_b = real_a[:n], real_b[:n]
     net = inception(weights)
     fb = features(net, real_b)
 

@@ -200,7 +200,7 @@ class SelfAttention(keras.layers.Layer):
         self.gate = self.add_weight(shape=(), initializer="zeros", name="gate")
 
     def call(self, inputs: tf.Tensor, training: bool = False) -> tf.Tensor:
-        x = tf.cast(inputs, tf.float32)
+        x = inputs
         n, h, w = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2]
 
         def flat(layer: keras.layers.Layer) -> tf.Tensor:
@@ -211,7 +211,7 @@ class SelfAttention(keras.layers.Layer):
         attn = tf.nn.softmax(tf.matmul(q, k, transpose_b=True), axis=-1)      # [n, hw, hw]
         y = tf.reshape(tf.matmul(attn, v), [n, h, w, -1])
         y = self.out(y, training=training) if self.spectral else self.out(y)
-        return tf.cast(x + self.gate * y, inputs.dtype)
+        return x + self.gate * y
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         return input_shape
