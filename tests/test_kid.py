@@ -66,16 +66,48 @@ def test_missing_weights_say_how_to_get_them(tmp_path: Path, monkeypatch: pytest
     assert kid.weights_path(None) == cached
 
 
-@pytest.mark.slow
-def test_features_load_a_weights_file_and_resize_any_image_size(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def random_weights(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+    """An Inception-v3 with random weights, and the file they were saved to."""
     import keras
 
     net = keras.applications.InceptionV3(include_top=False, weights=None, pooling="avg",
                                          input_shape=(kid.INPUT_SIZE, kid.INPUT_SIZE, 3))
-    path = tmp_path / "random.weights.h5"
+    path = tmp_path_factory.mktemp("inception") / "random.weights.h5"
     net.save_weights(str(path))
+    return path, net
+
+
+@pytest.mark.slow
+def test_features_load_a_weights_file_and_resize_any_image_size(random_weights: tuple[Path, object]) -> None:
+    path, net = random_weights
     loaded = kid.inception(path)
     images = np.random.default_rng(0).uniform(-1, 1, size=(3, 32, 32, 3)).astype(np.float32)
     f = kid.features(loaded, images, batch=2)
     assert f.shape == (3, 2048)
     np.testing.assert_allclose(f, kid.features(net, images), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_the_script_scores_an_export_and_without_weights_says_what_to_fetch(
+        random_weights: tuple[Path, object], tiny_job_dir: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.fixtures.models import ROOT, trainer_env
+
+    def run(*extra: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "benchmarks/kid.py", str(tiny_job_dir), "--images", "6",
+               "--subsets", "3", *extra]
+        return subprocess.run(cmd, cwd=ROOT, env={**trainer_env(), "KERAS_HOME": str(tmp_path)},
+                              capture_output=True, text=True, timeout=300)
+
+    missing = run()
+    assert missing.returncode != 0 and "--inception-weights FILE" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    done = run("--inception-weights", str(random_weights[0]))
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert lines[0] == "n = 6 vs 6 real; KID x1e3 over 3 subsets of 6"
+    assert lines[1].startswith("floor (real A vs real B)") and " sd " in lines[1]
+    assert lines[2].startswith(f"{tiny_job_dir.name} (step ")
