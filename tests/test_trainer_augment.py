@@ -734,40 +734,23 @@ def test_d_scales_adds_a_logit_per_coarser_scale_that_sees_only_the_pooled_image
 
 
 @pytest.mark.slow
-def test_d_scales_trains_resumes_and_refuses_another_count(tmp_path, tiny_dataset_dir) -> None:
-    """The real trainer with --d-scales 2 records it, resumes with it unasked, and stops
-    before building a D its checkpoint does not fit when asked for another count."""
+@pytest.mark.parametrize("flag, value, other", [("--d-scales", 2, 1), ("--d-attn", 8, 0)])
+def test_d_shape_flags_train_resume_and_refuse_another_value(tmp_path, tiny_dataset_dir, flag: str,
+                                                             value: int, other: int) -> None:
+    """The real trainer with --d-scales 2, or --d-attn 8 (tiny: 16x16 images, D's first map
+    is 8x8), records it, resumes with it (and its weights) unasked, and stops before
+    building a D its checkpoint does not fit when asked for another value."""
     import json
 
     from tests.fixtures.models import run_trainer
 
     job = tmp_path / "job"
-    first = run_trainer(tiny_dataset_dir, job, "--d-scales", "2", "--max-steps", "3")
+    first = run_trainer(tiny_dataset_dir, job, flag, str(value), "--max-steps", "3")
     assert first.returncode == 0, first.stderr[-3000:]
     again = run_trainer(tiny_dataset_dir, job, "--max-steps", "4")
     assert again.returncode == 0, again.stderr[-3000:]
-    assert json.loads((job / "config.json").read_text())["trainer"]["d_scales"] == 2
-    other = run_trainer(tiny_dataset_dir, job, "--d-scales", "1", "--max-steps", "5")
-    assert other.returncode != 0
-    assert "use --d-scales 2 or a new job dir" in other.stderr
-
-
-@pytest.mark.slow
-def test_d_attn_trains_resumes_and_refuses_to_drop_the_block(tmp_path, tiny_dataset_dir) -> None:
-    """The real trainer with --d-attn 8 (tiny: 16x16 images, D's first map is 8x8) trains,
-    resumes with the block's weights from its checkpoint unasked, and refuses a resume
-    without the block before building a D its checkpoint does not fit."""
-    import json
-
-    from tests.fixtures.models import run_trainer
-
-    job = tmp_path / "job"
-    first = run_trainer(tiny_dataset_dir, job, "--d-attn", "8", "--max-steps", "3")
-    assert first.returncode == 0, first.stderr[-3000:]
-    again = run_trainer(tiny_dataset_dir, job, "--max-steps", "4")
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert json.loads((job / "config.json").read_text())["trainer"]["d_attn"] == 8
+    assert json.loads((job / "config.json").read_text())["trainer"][flag[2:].replace("-", "_")] == value
     assert json.loads((job / "status.json").read_text())["step"] == 4
-    other = run_trainer(tiny_dataset_dir, job, "--d-attn", "0", "--max-steps", "5")
-    assert other.returncode != 0
-    assert "use --d-attn 8 or a new job dir" in other.stderr
+    refused = run_trainer(tiny_dataset_dir, job, flag, str(other), "--max-steps", "5")
+    assert refused.returncode != 0
+    assert f"use {flag} {value} or a new job dir" in refused.stderr
