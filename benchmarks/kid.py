@@ -20,7 +20,7 @@ to 299x299 (bilinear), the network's own input size; about 6 GFLOPs per image.
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,6 @@ INPUT_SIZE = 299
 
 def keras_cache() -> Path:
     """Where `keras.applications.InceptionV3(include_top=False)` stores the weights it fetches."""
-    import os
     base = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
     return base / "models" / WEIGHTS_FILE
 
@@ -125,18 +124,9 @@ def main() -> None:
     except ValueError as exc:
         sys.exit(f"error: {exc}")
 
-    import keras
-    import tensorflow as tf
+    from benchmarks.swd_levels import load_export, real_sets, sample
 
-    from benchmarks.swd_levels import sample
-    from trainer.loop import eval_sets
-    from trainer.manifest import read_manifest
-
-    recorded: dict[str, Any] = json.loads((args.jobs[0] / "config.json").read_text())
-    first = recorded["trainer"]
-    data = str(args.data or recorded["dataset"]["dir"])
-    keras.utils.set_random_seed(first["seed"])     # as the trainer does: the sets' draw depends on it
-    _, real_a, real_b = eval_sets(data, read_manifest(data), first["image_size"], first["eval_images"])
+    _, real_a, real_b = real_sets(args.jobs[0], args.data)
     n = min(int(real_b.shape[0]), args.images or int(real_b.shape[0]))
     real_a, real_b = real_a[:n], real_b[:n]
     net = inception(weights)
@@ -150,9 +140,7 @@ def main() -> None:
           f"{min(args.subset_size, n)}")
     row("floor (real A vs real B)", features(net, real_a))
     for job in args.jobs:
-        cfg = json.loads((job / "config.json").read_text())["trainer"]
-        decode = tf.saved_model.load(str(job / "model")).signatures["decode_raw"]
-        step = json.loads((job / "model" / "genml.json").read_text()).get("step", "?")
+        cfg, decode, step = load_export(job)
         row(f"{job.name} (step {step})", features(net, sample(decode, n, cfg)))
 
 

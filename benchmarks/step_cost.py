@@ -33,32 +33,25 @@ def main() -> None:
 
     import tensorflow as tf
 
+    from benchmarks.train_step import bench_trainer
     from core.datasets.catalog import build_folder
-    from trainer.cluster import Cluster
-    from trainer.jobdir import JobDir
-    from trainer.loop import Trainer
     from trainer.manifest import read_manifest
     from trainer.presets import resolve
-    from trainer.task import build_parser
+    from trainer.task import build_parser, flag_overrides
 
     parser = build_parser()
     variants: dict[str, dict] = {args.preset: {}}
     for spec in args.variant:
         name, _, flags = spec.partition("=")
-        ns = parser.parse_args(["--data-dir", "-", "--job-dir", "-", *shlex.split(flags)])
-        given = {k: v for k, v in vars(ns).items()
-                 if v is not None and k not in ("data_dir", "job_dir", "preset")}
-        variants[name] = given
+        variants[name] = flag_overrides(parser.parse_args(["--data-dir", "-", "--job-dir", "-",
+                                                           *shlex.split(flags)]))
     tmp = Path(tempfile.mkdtemp(prefix="genml-step-cost-"))
     size = resolve(args.preset, {}).image_size
     data_dir = build_folder(tmp / "data", count=256, image_size=size, workers=1)
     manifest = read_manifest(str(data_dir))
     steps = {}
     for name, overrides in variants.items():
-        cfg = resolve(args.preset, overrides)
-        job = tmp / name
-        dirs = {k: str(job / k) for k in ("checkpoints", "logs", "model")}
-        trainer = Trainer(cfg, manifest, str(data_dir), dirs, Cluster(1, "chief", 0), JobDir(str(job)))
+        trainer = bench_trainer(resolve(args.preset, overrides), manifest, data_dir, tmp / name)
         batch = next(iter(trainer._dataset(0)))
         const = iter(tf.data.Dataset.from_tensors(batch).repeat())
         for _ in range(3):                                   # trace and warm up

@@ -40,23 +40,12 @@ def main() -> None:
     ap.add_argument("jobs", nargs="+", type=Path, help="job dirs with an exported model/")
     args = ap.parse_args()
 
-    import keras
     import tensorflow as tf
 
     from trainer import metrics
-    from trainer.loop import eval_sets
-    from trainer.manifest import read_manifest
 
-    def config(job: Path) -> dict[str, Any]:
-        recorded: dict[str, Any] = json.loads((job / "config.json").read_text())
-        return recorded
-
-    recorded = config(args.jobs[0])
-    first = recorded["trainer"]
-    data = str(args.data or recorded["dataset"]["dir"])
-    size, seed, n_eval = first["image_size"], first["seed"], first["eval_images"]
-    keras.utils.set_random_seed(seed)     # as the trainer does: the sets' draw depends on it
-    _, real_a, real_b = eval_sets(data, read_manifest(data), size, n_eval)
+    first, real_a, real_b = real_sets(args.jobs[0], args.data)
+    size, seed = first["image_size"], first["seed"]
     n = int(real_b.shape[0])
     kw = dict(patches=first["swd_patches"], projections=first["swd_projections"], seed=seed)
 
@@ -73,11 +62,8 @@ def main() -> None:
     blurred = tf.image.resize(small, [size, size], method="bilinear")
     row("real A blurred 2x vs real B", metrics.swd_levels(blurred, real_b, **kw))
     for job in args.jobs:
-        cfg = config(job)["trainer"]
-        model = tf.saved_model.load(str(job / "model"))
-        decode = model.signatures["decode_raw"]
+        cfg, decode, step = load_export(job)
         fake = sample(decode, n, cfg)
-        step = json.loads((job / "model" / "genml.json").read_text()).get("step", "?")
         row(f"{job.name} (step {step})", metrics.swd_levels(fake, real_b, **kw))
         if args.draws:
             spread(f"{job.name}, {args.draws} other draws",
@@ -87,6 +73,32 @@ def main() -> None:
         spread(f"floor, {args.draws} other projections",
                [metrics.swd(real_a, real_b, **{**kw, "seed": seed + k})
                 for k in range(1, args.draws + 1)])
+
+
+def real_sets(job: Path, data: Path | None = None) -> tuple[dict[str, Any], Any, Any]:
+    """(the job's trainer config, real set A, real set B) as its trainer drew them, from
+    `data` or the dataset it trained on: the sets every export is scored against."""
+    import keras
+
+    from trainer.loop import eval_sets
+    from trainer.manifest import read_manifest
+
+    recorded: dict[str, Any] = json.loads((job / "config.json").read_text())
+    cfg = recorded["trainer"]
+    where = str(data or recorded["dataset"]["dir"])
+    keras.utils.set_random_seed(cfg["seed"])     # as the trainer does: the sets' draw depends on it
+    _, real_a, real_b = eval_sets(where, read_manifest(where), cfg["image_size"], cfg["eval_images"])
+    return cfg, real_a, real_b
+
+
+def load_export(job: Path) -> tuple[dict[str, Any], Any, Any]:
+    """(the job's trainer config, its export's `decode_raw`, the step the export is from)."""
+    import tensorflow as tf
+
+    cfg = json.loads((job / "config.json").read_text())["trainer"]
+    decode = tf.saved_model.load(str(job / "model")).signatures["decode_raw"]
+    step = json.loads((job / "model" / "genml.json").read_text()).get("step", "?")
+    return cfg, decode, step
 
 
 def sample(decode: Any, n: int, cfg: dict[str, Any], k: int = 0) -> Any:

@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -79,6 +80,17 @@ def layer_flops(model) -> float:  # a keras.Model
     return total
 
 
+def bench_trainer(cfg: Any, manifest: dict[str, Any], data_dir: Path, job: Path) -> Any:
+    """A single-machine trainer.loop.Trainer of `cfg` writing under `job`, for timing its
+    step (tensorflow is imported only when it is called)."""
+    from trainer.cluster import Cluster
+    from trainer.jobdir import JobDir
+    from trainer.loop import Trainer
+
+    dirs = {k: str(job / k) for k in ("checkpoints", "logs", "model")}
+    return Trainer(cfg, manifest, str(data_dir), dirs, Cluster(1, "chief", 0), JobDir(str(job)))
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--batch-size", type=int, default=64)
@@ -90,9 +102,6 @@ def main() -> None:
     import tensorflow as tf
 
     from core.datasets.catalog import build_folder
-    from trainer.cluster import Cluster
-    from trainer.jobdir import JobDir
-    from trainer.loop import Trainer
     from trainer.manifest import read_manifest
     from trainer.presets import resolve
 
@@ -102,9 +111,7 @@ def main() -> None:
     manifest = read_manifest(str(data_dir))
 
     def make(c):  # a Config -> (Trainer, FLOPs per step)
-        job = tmp / f"job-{c.loss}"
-        dirs = {k: str(job / k) for k in ("checkpoints", "logs", "model")}
-        tr = Trainer(c, manifest, str(data_dir), dirs, Cluster(1, "chief", 0), JobDir(str(job)))
+        tr = bench_trainer(c, manifest, data_dir, tmp / f"job-{c.loss}")
         m = tr.model
         fe, fg, fd = layer_flops(m.encoder), layer_flops(m.decoder), layer_flops(m.discriminator)
         # Forward: E once; G on the posterior (and the prior) sample; D on real + reconstruction

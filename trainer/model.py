@@ -203,14 +203,10 @@ class SelfAttention(keras.layers.Layer):
         x = inputs
         n, h, w = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2]
 
-        def flat(layer: keras.layers.Layer) -> tf.Tensor:
-            y = layer(x, training=training) if self.spectral else layer(x)
-            return tf.reshape(y, [n, h * w, -1])
-
-        q, k, v = flat(self.query), flat(self.key), flat(self.value)
+        q, k, v = (tf.reshape(layer(x, training=training), [n, h * w, -1])
+                   for layer in (self.query, self.key, self.value))
         attn = tf.nn.softmax(tf.matmul(q, k, transpose_b=True), axis=-1)      # [n, hw, hw]
-        y = tf.reshape(tf.matmul(attn, v), [n, h, w, -1])
-        y = self.out(y, training=training) if self.spectral else self.out(y)
+        y = self.out(tf.reshape(tf.matmul(attn, v), [n, h, w, -1]), training=training)
         return x + self.gate * y
 
     def compute_output_shape(self, input_shape: Any) -> Any:

@@ -231,8 +231,7 @@ def run(args: argparse.Namespace, job_dir: str, data_dir: str, cluster: Any, jd:
     from trainer.jobdir import RUNNING, SUCCEEDED, log
     from trainer.presets import resolve
 
-    overrides = {k: v for k, v in vars(args).items()
-                 if k not in ("data_dir", "job_dir", "preset") and v is not None}
+    overrides = flag_overrides(args)
     preset = args.preset
     dirs = resolve_dirs(job_dir)
     previous = _read_json(os.path.join(job_dir, CONFIG))
@@ -323,6 +322,13 @@ def run(args: argparse.Namespace, job_dir: str, data_dir: str, cluster: Any, jd:
                })
     log(f"exported to {dirs['model']}")
     jd.status(state=SUCCEEDED, step=step, max_steps=step)
+
+
+def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The config fields the command line sets: every flag given, except where to read and
+    write and the preset they override."""
+    return {k: v for k, v in vars(args).items()
+            if k not in ("data_dir", "job_dir", "preset") and v is not None}
 
 
 def recorded_settings(recorded: dict[str, Any]) -> dict[str, Any]:
