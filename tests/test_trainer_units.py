@@ -209,6 +209,36 @@ def test_discriminator_attention_joins_as_the_identity_at_its_size_and_then_trai
         presets.resolve("quick", {"d_attn": 32})
 
 
+def test_discriminator_dropout_drops_on_every_call_and_keeps_the_checkpoint_layout(tmp_path: Path) -> None:
+    """--d-dropout R: units dropped after D's levels from the feature level on, on real
+    and fake calls alike (training=False too), the survivors scaled by 1/(1-R); D's
+    variables are the same as without it, so a run checkpointed without dropout resumes
+    with it (a layer of its own would shift a functional model's checkpoint positions)."""
+    import tensorflow as tf
+
+    from trainer.model import LeakyReLU, build_discriminator
+    act = LeakyReLU(0.2, dropout=0.3)
+    x = tf.ones([64, 8, 8, 16])
+    a, b = act(x).numpy(), act(x, training=False).numpy()
+    assert set(np.unique(a)) <= {0.0, np.float32(1 / 0.7)}
+    assert abs(float((a == 0).mean()) - 0.3) < 0.02 and abs(float((b == 0).mean()) - 0.3) < 0.02
+    assert (a != b).any()                                   # a new mask each call
+    assert float(np.abs(LeakyReLU(0.2)(x).numpy() - 1.0).max()) == 0.0
+
+    plain = build_discriminator(presets.resolve("quick", {}))
+    cfg = presets.resolve("quick", {"d_dropout": 0.3})
+    dropped = build_discriminator(cfg)
+    rates = [layer.dropout for layer in dropped.layers if isinstance(layer, LeakyReLU)]
+    assert sorted(rates) == [0.0, 0.0, 0.3, 0.3, 0.3]   # whole: each stack's first level
+    assert [v.shape for v in plain.variables] == [v.shape for v in dropped.variables]
+    prefix = tf.train.Checkpoint(discriminator=plain).save(str(tmp_path / "ckpt"))
+    tf.train.Checkpoint(discriminator=dropped).restore(prefix).assert_existing_objects_matched()
+    images = tf.random.stateless_uniform([8, 32, 32, 3], seed=[3, 4], minval=-1.0, maxval=1.0)
+    assert float(tf.reduce_max(tf.abs(dropped(images)[0] - dropped(images)[0]))) > 0.0
+    with pytest.raises(ValueError, match="--d-dropout 1.0 is out of range; use 0 .off. up to below 1"):
+        presets.resolve("quick", {"d_dropout": 1.0})
+
+
 def test_generator_depth_adds_3x3_stride_1_layers_at_its_coarse_levels() -> None:
     """--g-depth K: a 3x3 conv at the decoder's K coarsest levels, 4x4 first; 0 is DCGAN's
     generator layer for layer, so earlier jobs' checkpoints keep their layout."""

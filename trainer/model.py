@@ -22,11 +22,20 @@ class LeakyReLU(keras.layers.Layer):
     LeakyReluGrad that still reads the BiasAdd it removed, and on that failure it drops
     every fusion in the step. The output has the input's sign, so the gradient can come
     from it: the fusion then holds and nothing else changes.
+
+    `dropout` (D's --d-dropout) then zeroes that share of the outputs at random on every
+    call, a regulariser against a D that memorises a small set, as Keras' DCGAN example
+    does with 0.3. It lives in the activation rather than a layer of its own because a
+    functional model checkpoints its layers by position: a new layer would keep a run
+    checkpointed without dropout from resuming with it. It ignores `training`: D only runs
+    while training, and its fakes are scored with training=False (spectral norm's sake,
+    VaeGan.discriminate), so honouring the flag would drop units on real images only.
     """
 
-    def __init__(self, negative_slope: float = 0.2, **kwargs: Any) -> None:
+    def __init__(self, negative_slope: float = 0.2, dropout: float = 0.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.negative_slope = negative_slope
+        self.dropout = dropout
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
         alpha = self.negative_slope
@@ -40,10 +49,15 @@ class LeakyReLU(keras.layers.Layer):
 
             return y, grad
 
-        return leaky(inputs)
+        y = leaky(inputs)
+        if not self.dropout:
+            return y
+        keep = tf.random.uniform(tf.shape(y)) >= self.dropout
+        return y * tf.cast(keep, y.dtype) / tf.cast(1.0 - self.dropout, y.dtype)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "negative_slope": self.negative_slope}
+        return {**super().get_config(), "negative_slope": self.negative_slope,
+                "dropout": self.dropout}
 
 
 class BatchNorm(keras.layers.BatchNormalization):
@@ -282,6 +296,13 @@ def _d_conv(cfg: Config, filters: int, kernel: int, stride: int) -> keras.layers
     return keras.layers.Conv2D(filters, kernel, stride, "same", kernel_initializer=_init())
 
 
+def _d_dropout(cfg: Config, level: int, first: int) -> float:
+    """--d-dropout at one of D's levels: from `first` on, and never at the first level, so
+    the learned-similarity features (taken at feature_level, before the activation) and the
+    image-sized first map stay whole."""
+    return cfg.d_dropout if level >= max(1, first) else 0.0
+
+
 def build_discriminator(cfg: Config) -> keras.Model:
     """D's outputs: the logits, the learned-similarity features (feature_level, before batch
     norm) and its last feature map (4x4, what --d-recon reconstructs the image from).
@@ -301,7 +322,7 @@ def build_discriminator(cfg: Config) -> keras.Model:
             feat = x
         if cfg.d_batch_norm and i > 0:
             x = BatchNorm(momentum=0.9, epsilon=1e-5)(x)
-        x = LeakyReLU(0.2)(x)
+        x = LeakyReLU(0.2, _d_dropout(cfg, i, feature_level(cfg)))(x)
         for _ in range(cfg.d_depth):
             x = _d_conv(cfg, filters, 3, 1)(x)
             x = LeakyReLU(0.2)(x)
@@ -341,7 +362,7 @@ def _coarse_head(cfg: Config, image: tf.Tensor, k: int) -> tf.Tensor:
         x = _d_conv(cfg, _filters(cfg, i, cfg.d_width), 4, 2)(x)
         if cfg.d_batch_norm and i > 0:
             x = BatchNorm(momentum=0.9, epsilon=1e-5)(x)
-        x = LeakyReLU(0.2)(x)
+        x = LeakyReLU(0.2, _d_dropout(cfg, i, 1))(x)
     x = keras.layers.Flatten()(x)
     return keras.layers.Dense(1, kernel_initializer=_init(), name=f"logit{k}")(x)
 

@@ -30,6 +30,7 @@ class Config:
                                     # levels (4x4, 8x8, ...): more layers where shapes are drawn
     d_attn: int = 0                 # a self-attention block in D where its feature map is this
                                     # size (SAGAN; e.g. 16); 0: none
+    d_dropout: float = 0.0          # dropout after D's levels from the feature level on (0: none)
     d_scales: int = 1               # D also judges the image average-pooled by 2, 4, ... with a
                                     # stack and logit of its own each (pix2pixHD); 1: one scale
     batch_size: int = 64
@@ -229,6 +230,9 @@ def resolve(preset: str, overrides: dict[str, Any]) -> Config:
     if cfg.d_attn and cfg.d_attn not in inner:
         raise ValueError(f"--d-attn {cfg.d_attn} is not one of D's feature-map sizes at image size "
                          f"{cfg.image_size}: use 0 (off) or one of {', '.join(map(str, inner))}")
+    if not 0.0 <= cfg.d_dropout < 1.0:
+        raise ValueError(f"--d-dropout {cfg.d_dropout} is out of range; use 0 (off) up to below 1 "
+                         f"(the share of D's activations dropped, e.g. 0.3)")
     if cfg.d_scales < 1 or cfg.image_size >> (cfg.d_scales - 1) < 8:    # the smallest scale
         most = max(1, cfg.image_size.bit_length() - 3)
         raise ValueError(f"--d-scales {cfg.d_scales} is out of range at image size {cfg.image_size}: "
