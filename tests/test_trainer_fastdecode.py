@@ -41,11 +41,13 @@ def randomise(decoder, seed: int) -> None:
 
 CONFIGS = [("tiny", {}), ("tiny", {"image_size": 32}), ("tiny", {"image_size": 64, "width": 4}),
            ("tiny", {"image_size": 128, "width": 4}), ("quick", {"width": 16}), ("seed", {}),
-           ("quick", {"width": 16, "g_depth": 2}), ("tiny", {"image_size": 32, "g_depth": 3})]
+           ("quick", {"width": 16, "g_depth": 2}), ("tiny", {"image_size": 32, "g_depth": 3}),
+           ("quick", {"width": 16, "g_mapping": 2})]
 
 
 @pytest.mark.parametrize("preset,overrides", CONFIGS,
                          ids=[f"{p}-{o.get('image_size', '')}-{o.get('width', '')}-{o.get('g_depth', '')}"
+                              f"{'-map' if o.get('g_mapping') else ''}"
                               for p, o in CONFIGS])
 def test_fast_decoder_matches_keras(preset: str, overrides: dict) -> None:
     cfg = resolve(preset, overrides)

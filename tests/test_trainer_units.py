@@ -239,6 +239,23 @@ def test_discriminator_dropout_drops_on_every_call_and_keeps_the_checkpoint_layo
         presets.resolve("quick", {"d_dropout": 1.0})
 
 
+def test_generator_mapping_puts_an_mlp_of_the_embedding_width_before_the_first_layer() -> None:
+    """--g-mapping N: N dense layers of the embedding's width with leaky ReLUs between z and
+    DCGAN's first layer; 0 leaves the generator layer for layer as it was."""
+    from trainer.model import LeakyReLU, build_decoder
+
+    def dense(cfg: presets.Config) -> list[int]:
+        return [l.units for l in build_decoder(cfg).layers if hasattr(l, "units")]
+
+    assert dense(presets.resolve("quick", {})) == [4 * 4 * 128]
+    dec = build_decoder(presets.resolve("quick", {"g_mapping": 3}))
+    assert dense(presets.resolve("quick", {"g_mapping": 3})) == [64, 64, 64, 4 * 4 * 128]
+    assert [type(l).__name__ for l in dec.layers[1:7]] == ["Dense", "LeakyReLU"] * 3
+    assert all(l.dropout == 0.0 for l in dec.layers if isinstance(l, LeakyReLU))
+    with pytest.raises(ValueError, match="--g-mapping 9 is out of range: use 0 .off. up to 8"):
+        presets.resolve("quick", {"g_mapping": 9})
+
+
 def test_generator_depth_adds_3x3_stride_1_layers_at_its_coarse_levels() -> None:
     """--g-depth K: a 3x3 conv at the decoder's K coarsest levels, 4x4 first; 0 is DCGAN's
     generator layer for layer, so earlier jobs' checkpoints keep their layout."""

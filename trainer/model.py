@@ -259,11 +259,23 @@ def build_encoder(cfg: Config) -> keras.Model:
 def build_decoder(cfg: Config) -> keras.Model:
     """DCGAN's generator; --g-depth K adds a 3x3 stride-1 conv (batch norm, ReLU) at each of
     its K coarsest levels, where the per-level SWD put most of the remaining distance
-    (shapes and colour areas, docs/trainer.md) and where a layer costs least."""
+    (shapes and colour areas, docs/trainer.md) and where a layer costs least.
+
+    --g-mapping N puts N dense layers (the embedding's width, leaky ReLU) between z and
+    the first layer, StyleGAN's mapping network (Karras et al. 2019): a Gaussian z must
+    cover every kind of picture in proportion to its volume, and a linear first layer
+    cannot give the kinds the samples miss more of it or the fragments between them less
+    (docs/trainer.md, "what the samples lack"); an MLP can warp that volume. He-normal
+    weights keep the signal's scale through the stack (DCGAN's 0.02 would shrink it 5x a
+    layer; batch norm after the first layer would undo that, but not in the gradients).
+    """
     n = levels(cfg.image_size)
     top = _filters(cfg, n - 1)
-    z = inp = keras.Input((cfg.embedding_size,), name="z")
-    x = keras.layers.Dense(4 * 4 * top, use_bias=False, kernel_initializer=_init())(z)
+    x = inp = keras.Input((cfg.embedding_size,), name="z")
+    for _ in range(cfg.g_mapping):
+        x = keras.layers.Dense(cfg.embedding_size, kernel_initializer="he_normal")(x)
+        x = LeakyReLU(0.2)(x)
+    x = keras.layers.Dense(4 * 4 * top, use_bias=False, kernel_initializer=_init())(x)
     x = keras.layers.Reshape((4, 4, top))(x)
     x = BatchNorm(momentum=0.9, epsilon=1e-5)(x)
     x = keras.layers.ReLU()(x)

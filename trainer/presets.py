@@ -28,6 +28,8 @@ class Config:
     d_depth: int = 0                # extra 3x3 stride-1 convs after each of D's stride-2 convs
     g_depth: int = 0                # a 3x3 stride-1 conv at each of the decoder's K coarsest
                                     # levels (4x4, 8x8, ...): more layers where shapes are drawn
+    g_mapping: int = 0              # an MLP of this many layers from z to G's first layer
+                                    # (StyleGAN's mapping network); 0: none, DCGAN's generator
     d_attn: int = 0                 # a self-attention block in D where its feature map is this
                                     # size (SAGAN; e.g. 16); 0: none
     d_dropout: float = 0.0          # dropout after D's levels from the feature level on (0: none)
@@ -226,6 +228,9 @@ def resolve(preset: str, overrides: dict[str, Any]) -> Config:
     if not 0 <= cfg.g_depth <= levels(cfg.image_size):
         raise ValueError(f"--g-depth {cfg.g_depth} is out of range at image size {cfg.image_size}: use 0 "
                          f"(off) up to {levels(cfg.image_size)} (every level below the output)")
+    if not 0 <= cfg.g_mapping <= 8:
+        raise ValueError(f"--g-mapping {cfg.g_mapping} is out of range: use 0 (off) up to 8 "
+                         f"(StyleGAN's depth)")
     inner = [cfg.image_size >> i for i in range(1, levels(cfg.image_size) + 1)]
     if cfg.d_attn and cfg.d_attn not in inner:
         raise ValueError(f"--d-attn {cfg.d_attn} is not one of D's feature-map sizes at image size "
