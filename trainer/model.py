@@ -266,8 +266,8 @@ def build_decoder(cfg: Config) -> keras.Model:
     cover every kind of picture in proportion to its volume, and a linear first layer
     cannot give the kinds the samples miss more of it or the fragments between them less
     (docs/trainer.md, "what the samples lack"); an MLP can warp that volume. He-normal
-    weights keep the signal's scale through the stack (DCGAN's 0.02 would shrink it 5x a
-    layer; batch norm after the first layer would undo that, but not in the gradients).
+    weights keep the signal's scale through the stack, as StyleGAN's equalised layers do;
+    DCGAN's N(0, 0.02) would shrink it about 6x a layer at the embedding's width of 64.
     """
     n = levels(cfg.image_size)
     top = _filters(cfg, n - 1)
