@@ -46,8 +46,8 @@ def main() -> None:
         variants[name] = flag_overrides(parser.parse_args(["--data-dir", "-", "--job-dir", "-",
                                                            *shlex.split(flags)]))
     tmp = Path(tempfile.mkdtemp(prefix="genml-step-cost-"))
-    size = resolve(args.preset, {}).image_size
-    data_dir = build_folder(tmp / "data", count=256, image_size=size, workers=1)
+    preset = resolve(args.preset, {})
+    data_dir = build_folder(tmp / "data", count=256, image_size=preset.image_size, workers=1)
     manifest = read_manifest(str(data_dir))
     steps = {}
     for name, overrides in variants.items():
@@ -64,7 +64,7 @@ def main() -> None:
             trainer._train_fn(const)["loss_d"].numpy()
             best[name] = min(best[name], time.perf_counter() - t)
     base = best[args.preset]
-    print(f"best of {args.steps} steps each, interleaved; batch {resolve(args.preset, {}).batch_size}")
+    print(f"best of {args.steps} steps each, interleaved; batch {preset.batch_size}")
     for name, t in best.items():
         print(f"{name:<16} {1e3 * t:7.1f} ms  {t / base:5.2f}x {args.preset}")
 
