@@ -250,10 +250,41 @@ def test_generator_mapping_puts_an_mlp_of_the_embedding_width_before_the_first_l
     assert dense(presets.resolve("quick", {})) == [4 * 4 * 128]
     dec = build_decoder(presets.resolve("quick", {"g_mapping": 3}))
     assert dense(presets.resolve("quick", {"g_mapping": 3})) == [64, 64, 64, 4 * 4 * 128]
-    assert [type(l).__name__ for l in dec.layers[1:7]] == ["Dense", "LeakyReLU"] * 3
+    assert [type(l).__name__ for l in dec.layers[1:7]] == ["MappingDense", "LeakyReLU"] * 3
     assert all(l.dropout == 0.0 for l in dec.layers if isinstance(l, LeakyReLU))
     with pytest.raises(ValueError, match="--g-mapping 9 is out of range: use 0 .off. up to 8"):
         presets.resolve("quick", {"g_mapping": 9})
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match=f"--g-mapping-lr {bad} is out of range"):
+            presets.resolve("quick", {"g_mapping": 1, "g_mapping_lr": bad})
+
+
+@pytest.mark.parametrize("lr_mul", [1.0, 0.01])
+def test_mapping_layer_keeps_he_scale_and_learns_lr_mul_as_fast(lr_mul: float) -> None:
+    """--g-mapping-lr: the weights the layer computes with have He's scale whatever lr_mul,
+    and one Adam step moves them lr_mul times the learning rate relative to that scale (an
+    equalised layer's step at lr_mul 1), so 0.01 is StyleGAN's hundredfold slower mapping."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from trainer.model import MappingDense
+
+    tf.random.set_seed(0)
+    layer = MappingDense(256, lr_mul=lr_mul)
+    layer.build((None, 256))
+    he = (2.0 / 256) ** 0.5
+    before = layer.effective_kernel().numpy()
+    assert abs(before.std() / he - 1) < 0.02
+    z = tf.random.normal((32, 256))
+    out = layer(z)
+    np.testing.assert_allclose(out.numpy(), z.numpy() @ before, atol=1e-4)
+    opt = keras.optimizers.Adam(1e-3)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(layer(z))
+    opt.apply_gradients(zip(tape.gradient(loss, layer.trainable_variables), layer.trainable_variables))
+    moved = np.abs(layer.effective_kernel().numpy() - before).mean() / he
+    np.testing.assert_allclose(moved, 1e-3 * lr_mul, rtol=0.05)
 
 
 def test_generator_depth_adds_3x3_stride_1_layers_at_its_coarse_levels() -> None:

@@ -65,18 +65,19 @@ class FastDecoder(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type 
         # By base class: the trainer's BatchNorm is a BatchNormalization with a faster training pass.
         kinds = ["BatchNormalization" if isinstance(l, keras.layers.BatchNormalization)
                  else type(l).__name__ for l in layers]
-        # --g-mapping's (Dense, LeakyReLU) pairs first, kept as they are: nothing to fold.
+        # --g-mapping's (MappingDense, LeakyReLU) pairs first, kept as they are: nothing to fold.
         self.map_w: list[tf.Variable] = []
         self.map_b: list[tf.Variable] = []
         self.map_slope: list[float] = []
-        while kinds[:2] == ["Dense", "LeakyReLU"]:
+        while kinds[:2] == ["MappingDense", "LeakyReLU"]:
             dense, act = layers[0], layers[1]
             if getattr(act, "dropout", 0.0):
                 raise ValueError("unexpected decoder layout: dropout in the mapping network")
             k = len(self.map_w)
-            self.map_w.append(tf.Variable(dense.kernel.numpy(), trainable=False, name=f"map{k}_w"))
-            bias = dense.bias.numpy() if dense.use_bias else np.zeros(dense.units, np.float32)
-            self.map_b.append(tf.Variable(bias, trainable=False, name=f"map{k}_b"))
+            self.map_w.append(tf.Variable(dense.effective_kernel().numpy(), trainable=False,
+                                          name=f"map{k}_w"))
+            self.map_b.append(tf.Variable(dense.effective_bias().numpy(), trainable=False,
+                                          name=f"map{k}_b"))
             self.map_slope.append(float(act.negative_slope))
             layers, kinds = layers[2:], kinds[2:]
         # Then Dense, Reshape, BN, ReLU, then (Conv2DTranspose or --g-depth's Conv2D, BN, ReLU)*,

@@ -60,6 +60,42 @@ class LeakyReLU(keras.layers.Layer):
                 "dropout": self.dropout}
 
 
+class MappingDense(keras.layers.Dense):
+    """A dense layer of --g-mapping's MLP that learns `lr_mul` times as fast as an equalised one.
+
+    StyleGAN's mapping layers (Karras et al. 2019, its `lrmul` 0.01): the weights are stored
+    at 1/lr_mul times their size and scaled back on every call, so Adam, whose steps are the
+    same size whatever the gradient's scale, moves the weights the layer uses lr_mul times as
+    far relative to their size. Without it the MLP trained at the generator's full rate and
+    the first ten minutes part-collapsed (docs/trainer.md). He's scale is applied at run time
+    too (equalised learning rate), so `effective_kernel` and `effective_bias` are what the
+    layer computes with (the export's fast decoder reads them).
+    """
+
+    def __init__(self, units: int, lr_mul: float = 0.01, **kwargs: Any) -> None:
+        super().__init__(units, kernel_initializer=keras.initializers.RandomNormal(stddev=1.0 / lr_mul),
+                         **kwargs)
+        self.lr_mul = lr_mul
+
+    def build(self, input_shape: Any) -> None:
+        super().build(input_shape)
+        self.coef = (2.0 / int(input_shape[-1])) ** 0.5 * self.lr_mul    # He's gain for leaky ReLU
+
+    def effective_kernel(self) -> tf.Tensor:
+        return self.kernel * self.coef
+
+    def effective_bias(self) -> tf.Tensor:
+        return self.bias * self.lr_mul
+
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        return tf.matmul(inputs, self.effective_kernel()) + self.effective_bias()
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.pop("kernel_initializer", None)          # set from lr_mul
+        return {**config, "lr_mul": self.lr_mul}
+
+
 class BatchNorm(keras.layers.BatchNormalization):
     """Keras' batch norm, with the training pass on 4-D inputs through TF's fused kernel.
 
@@ -268,12 +304,13 @@ def build_decoder(cfg: Config) -> keras.Model:
     (docs/trainer.md, "what the samples lack"); an MLP can warp that volume. He-normal
     weights keep the signal's scale through the stack, as StyleGAN's equalised layers do;
     DCGAN's N(0, 0.02) would shrink it about 6x a layer at the embedding's width of 64.
+    --g-mapping-lr sets how fast those layers learn (MappingDense).
     """
     n = levels(cfg.image_size)
     top = _filters(cfg, n - 1)
     x = inp = keras.Input((cfg.embedding_size,), name="z")
     for _ in range(cfg.g_mapping):
-        x = keras.layers.Dense(cfg.embedding_size, kernel_initializer="he_normal")(x)
+        x = MappingDense(cfg.embedding_size, lr_mul=cfg.g_mapping_lr)(x)
         x = LeakyReLU(0.2)(x)
     x = keras.layers.Dense(4 * 4 * top, use_bias=False, kernel_initializer=_init())(x)
     x = keras.layers.Reshape((4, 4, top))(x)

@@ -30,6 +30,8 @@ class Config:
                                     # levels (4x4, 8x8, ...): more layers where shapes are drawn
     g_mapping: int = 0              # an MLP of this many layers from z to G's first layer
                                     # (StyleGAN's mapping network); 0: none, DCGAN's generator
+    g_mapping_lr: float = 0.01      # how fast the mapping learns against an equalised layer at
+                                    # G's rate (StyleGAN's lrmul 0.01)
     d_attn: int = 0                 # a self-attention block in D where its feature map is this
                                     # size (SAGAN; e.g. 16); 0: none
     d_dropout: float = 0.0          # dropout after D's levels from the feature level on (0: none)
@@ -231,6 +233,9 @@ def resolve(preset: str, overrides: dict[str, Any]) -> Config:
     if not 0 <= cfg.g_mapping <= 8:
         raise ValueError(f"--g-mapping {cfg.g_mapping} is out of range: use 0 (off) up to 8 "
                          f"(StyleGAN's depth)")
+    if not 0.0 < cfg.g_mapping_lr <= 1.0:
+        raise ValueError(f"--g-mapping-lr {cfg.g_mapping_lr} is out of range: use above 0 up to 1 "
+                         f"(the mapping's learning rate as a share of G's; StyleGAN's is 0.01)")
     inner = [cfg.image_size >> i for i in range(1, levels(cfg.image_size) + 1)]
     if cfg.d_attn and cfg.d_attn not in inner:
         raise ValueError(f"--d-attn {cfg.d_attn} is not one of D's feature-map sizes at image size "
