@@ -94,6 +94,23 @@ def test_process_identity_needs_pid_start_time_and_marker() -> None:
     assert not procs.alive(p.pid)
 
 
+def test_a_process_still_in_exec_is_ours_by_its_start_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Right after Popen returns, /proc/PID/cmdline can still be empty (exec closes the
+    close-on-exec pipe Popen waits on before the kernel places the new argv): a reconcile
+    in that moment must not take the job's new supervisor for a stranger and fail the job.
+    The moment cannot be hit on demand, so the empty command line is stood in for."""
+    p = _sleeper("job-abc")
+    try:
+        st = procs.start_time(p.pid)
+        monkeypatch.setattr(procs, "cmdline", lambda pid: [])
+        assert procs.is_ours(p.pid, "job-abc", st)
+        assert not procs.is_ours(p.pid, "job-abc", st + 1)      # a reused pid still is not
+        assert not procs.is_ours(p.pid, "job-abc")              # nor an unknown start time
+    finally:
+        p.kill()
+        p.wait()
+
+
 def test_reconcile_fails_a_job_whose_processes_died_with_its_last_log_lines(workspace: Workspace) -> None:
     dead = subprocess.Popen([sys.executable, "-c", "pass", "dead-1"])
     dead.wait()

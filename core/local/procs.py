@@ -63,7 +63,14 @@ def is_ours(pid: int | None, marker: str, started: int | None = None) -> bool:
     if Path("/proc").is_dir() and Path(f"/proc/{pid}").exists():
         if started is not None and start_time(pid) != started:
             return False
-        return any(marker in a for a in cmdline(pid))
+        args = cmdline(pid)
+        # Empty while the kernel is still setting up a new program: Popen returns once exec
+        # closed the child's close-on-exec pipe, a moment before its argv is in place, and a
+        # reconcile in that moment failed a job it had just resumed (CI, twice). The matching
+        # start time already says it is the process we started.
+        if not args and started is not None:
+            return True
+        return any(marker in a for a in args)
     return True  # no /proc (macOS): the pid check is the best we can do
 
 

@@ -90,7 +90,9 @@ class Runner:
                 if job.state is JobState.QUEUED:
                     self.registry.update_job(self.job_id, expect=[JobState.QUEUED], state=JobState.CANCELLED,
                                              ended=time.time(), error="Cancelled before it started.")
-                self.say("cancelled while queued")
+                    job = self.job
+                self.say("cancelled while queued" if job.state is JobState.CANCELLED
+                         else f"not starting: the job is now {job.state.short}")
                 return False
             slots = config_mod.load().max_concurrent_jobs
             f = self._try_slot(slots)
