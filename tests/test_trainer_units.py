@@ -239,9 +239,13 @@ def test_discriminator_dropout_drops_on_every_call_and_keeps_the_checkpoint_layo
         presets.resolve("quick", {"d_dropout": 1.0})
 
 
-def test_generator_mapping_puts_an_mlp_of_the_embedding_width_before_the_first_layer() -> None:
-    """--g-mapping N: N dense layers of the embedding's width with leaky ReLUs between z and
-    DCGAN's first layer; 0 leaves the generator layer for layer as it was."""
+def test_generator_mapping_adds_a_residual_mlp_that_starts_as_the_identity() -> None:
+    """--g-mapping N: z + an MLP of z (N dense layers of the embedding's width, leaky ReLUs
+    between) before DCGAN's first layer, its last layer at zero so training starts from
+    DCGAN's generator; 0 leaves the generator layer for layer as it was."""
+    import keras
+    import numpy as np
+
     from trainer.model import LeakyReLU, build_decoder
 
     def dense(cfg: presets.Config) -> list[int]:
@@ -250,13 +254,19 @@ def test_generator_mapping_puts_an_mlp_of_the_embedding_width_before_the_first_l
     assert dense(presets.resolve("quick", {})) == [4 * 4 * 128]
     dec = build_decoder(presets.resolve("quick", {"g_mapping": 3}))
     assert dense(presets.resolve("quick", {"g_mapping": 3})) == [64, 64, 64, 4 * 4 * 128]
-    assert [type(l).__name__ for l in dec.layers[1:7]] == ["MappingDense", "LeakyReLU"] * 3
+    assert [type(l).__name__ for l in dec.layers[1:7]] == ["MappingDense", "LeakyReLU"] * 2 + ["MappingDense", "Add"]
     assert all(l.dropout == 0.0 for l in dec.layers if isinstance(l, LeakyReLU))
-    with pytest.raises(ValueError, match="--g-mapping 9 is out of range: use 0 .off. up to 8"):
-        presets.resolve("quick", {"g_mapping": 9})
-    for bad in (0.0, 1.5):
-        with pytest.raises(ValueError, match=f"--g-mapping-lr {bad} is out of range"):
-            presets.resolve("quick", {"g_mapping": 1, "g_mapping_lr": bad})
+    mapped = keras.Model(dec.input, dec.layers[6].output)
+    z = np.random.default_rng(0).standard_normal((8, 64)).astype("float32")
+    np.testing.assert_array_equal(mapped(z).numpy(), z)                 # the identity at the start
+    dec.layers[5].kernel.assign(np.ones((64, 64), "float32"))           # and not once it learns
+    assert np.abs(mapped(z).numpy() - z).max() > 0.1
+    for bad in (1, 9):
+        with pytest.raises(ValueError, match=f"--g-mapping {bad} is out of range: use 0 .off. or 2 up to 8"):
+            presets.resolve("quick", {"g_mapping": bad})
+    for bad_lr in (0.0, 1.5):
+        with pytest.raises(ValueError, match=f"--g-mapping-lr {bad_lr} is out of range"):
+            presets.resolve("quick", {"g_mapping": 2, "g_mapping_lr": bad_lr})
 
 
 @pytest.mark.parametrize("lr_mul", [1.0, 0.01])

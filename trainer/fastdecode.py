@@ -65,21 +65,29 @@ class FastDecoder(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type 
         # By base class: the trainer's BatchNorm is a BatchNormalization with a faster training pass.
         kinds = ["BatchNormalization" if isinstance(l, keras.layers.BatchNormalization)
                  else type(l).__name__ for l in layers]
-        # --g-mapping's (MappingDense, LeakyReLU) pairs first, kept as they are: nothing to fold.
+        # --g-mapping's residual MLP first, z + MLP(z), kept as it is: nothing to fold.
         self.map_w: list[tf.Variable] = []
         self.map_b: list[tf.Variable] = []
-        self.map_slope: list[float] = []
-        while kinds[:2] == ["MappingDense", "LeakyReLU"]:
-            dense, act = layers[0], layers[1]
-            if getattr(act, "dropout", 0.0):
-                raise ValueError("unexpected decoder layout: dropout in the mapping network")
+        self.map_slope: list[float | None] = []          # None: no activation (the last layer)
+        while kinds[:1] == ["MappingDense"]:
+            dense = layers[0]
             k = len(self.map_w)
             self.map_w.append(tf.Variable(dense.effective_kernel().numpy(), trainable=False,
                                           name=f"map{k}_w"))
             self.map_b.append(tf.Variable(dense.effective_bias().numpy(), trainable=False,
                                           name=f"map{k}_b"))
-            self.map_slope.append(float(act.negative_slope))
-            layers, kinds = layers[2:], kinds[2:]
+            if kinds[1:2] == ["LeakyReLU"]:
+                if getattr(layers[1], "dropout", 0.0):
+                    raise ValueError("unexpected decoder layout: dropout in the mapping network")
+                self.map_slope.append(float(layers[1].negative_slope))
+                layers, kinds = layers[2:], kinds[2:]
+            else:
+                self.map_slope.append(None)
+                layers, kinds = layers[1:], kinds[1:]
+        if self.map_w:
+            if kinds[:1] != ["Add"] or self.map_slope[-1] is not None or None in self.map_slope[:-1]:
+                raise ValueError(f"unexpected decoder layout: a mapping network that is not z + MLP(z): {kinds}")
+            layers, kinds = layers[1:], kinds[1:]
         # Then Dense, Reshape, BN, ReLU, then (Conv2DTranspose or --g-depth's Conv2D, BN, ReLU)*,
         # Conv2DTranspose, tanh.
         if kinds[:4] != ["Dense", "Reshape", "BatchNormalization", "ReLU"] or \
@@ -142,8 +150,13 @@ class FastDecoder(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type 
         self.upsample = tuple(upsample)
 
     def __call__(self, z: tf.Tensor) -> tf.Tensor:
-        for w, b, slope in zip(self.map_w, self.map_b, self.map_slope):
-            z = tf.nn.leaky_relu(tf.matmul(z, w) + b, slope)
+        if self.map_w:
+            h = z
+            for w, b, slope in zip(self.map_w, self.map_b, self.map_slope):
+                h = tf.matmul(h, w) + b
+                if slope is not None:
+                    h = tf.nn.leaky_relu(h, slope)
+            z = z + h
         x = tf.nn.relu(tf.matmul(z, self.dense_w) + self.dense_b)
         x = tf.reshape(x, [-1] + self.shape0)
         last = len(self.conv_w) - 1

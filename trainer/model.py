@@ -63,19 +63,20 @@ class LeakyReLU(keras.layers.Layer):
 class MappingDense(keras.layers.Dense):
     """A dense layer of --g-mapping's MLP that learns `lr_mul` times as fast as an equalised one.
 
-    StyleGAN's mapping layers (Karras et al. 2019, its `lrmul` 0.01): the weights are stored
-    at 1/lr_mul times their size and scaled back on every call, so Adam, whose steps are the
+    StyleGAN's mapping layers (Karras et al. 2019, its `lrmul`): the weights are stored at
+    1/lr_mul times their size and scaled back on every call, so Adam, whose steps are the
     same size whatever the gradient's scale, moves the weights the layer uses lr_mul times as
-    far relative to their size. Without it the MLP trained at the generator's full rate and
-    the first ten minutes part-collapsed (docs/trainer.md). He's scale is applied at run time
-    too (equalised learning rate), so `effective_kernel` and `effective_bias` are what the
-    layer computes with (the export's fast decoder reads them).
+    far relative to their size. He's scale is applied at run time too (equalised learning
+    rate), so `effective_kernel` and `effective_bias` are what the layer computes with (the
+    export's fast decoder reads them). `zero` starts the weights at 0: the MLP's last layer,
+    so the residual mapping starts as the identity (build_decoder).
     """
 
-    def __init__(self, units: int, lr_mul: float = 0.01, **kwargs: Any) -> None:
-        super().__init__(units, kernel_initializer=keras.initializers.RandomNormal(stddev=1.0 / lr_mul),
-                         **kwargs)
+    def __init__(self, units: int, lr_mul: float = 1.0, zero: bool = False, **kwargs: Any) -> None:
+        init = keras.initializers.Zeros() if zero else keras.initializers.RandomNormal(stddev=1.0 / lr_mul)
+        super().__init__(units, kernel_initializer=init, **kwargs)
         self.lr_mul = lr_mul
+        self.zero = zero
 
     def build(self, input_shape: Any) -> None:
         super().build(input_shape)
@@ -92,8 +93,8 @@ class MappingDense(keras.layers.Dense):
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config.pop("kernel_initializer", None)          # set from lr_mul
-        return {**config, "lr_mul": self.lr_mul}
+        config.pop("kernel_initializer", None)          # set from lr_mul and zero
+        return {**config, "lr_mul": self.lr_mul, "zero": self.zero}
 
 
 class BatchNorm(keras.layers.BatchNormalization):
@@ -297,21 +298,27 @@ def build_decoder(cfg: Config) -> keras.Model:
     its K coarsest levels, where the per-level SWD put most of the remaining distance
     (shapes and colour areas, docs/trainer.md) and where a layer costs least.
 
-    --g-mapping N puts N dense layers (the embedding's width, leaky ReLU) between z and
-    the first layer, StyleGAN's mapping network (Karras et al. 2019): a Gaussian z must
-    cover every kind of picture in proportion to its volume, and a linear first layer
-    cannot give the kinds the samples miss more of it or the fragments between them less
-    (docs/trainer.md, "what the samples lack"); an MLP can warp that volume. He-normal
-    weights keep the signal's scale through the stack, as StyleGAN's equalised layers do;
-    DCGAN's N(0, 0.02) would shrink it about 6x a layer at the embedding's width of 64.
-    --g-mapping-lr sets how fast those layers learn (MappingDense).
+    --g-mapping N adds z to an MLP of z (N dense layers of the embedding's width, leaky
+    ReLUs between them) before the first layer, a mapping network after StyleGAN's (Karras
+    et al. 2019): a Gaussian z must cover every kind of picture in proportion to its volume,
+    and a linear first layer cannot give the kinds the samples miss more of it or the
+    fragments between them less (docs/trainer.md, "what the samples lack"); an MLP can warp
+    that volume. StyleGAN's plain stack, tried first, set the first ten minutes back 3-4x
+    at any learning rate (docs/trainer.md); the residual form with its last layer at zero
+    starts as the identity, as DCGAN's generator, and warps only as far as training asks.
+    --g-mapping-lr sets how fast the layers learn (MappingDense).
     """
     n = levels(cfg.image_size)
     top = _filters(cfg, n - 1)
     x = inp = keras.Input((cfg.embedding_size,), name="z")
-    for _ in range(cfg.g_mapping):
-        x = MappingDense(cfg.embedding_size, lr_mul=cfg.g_mapping_lr)(x)
-        x = LeakyReLU(0.2)(x)
+    if cfg.g_mapping:
+        h = inp
+        for i in range(cfg.g_mapping):
+            last = i == cfg.g_mapping - 1
+            h = MappingDense(cfg.embedding_size, lr_mul=cfg.g_mapping_lr, zero=last)(h)
+            if not last:
+                h = LeakyReLU(0.2)(h)
+        x = keras.layers.Add()([inp, h])
     x = keras.layers.Dense(4 * 4 * top, use_bias=False, kernel_initializer=_init())(x)
     x = keras.layers.Reshape((4, 4, top))(x)
     x = BatchNorm(momentum=0.9, epsilon=1e-5)(x)

@@ -30,8 +30,8 @@ class Config:
                                     # levels (4x4, 8x8, ...): more layers where shapes are drawn
     g_mapping: int = 0              # an MLP of this many layers from z to G's first layer
                                     # (StyleGAN's mapping network); 0: none, DCGAN's generator
-    g_mapping_lr: float = 0.01      # how fast the mapping learns against an equalised layer at
-                                    # G's rate (StyleGAN's lrmul 0.01)
+    g_mapping_lr: float = 1.0       # how fast the mapping learns against an equalised layer at
+                                    # G's rate (StyleGAN's lrmul is 0.01)
     d_attn: int = 0                 # a self-attention block in D where its feature map is this
                                     # size (SAGAN; e.g. 16); 0: none
     d_dropout: float = 0.0          # dropout after D's levels from the feature level on (0: none)
@@ -230,9 +230,9 @@ def resolve(preset: str, overrides: dict[str, Any]) -> Config:
     if not 0 <= cfg.g_depth <= levels(cfg.image_size):
         raise ValueError(f"--g-depth {cfg.g_depth} is out of range at image size {cfg.image_size}: use 0 "
                          f"(off) up to {levels(cfg.image_size)} (every level below the output)")
-    if not 0 <= cfg.g_mapping <= 8:
-        raise ValueError(f"--g-mapping {cfg.g_mapping} is out of range: use 0 (off) up to 8 "
-                         f"(StyleGAN's depth)")
+    if cfg.g_mapping not in (0, *range(2, 9)):
+        raise ValueError(f"--g-mapping {cfg.g_mapping} is out of range: use 0 (off) or 2 up to 8 "
+                         f"(StyleGAN's depth; one layer would be linear, z plus a matrix times z)")
     if not 0.0 < cfg.g_mapping_lr <= 1.0:
         raise ValueError(f"--g-mapping-lr {cfg.g_mapping_lr} is out of range: use above 0 up to 1 "
                          f"(the mapping's learning rate as a share of G's; StyleGAN's is 0.01)")
