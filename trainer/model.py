@@ -303,8 +303,8 @@ def build_decoder(cfg: Config) -> keras.Model:
     et al. 2019): a Gaussian z must cover every kind of picture in proportion to its volume,
     and a linear first layer cannot give the kinds the samples miss more of it or the
     fragments between them less (docs/trainer.md, "what the samples lack"); an MLP can warp
-    that volume. StyleGAN's plain stack, tried first, set the first ten minutes back 3-4x
-    at any learning rate (docs/trainer.md); the residual form with its last layer at zero
+    that volume. StyleGAN's plain stack, tried first, set the first five minutes back about
+    3x at both learning rates tried (docs/trainer.md); the residual form with its last layer at zero
     starts as the identity, as DCGAN's generator, and warps only as far as training asks.
     --g-mapping-lr sets how fast the layers learn (MappingDense).
     """

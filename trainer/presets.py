@@ -28,8 +28,8 @@ class Config:
     d_depth: int = 0                # extra 3x3 stride-1 convs after each of D's stride-2 convs
     g_depth: int = 0                # a 3x3 stride-1 conv at each of the decoder's K coarsest
                                     # levels (4x4, 8x8, ...): more layers where shapes are drawn
-    g_mapping: int = 0              # an MLP of this many layers from z to G's first layer
-                                    # (StyleGAN's mapping network); 0: none, DCGAN's generator
+    g_mapping: int = 0              # z + an MLP of z of this many layers into G's first layer
+                                    # (after StyleGAN's mapping network); 0: none, DCGAN's
     g_mapping_lr: float = 1.0       # how fast the mapping learns against an equalised layer at
                                     # G's rate (StyleGAN's lrmul is 0.01)
     d_attn: int = 0                 # a self-attention block in D where its feature map is this
