@@ -269,6 +269,13 @@ def test_generator_mapping_adds_a_residual_mlp_that_starts_as_the_identity() -> 
             presets.resolve("quick", {"g_mapping": 2, "g_mapping_lr": bad_lr})
 
 
+def test_g_latent_needs_the_gan_loss_and_a_weight_of_0_or_more() -> None:
+    assert presets.resolve("quick", {"g_latent": 1.0}).g_latent == 1.0
+    for overrides in ({"g_latent": -1.0}, {"g_latent": 1.0, "loss": "vaegan"}):
+        with pytest.raises(ValueError, match="--g-latent .* needs a weight of 0 or more and --loss gan"):
+            presets.resolve("quick", overrides)
+
+
 @pytest.mark.parametrize("lr_mul", [1.0, 0.01])
 def test_mapping_layer_keeps_he_scale_and_learns_lr_mul_as_fast(lr_mul: float) -> None:
     """--g-mapping-lr: the weights the layer computes with have He's scale whatever lr_mul,

@@ -247,13 +247,17 @@ class Trainer:
         xe = x[:k]
         mean, logvar = m.encoder(xe, training=True)
         xr = m.decoder(mean + tf.exp(0.5 * logvar) * eps[:k], training=True)
-        xp_mean, xp_logvar = m.encoder(tf.stop_gradient(xp), training=True)
+        # With --g-latent the decoder learns from the latent term too (its gradient reaches
+        # the decoder's variables only through loss_g; the encoder's come from loss_e).
+        xp_mean, xp_logvar = m.encoder(xp if cfg.g_latent else tf.stop_gradient(xp), training=True)
         kl = losses.kl_divergence(mean, logvar)
         rec_pix = losses.per_sample_mse(xe, xr)
         latent = losses.gaussian_nll(zp, xp_mean, xp_logvar)
         loss_e = rec_pix + cfg.kl_weight * kl / self.npix + cfg.latent_weight * latent
         if cfg.gamma:
             loss_g = loss_g + cfg.gamma * rec_pix
+        if cfg.g_latent:
+            loss_g = loss_g + cfg.g_latent * latent
         out = {"loss_kl": kl, "loss_recon": rec_pix, "loss_latent": latent,
                "loss_e": loss_e, "loss_g": loss_g, "loss_d": loss_d, **extra}
         return self._d_terms(out, l_real, [l_p], grad, (real, top))

@@ -44,6 +44,9 @@ class Config:
     latent_weight: float = 1.0      # "gan": the encoder recovers z from decodes of prior samples
     recon_fraction: float = 1.0     # "gan": the share of each batch the encoder reconstructs
     encoder_every: int = 1          # "gan": the encoder trains on every Nth step only
+    g_latent: float = 0.0           # "gan": the decoder too learns from the latent term (weight),
+                                    # on the encoder's steps: decodes the encoder maps back to their
+                                    # z (VEEGAN's reconstructor loss); 0: the encoder alone
     lr_e: float = 2e-4
     lr_g: float = 2e-4
     lr_d: float = 2e-4
@@ -203,6 +206,9 @@ def resolve(preset: str, overrides: dict[str, Any]) -> Config:
     if not 0.0 < cfg.recon_fraction <= 1.0:
         raise ValueError(f"--recon-fraction {cfg.recon_fraction} is out of range; use more than 0 "
                          f"up to 1 (the whole batch)")
+    if cfg.g_latent < 0 or (cfg.g_latent and cfg.loss != LOSS_GAN):
+        raise ValueError(f"--g-latent {cfg.g_latent} needs a weight of 0 or more and --loss {LOSS_GAN} "
+                         f"(the loss with the latent term)")
     if cfg.encoder_every < 1:
         raise ValueError(f"--encoder-every {cfg.encoder_every} must be at least 1 (every step)")
     if overrides.get("encoder_every") is None and (cfg.loss != LOSS_GAN or cfg.gamma):

@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, kind in [("max-steps", int), ("batch-size", int), ("seed", int),
                        ("image-size", int), ("embedding-size", int), ("width", int), ("d-width", int),
                        ("d-depth", int), ("g-depth", int), ("g-mapping", int), ("d-scales", int), ("d-attn", int),
-                       ("d-dropout", float), ("g-mapping-lr", float),
+                       ("d-dropout", float), ("g-mapping-lr", float), ("g-latent", float),
                        ("eval-every", int), ("sample-every", int), ("checkpoint-every", int),
                        ("keep-checkpoints", int), ("log-every", int), ("eval-images", int),
                        ("lr-e", float), ("lr-g", float), ("lr-d", float), ("gamma", float),
