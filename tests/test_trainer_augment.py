@@ -240,8 +240,9 @@ def test_bcr_consistency_is_the_squared_logit_change_summed_over_scales() -> Non
 
 
 @pytest.mark.slow
-def test_bcr_and_g_topk_train_in_the_real_loop_and_log_the_term(tmp_path, tiny_dataset_dir) -> None:
-    """Both run inside the traced step, with and without the encoder (--encoder-every 2)."""
+def test_bcr_g_topk_and_g_latent_train_in_the_real_loop_and_log_the_term(tmp_path, tiny_dataset_dir) -> None:
+    """All three run inside the traced step, with and without the encoder (--encoder-every 2;
+    --g-latent's gradient through the encoder into the decoder only on the encoder's steps)."""
     import json
 
     from tests.fixtures.models import run_trainer
@@ -249,14 +250,14 @@ def test_bcr_and_g_topk_train_in_the_real_loop_and_log_the_term(tmp_path, tiny_d
     job = tmp_path / "job"
     done = run_trainer(tiny_dataset_dir, job, "--bcr", "10", "--augment", "color,translation",
                        "--g-topk", "0.5", "--encoder-every", "2", "--log-every", "1",
-                       "--max-steps", "4")
+                       "--g-latent", "1", "--max-steps", "4")
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines()]
     rows = [r for r in rows if r["kind"] == "train"]
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
     assert all(r["loss_bcr"] > 0 for r in rows)      # augmented logits differ from the clean ones
     config = json.loads((job / "config.json").read_text())["trainer"]
-    assert (config["bcr"], config["g_topk"]) == (10.0, 0.5)
+    assert (config["bcr"], config["g_topk"], config["g_latent"]) == (10.0, 0.5, 1.0)
 
 
 @pytest.mark.parametrize("spectral", [False, True])
