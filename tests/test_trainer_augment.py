@@ -260,6 +260,40 @@ def test_bcr_g_topk_and_g_latent_train_in_the_real_loop_and_log_the_term(tmp_pat
     assert (config["bcr"], config["g_topk"], config["g_latent"]) == (10.0, 0.5, 1.0)
 
 
+@pytest.mark.slow
+def test_apa_adapts_its_share_by_ada_rule_and_resumes_it(tmp_path, tiny_dataset_dir) -> None:
+    """--apa in the real loop: each step moves apa_p by the step's images / 100,000 towards
+    the side of the target that E[sign D(real)] is on (never below 0), the checkpoint keeps
+    it, and a resume goes on from it rather than from 0."""
+    import json
+
+    from tests.fixtures.models import run_trainer
+
+    job = tmp_path / "job"
+    flags = ("--apa", "0.1", "--augment", "color,translation", "--log-every", "1")
+    done = run_trainer(tiny_dataset_dir, job, *flags, "--max-steps", "6", "--checkpoint-every", "6")
+    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_trainer(tiny_dataset_dir, job, *flags, "--max-steps", "8")
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if r["kind"] == "train"]
+    assert [r["step"] for r in rows] == list(range(1, 9))
+    batch = json.loads((job / "config.json").read_text())["trainer"]["batch_size"]
+    p = 0.0
+    for r in rows:
+        sign = 1.0 if r["d_real_sign"] > 0.1 else -1.0 if r["d_real_sign"] < 0.1 else 0.0
+        p = max(0.0, p + sign * batch / 100_000)
+        assert r["apa_p"] == pytest.approx(p, abs=1e-6), r
+    assert rows[-1]["apa_p"] > 0         # D is sure of the real images early on
+
+
+def test_apa_needs_a_target_below_1_and_the_gan_loss() -> None:
+    assert presets.resolve("quick", {"apa": 0.6}).apa == 0.6
+    for overrides in ({"apa": 1.0}, {"apa": -0.1}, {"apa": 0.6, "loss": "vaegan"}):
+        with pytest.raises(ValueError, match="--apa .* out of range or needs --loss gan"):
+            presets.resolve("quick", overrides)
+
+
 @pytest.mark.parametrize("spectral", [False, True])
 def test_r1_reaches_the_discriminator_update_through_the_step_tape(spectral: bool) -> None:
     """--r1 adds gamma/2 x R1 to D's loss, and D's weights get the penalty's gradient.

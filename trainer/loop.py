@@ -64,6 +64,8 @@ class Trainer:
             # --augment-target: how often D's images are augmented, adapted every step.
             self.augment_p = tf.Variable(0.0 if cfg.augment_target else 1.0, dtype=tf.float32,
                                          trainable=False, name="augment_p")
+            # --apa: the share of D's real images swapped for the generator's, adapted every step.
+            self.apa_p = tf.Variable(0.0, dtype=tf.float32, trainable=False, name="apa_p")
             # --lecam: moving averages of D's mean logit on real and on fake images.
             self.lecam_ema = tf.Variable([0.0, 0.0], dtype=tf.float32, trainable=False,
                                          name="lecam_ema")
@@ -82,6 +84,8 @@ class Trainer:
         extra: dict[str, Any] = {"augment_p": self.augment_p} if self.adaptive else {}
         if cfg.lecam:
             extra["lecam_ema"] = self.lecam_ema
+        if cfg.apa:
+            extra["apa_p"] = self.apa_p
         if self.model.d_decoder is not None:
             extra["d_decoder"] = self.model.d_decoder
         if self.model.probes:
@@ -189,6 +193,9 @@ class Trainer:
                                                     cfg.augment_target, self.batch,
                                                     2.0 if self.late else 1.0))
                 out["augment_p"] = tf.identity(self.augment_p)
+            if cfg.apa:
+                self.apa_p.assign(augment.adapt(self.apa_p, out["d_real_sign"], cfg.apa, self.batch))
+                out["apa_p"] = tf.identity(self.apa_p)
             if cfg.lecam:      # after the step, as the reference does: the term uses the past
                 self.lecam_ema.assign(0.99 * self.lecam_ema
                                       + 0.01 * tf.stack([out["d_real_mean"], out["d_fake_mean"]]))
@@ -225,7 +232,8 @@ class Trainer:
         cfg, m = self.cfg, self.model
         eps, zp = self._noise(x, s)
         xp = m.decoder(zp, training=True)
-        d_in = augment.augment(tf.concat([x, xp], 0), self.policy, s, self._p, self.late)
+        xd = self._pseudo_real(x, s) if cfg.apa else x
+        d_in = augment.augment(tf.concat([xd, xp], 0), self.policy, s, self._p, self.late)
         real, fake = tf.split(d_in, 2)
         ((l_real, _, top), (l_p, _, _)), grad = self._discriminate(real, fake, r1=r1)
         share = self._topk_fraction()
@@ -234,7 +242,7 @@ class Trainer:
         extra = {"g_topk_share": tf.convert_to_tensor(share)} if cfg.g_topk < 1.0 else {}
         if cfg.bcr:
             # The un-augmented images through D once more; only D's loss gets the term.
-            (c_real, _, _), (c_fake, _, _) = m.discriminate(x, tf.stop_gradient(xp))
+            (c_real, _, _), (c_fake, _, _) = m.discriminate(xd, tf.stop_gradient(xp))
             term = losses.consistency(l_real, c_real) + losses.consistency(l_p, c_fake)
             extra["loss_bcr"] = term
             loss_d = loss_d + cfg.bcr * term
@@ -261,6 +269,18 @@ class Trainer:
         out = {"loss_kl": kl, "loss_recon": rec_pix, "loss_latent": latent,
                "loss_e": loss_e, "loss_g": loss_g, "loss_d": loss_d, **extra}
         return self._d_terms(out, l_real, [l_p], grad, (real, top))
+
+    def _pseudo_real(self, x: tf.Tensor, s: tf.Tensor) -> tf.Tensor:
+        """--apa: each real image swapped, with probability apa_p, for a decode of another
+        prior sample (not this step's fakes, which D sees labelled fake). D can no longer be
+        sure of every image it is told is real, so memorising the few thousand stops paying;
+        nothing reaches the decoder through these (APA, Jiang et al. 2021)."""
+        n = tf.shape(x)[0]
+        fold = tf.random.experimental.stateless_fold_in     # apart from _noise's and augment's
+        z = tf.random.stateless_normal([n, self.cfg.embedding_size], seed=fold(s, 101))
+        fake = tf.cast(tf.stop_gradient(self.model.decoder(z, training=True)), x.dtype)
+        swap = tf.random.stateless_uniform([n, 1, 1, 1], seed=fold(s, 102)) < self.apa_p
+        return tf.where(swap, fake, x)
 
     def _discriminate(self, real: tf.Tensor, *fakes: tf.Tensor, r1: bool
                       ) -> tuple[list[tuple[tf.Tensor, tf.Tensor, tf.Tensor]], tf.Tensor | None]:
@@ -303,7 +323,7 @@ class Trainer:
         """Adds what the discriminator's extras need: R1, LeCam and --d-recon's redrawing of
         the (augmented) real images from D's last features (`real_top`) to its loss, ADA's
         E[sign D(real)], LeCam's mean logits (train_fn moves its averages with them)."""
-        if self.adaptive:
+        if self.adaptive or self.cfg.apa:
             out = {**out, "d_real_sign": tf.reduce_mean(tf.sign(l_real))}
         if self.cfg.lecam:
             reg = losses.lecam(l_real, l_fakes, self.lecam_ema[0], self.lecam_ema[1])

@@ -90,6 +90,9 @@ class Config:
                                     # weight (StyleGAN2's lazy regularisation: its cost / N)
     r1_last: float = 1.0            # with r1: the penalty over the last F of the budget (minutes,
                                     # else steps) only; 1: from the first step
+    apa: float = 0.0                # adaptive pseudo augmentation (Jiang et al. 2021): the target of
+                                    # E[sign D(real)] above which more of D's real images are swapped
+                                    # for the generator's (labelled real); 0: off
     lecam: float = 0.0              # LeCam weight (Tseng et al. 2021): D's logits held near the
                                     # moving averages of the other side's; 0: off
     d_recon: float = 0.0            # FastGAN's self-supervised D: weight of its decoder's pixel
@@ -269,6 +272,9 @@ def resolve(preset: str, overrides: dict[str, Any]) -> Config:
     if cfg.augment_late and not (cfg.augment_target and cfg.augment):
         raise ValueError(f"--augment-late {cfg.augment_late} needs --augment and --augment-target: "
                          f"it adds to the adaptive augmentation once every image is augmented")
+    if not 0.0 <= cfg.apa < 1.0 or (cfg.apa and cfg.loss != LOSS_GAN):
+        raise ValueError(f"--apa {cfg.apa} is out of range or needs --loss {LOSS_GAN}: use 0 (off) or "
+                         f"a target below 1 (0.6 is the paper's, as ADA's) with --loss {LOSS_GAN}")
     if not 0.0 <= cfg.lecam < float("inf"):
         raise ValueError(f"--lecam {cfg.lecam} is out of range; use 0 (off) or more (the paper "
                          f"used 0.3 with a hinge loss; docs/trainer.md has 0.01 measured here)")

@@ -79,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--r1-last", type=float, default=None, metavar="F",
                    help="with --r1: the penalty over the last F (0-1] of the budget "
                         "(--max-minutes, else --max-steps) only; 1 = from the first step")
+    p.add_argument("--apa", type=float, default=None, metavar="T",
+                   help="adaptive pseudo augmentation (limited data): while E[sign D(real)] is "
+                        "above T, more of D's real images are swapped for the generator's, "
+                        "labelled real (0 = off; the paper's T is 0.6)")
     p.add_argument("--lecam", type=float, default=None, metavar="W",
                    help="LeCam regulariser (limited data): D's logits held near the moving "
                         "average of the other side's, weight W (0 = off)")
