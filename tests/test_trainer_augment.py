@@ -289,9 +289,11 @@ def test_apa_adapts_its_share_by_ada_rule_and_resumes_it(tmp_path, tiny_dataset_
 
 def test_apa_needs_a_target_below_1_and_the_gan_loss() -> None:
     assert presets.resolve("quick", {"apa": 0.6}).apa == 0.6
-    for overrides in ({"apa": 1.0}, {"apa": -0.1}, {"apa": 0.6, "loss": "vaegan"}):
-        with pytest.raises(ValueError, match="--apa .* out of range or needs --loss gan"):
-            presets.resolve("quick", overrides)
+    for bad in (1.0, -0.1):
+        with pytest.raises(ValueError, match=f"--apa {bad} is out of range; use 0 .off. or a target"):
+            presets.resolve("quick", {"apa": bad})
+    with pytest.raises(ValueError, match="--apa needs --loss gan"):
+        presets.resolve("quick", {"apa": 0.6, "loss": "vaegan"})
 
 
 @pytest.mark.parametrize("spectral", [False, True])

@@ -321,8 +321,8 @@ class Trainer:
                  grad: tf.Tensor | None, real_top: tuple[tf.Tensor, tf.Tensor] | None = None
                  ) -> dict[str, tf.Tensor]:
         """Adds what the discriminator's extras need: R1, LeCam and --d-recon's redrawing of
-        the (augmented) real images from D's last features (`real_top`) to its loss, ADA's
-        E[sign D(real)], LeCam's mean logits (train_fn moves its averages with them)."""
+        the (augmented) real images from D's last features (`real_top`) to its loss, ADA's and
+        --apa's E[sign D(real)], LeCam's mean logits (train_fn moves its averages with them)."""
         if self.adaptive or self.cfg.apa:
             out = {**out, "d_real_sign": tf.reduce_mean(tf.sign(l_real))}
         if self.cfg.lecam:

@@ -272,9 +272,12 @@ def resolve(preset: str, overrides: dict[str, Any]) -> Config:
     if cfg.augment_late and not (cfg.augment_target and cfg.augment):
         raise ValueError(f"--augment-late {cfg.augment_late} needs --augment and --augment-target: "
                          f"it adds to the adaptive augmentation once every image is augmented")
-    if not 0.0 <= cfg.apa < 1.0 or (cfg.apa and cfg.loss != LOSS_GAN):
-        raise ValueError(f"--apa {cfg.apa} is out of range or needs --loss {LOSS_GAN}: use 0 (off) or "
-                         f"a target below 1 (0.6 is the paper's, as ADA's) with --loss {LOSS_GAN}")
+    if not 0.0 <= cfg.apa < 1.0:
+        raise ValueError(f"--apa {cfg.apa} is out of range; use 0 (off) or a target of E[sign D(real)] "
+                         f"below 1 (0.6 is the paper's, as ADA's)")
+    if cfg.apa and cfg.loss != LOSS_GAN:
+        raise ValueError(f"--apa needs --loss {LOSS_GAN}: the other formulations give D reconstructions "
+                         f"beside the real images, which it does not swap")
     if not 0.0 <= cfg.lecam < float("inf"):
         raise ValueError(f"--lecam {cfg.lecam} is out of range; use 0 (off) or more (the paper "
                          f"used 0.3 with a hinge loss; docs/trainer.md has 0.01 measured here)")
