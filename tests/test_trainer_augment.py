@@ -260,6 +260,21 @@ def test_bcr_g_topk_and_g_latent_train_in_the_real_loop_and_log_the_term(tmp_pat
     assert (config["bcr"], config["g_topk"], config["g_latent"]) == (10.0, 0.5, 1.0)
 
 
+def _train_6_then_resume_to_8(data_dir, job, *flags: str) -> list[dict]:
+    """The real trainer for 6 steps, then resumed from its checkpoint to 8: the train rows."""
+    import json
+
+    from tests.fixtures.models import run_trainer
+
+    for steps in ("6", "8"):
+        done = run_trainer(data_dir, job, *flags, "--max-steps", steps)
+        assert done.returncode == 0, done.stderr[-3000:]
+    rows = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if r["kind"] == "train"]
+    assert [r["step"] for r in rows] == list(range(1, 9))
+    return rows
+
+
 @pytest.mark.slow
 def test_apa_adapts_its_share_by_ada_rule_and_resumes_it(tmp_path, tiny_dataset_dir) -> None:
     """--apa in the real loop: each step moves apa_p by the step's images / 100,000 towards
@@ -267,17 +282,9 @@ def test_apa_adapts_its_share_by_ada_rule_and_resumes_it(tmp_path, tiny_dataset_
     it, and a resume goes on from it rather than from 0."""
     import json
 
-    from tests.fixtures.models import run_trainer
-
     job = tmp_path / "job"
-    flags = ("--apa", "0.1", "--augment", "color,translation", "--log-every", "1")
-    done = run_trainer(tiny_dataset_dir, job, *flags, "--max-steps", "6", "--checkpoint-every", "6")
-    assert done.returncode == 0, done.stderr[-3000:]
-    done = run_trainer(tiny_dataset_dir, job, *flags, "--max-steps", "8")
-    assert done.returncode == 0, done.stderr[-3000:]
-    rows = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines()]
-    rows = [r for r in rows if r["kind"] == "train"]
-    assert [r["step"] for r in rows] == list(range(1, 9))
+    rows = _train_6_then_resume_to_8(tiny_dataset_dir, job, "--apa", "0.1", "--augment",
+                                     "color,translation", "--log-every", "1")
     batch = json.loads((job / "config.json").read_text())["trainer"]["batch_size"]
     p = 0.0
     for r in rows:
@@ -503,19 +510,9 @@ def test_lecam_runs_moves_its_averages_with_the_logged_logits_and_resumes_them(
         tmp_path, tiny_dataset_dir, loss: str) -> None:
     """The real trainer with --lecam: each step moves the averages 1 % towards that step's
     mean logits, they are kept in the checkpoint, and a resumed run goes on from them."""
-    import json
-
-    from tests.fixtures.models import run_trainer
-
     job = tmp_path / "job"
-    flags = ("--lecam", "0.1", "--loss", loss, "--log-every", "1")
-    first = run_trainer(tiny_dataset_dir, job, *flags, "--max-steps", "6")
-    assert first.returncode == 0, first.stderr[-3000:]
-    second = run_trainer(tiny_dataset_dir, job, *flags, "--max-steps", "8")
-    assert second.returncode == 0, second.stderr[-3000:]
-    rows = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines()]
-    rows = [r for r in rows if r["kind"] == "train"]
-    assert [r["step"] for r in rows] == list(range(1, 9))
+    rows = _train_6_then_resume_to_8(tiny_dataset_dir, job, "--lecam", "0.1", "--loss", loss,
+                                     "--log-every", "1")
     assert all(r["loss_lecam"] >= 0.0 for r in rows) and any(r["loss_lecam"] > 0 for r in rows)
     ema = np.zeros(2)
     for r in rows:
