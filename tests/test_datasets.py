@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import struct
+import subprocess
+import sys
 import threading
 import zlib
 from pathlib import Path
@@ -378,27 +381,44 @@ def test_one_build_per_name_at_a_time(workspace: Workspace, reg: Registry) -> No
     assert results and results[0].name == "busy"  # type: ignore[attr-defined]  # the thread put a Dataset
 
 
-def test_a_worker_that_dies_costs_one_file_not_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A decoder that kills its process (a segfault, the OOM killer) is isolated and reported."""
-    from core.datasets import build, images
-    if threading.active_count() != 1:
-        pytest.skip("the pool forks only from a single-threaded process; the patch below needs fork")
+_CRASHING_WORKER = """
+import json, os, sys
+from core.datasets import build, images
+real = images.process_file
+
+def crashing(root, rel, options):
+    if rel == "p07.png":
+        os._exit(70)            # dies like a segfaulting decoder would, in the worker only
+    return real(root, rel, options)
+
+images.process_file = crashing
+src = sys.argv[1]
+tasks = list(build.file_tasks(src, sorted(os.listdir(src))))
+out = list(build.run_tasks(tasks, images.Options(image_size=32), workers=2))
+print(json.dumps({"expected": [t[2] for t in tasks], "got": [[p.rel, p.ok, p.reason] for p in out],
+                  "start_method": build._context().get_start_method()}))
+"""
+
+
+def test_a_worker_that_dies_costs_one_file_not_the_run(tmp_path: Path) -> None:
+    """A decoder that kills its process (a segfault, the OOM killer) is isolated and reported.
+
+    It runs in a fresh interpreter: the patched decoder reaches the workers only by fork, and
+    the pool forks only from a single-threaded process, which this test process (with the
+    suite's earlier threads) may not be."""
     src = tmp_path / "src"
     for i in range(20):
         _save(src / f"p{i:02d}.png", _photo(i))
-    real = images.process_file
-
-    def crashing(root: str, rel: str, options: images.Options) -> images.Processed:
-        if rel == "p07.png":
-            os._exit(70)            # dies like a segfaulting decoder would, in the worker only
-        return real(root, rel, options)
-
-    monkeypatch.setattr(images, "process_file", crashing)
-    tasks = list(build.file_tasks(str(src), sorted(p.name for p in src.iterdir())))
-    out = list(build.run_tasks(tasks, images.Options(image_size=32), workers=2))
-    assert [p.rel for p in out] == [t[2] for t in tasks]            # all there, in order
-    bad = [p for p in out if not p.ok]
-    assert [(p.rel, p.reason) for p in bad] == [("p07.png", "crashed the image decoder (or ran out of memory)")]
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.run([sys.executable, "-c", _CRASHING_WORKER, str(src)], capture_output=True,
+                          text=True, timeout=120, env=env, cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["start_method"] == "fork"
+    assert [g[0] for g in result["got"]] == result["expected"]          # all there, in order
+    bad = [(rel, reason) for rel, ok, reason in result["got"] if not ok]
+    assert bad == [("p07.png", "crashed the image decoder (or ran out of memory)")]
 
 
 def test_tfrecord_roundtrip_and_corruption_is_detected(tmp_path: Path) -> None:
