@@ -1,6 +1,8 @@
 """DiffAugment and label smoothing, in-process: what D sees, and the loss it is trained with."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -260,17 +262,16 @@ def test_bcr_g_topk_and_g_latent_train_in_the_real_loop_and_log_the_term(tmp_pat
     assert (config["bcr"], config["g_topk"], config["g_latent"]) == (10.0, 0.5, 1.0)
 
 
-def _train_6_then_resume_to_8(data_dir, job, *flags: str) -> list[dict]:
-    """The real trainer for 6 steps, then resumed from its checkpoint to 8: the train rows."""
-    import json
-
+def _train_6_then_resume_to_8(data_dir: Path, job: Path, *flags: str) -> list[dict]:
+    """The real trainer for 6 steps, then resumed from its checkpoint to 8: the train rows,
+    read through core's JobDir, the reader `jobs show` and the TUI use."""
+    from core.jobdir import JobDir
     from tests.fixtures.models import run_trainer
 
     for steps in ("6", "8"):
         done = run_trainer(data_dir, job, *flags, "--max-steps", steps)
         assert done.returncode == 0, done.stderr[-3000:]
-    rows = [json.loads(line) for line in (job / "metrics.jsonl").read_text().splitlines()]
-    rows = [r for r in rows if r["kind"] == "train"]
+    rows = JobDir(str(job)).metrics().train
     assert [r["step"] for r in rows] == list(range(1, 9))
     return rows
 
