@@ -304,6 +304,55 @@ def test_apa_needs_a_target_below_1_and_the_gan_loss() -> None:
         presets.resolve("quick", {"apa": 0.6, "loss": "vaegan"})
 
 
+def test_apa_late_moves_only_while_adas_p_is_at_1_and_falls_back_below() -> None:
+    """--apa-late's rule: with ADA's p below 1 the second probability falls (never below 0)
+    whatever D says; at 1 it follows ADA's rule on E[sign D(real)]."""
+    step = 32 / augment.ADAPT_IMAGES
+    q = tf.constant(0.2)
+    np.testing.assert_allclose(float(augment.adapt_late(q, tf.constant(0.99), tf.constant(1.0), 0.6, 32)),
+                               0.2 - step)
+    assert float(augment.adapt_late(tf.constant(0.0), tf.constant(0.5), tf.constant(1.0), 0.6, 32)) == 0.0
+    np.testing.assert_allclose(float(augment.adapt_late(q, tf.constant(1.0), tf.constant(0.9), 0.6, 32)),
+                               0.2 + step)
+    np.testing.assert_allclose(float(augment.adapt_late(q, tf.constant(1.0), tf.constant(0.1), 0.6, 32)),
+                               0.2 - step)
+
+
+def test_apa_late_swaps_real_images_only_once_its_share_is_above_0() -> None:
+    """The pseudo-real images behind the gate: at apa_p 0 D's real images are the batch as
+    it is (and the decoder pass is skipped); at 1 every one is the generator's."""
+    from types import SimpleNamespace
+
+    from trainer.loop import Trainer
+    from trainer.model import VaeGan
+
+    cfg = presets.resolve("tiny", {"apa": 0.6, "apa_late": True, "augment": "translation",
+                                   "augment_target": 0.6})
+    this = SimpleNamespace(cfg=cfg, model=VaeGan(cfg), apa_p=tf.Variable(0.0))
+    x, s = images(4, 16, seed=1), tf.constant([3, 4], tf.int32)
+    np.testing.assert_array_equal(Trainer._pseudo_real(this, x, s).numpy(), x.numpy())
+    this.apa_p.assign(1.0)
+    swapped = Trainer._pseudo_real(this, x, s).numpy()
+    assert np.abs(swapped - x.numpy()).reshape(4, -1).max(axis=1).min() > 0.01   # every one
+    for bad in ({"apa_late": True},                                     # no --apa
+                {"apa": 0.6, "apa_late": True, "augment_target": 0.0}):  # ADA's p fixed at 1
+        with pytest.raises(ValueError, match="--apa-late needs --apa, --augment and --augment-target"):
+            presets.resolve("quick", bad)
+
+
+@pytest.mark.slow
+def test_apa_late_stays_off_while_adas_p_climbs_in_the_real_loop(tmp_path, tiny_dataset_dir) -> None:
+    """In the real loop, ADA's p starts at 0, so --apa-late's share stays 0 at every step
+    (the gated graph traces and trains), and the run resumes with it."""
+    job = tmp_path / "job"
+    rows = _train_6_then_resume_to_8(tiny_dataset_dir, job, "--apa", "0.1", "--apa-late",
+                                     "--augment", "color,translation", "--augment-target", "0.6",
+                                     "--log-every", "1")
+    assert all(r["augment_p"] < 1 for r in rows)
+    assert [r["apa_p"] for r in rows] == [0.0] * 8
+    assert max(r["augment_p"] for r in rows) > 0     # ADA moved; the gate held APA
+
+
 @pytest.mark.parametrize("spectral", [False, True])
 def test_r1_reaches_the_discriminator_update_through_the_step_tape(spectral: bool) -> None:
     """--r1 adds gamma/2 x R1 to D's loss, and D's weights get the penalty's gradient.

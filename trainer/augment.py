@@ -121,6 +121,19 @@ def adapt(p: tf.Tensor, real_sign: tf.Tensor, target: float, images: int,
     return tf.clip_by_value(p + tf.sign(tf.cast(real_sign, p.dtype) - target) * step, 0.0, limit)
 
 
+def adapt_late(q: tf.Tensor, p: tf.Tensor, real_sign: tf.Tensor, target: float,
+               images: int) -> tf.Tensor:
+    """A second adaptive probability `q` that moves by ADA's rule only while the first, `p`,
+    is at 1, and falls back towards 0 while it is below.
+
+    Why: two probabilities that read the same signal share its work, so the second would
+    hold the first below 1 (measured for --apa from the first step, docs/trainer.md). Gated
+    this way, the second lever takes over only once the first has nothing left to give.
+    """
+    sign = tf.where(tf.cast(p, q.dtype) >= 1.0, tf.cast(real_sign, q.dtype), -1.0)
+    return adapt(q, sign, target, images)
+
+
 def discriminator_input(x: tf.Tensor, xr: tf.Tensor, xp: tf.Tensor, policy: tuple[str, ...],
                         seed: tf.Tensor, p: tf.Tensor | None = None,
                         late: tuple[str, ...] = ()) -> tf.Tensor:

@@ -194,7 +194,12 @@ class Trainer:
                                                     2.0 if self.late else 1.0))
                 out["augment_p"] = tf.identity(self.augment_p)
             if cfg.apa:
-                self.apa_p.assign(augment.adapt(self.apa_p, out["d_real_sign"], cfg.apa, self.batch))
+                if cfg.apa_late:      # resolve(): only with the adaptive augmentation
+                    self.apa_p.assign(augment.adapt_late(self.apa_p, self.augment_p,
+                                                         out["d_real_sign"], cfg.apa, self.batch))
+                else:
+                    self.apa_p.assign(augment.adapt(self.apa_p, out["d_real_sign"], cfg.apa,
+                                                    self.batch))
                 out["apa_p"] = tf.identity(self.apa_p)
             if cfg.lecam:      # after the step, as the reference does: the term uses the past
                 self.lecam_ema.assign(0.99 * self.lecam_ema
@@ -277,10 +282,17 @@ class Trainer:
         nothing reaches the decoder through these (APA, Jiang et al. 2021)."""
         n = tf.shape(x)[0]
         fold = tf.random.experimental.stateless_fold_in     # apart from _noise's and augment's
-        z = tf.random.stateless_normal([n, self.cfg.embedding_size], seed=fold(s, 101))
-        fake = tf.cast(tf.stop_gradient(self.model.decoder(z, training=True)), x.dtype)
-        swap = tf.random.stateless_uniform([n, 1, 1, 1], seed=fold(s, 102)) < self.apa_p
-        return tf.where(swap, fake, x)
+
+        def swapped() -> tf.Tensor:
+            z = tf.random.stateless_normal([n, self.cfg.embedding_size], seed=fold(s, 101))
+            fake = tf.cast(tf.stop_gradient(self.model.decoder(z, training=True)), x.dtype)
+            swap = tf.random.stateless_uniform([n, 1, 1, 1], seed=fold(s, 102)) < self.apa_p
+            return tf.where(swap, fake, x)
+
+        if not self.cfg.apa_late:
+            return swapped()
+        # --apa-late: apa_p is 0 until ADA's p reaches 1, and the decoder pass is skipped.
+        return tf.cond(self.apa_p > 0.0, swapped, lambda: tf.identity(x))
 
     def _discriminate(self, real: tf.Tensor, *fakes: tf.Tensor, r1: bool
                       ) -> tuple[list[tuple[tf.Tensor, tf.Tensor, tf.Tensor]], tf.Tensor | None]:

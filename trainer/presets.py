@@ -93,6 +93,9 @@ class Config:
     apa: float = 0.0                # adaptive pseudo augmentation (Jiang et al. 2021): the target of
                                     # E[sign D(real)] above which more of D's real images are swapped
                                     # for the generator's (labelled real); 0: off
+    apa_late: bool = False          # with apa and augment_target: APA starts only once ADA's p
+                                    # has reached 1 (a second stage, as augment_late), and falls
+                                    # back while p is below 1; no extra decoder pass before
     lecam: float = 0.0              # LeCam weight (Tseng et al. 2021): D's logits held near the
                                     # moving averages of the other side's; 0: off
     d_recon: float = 0.0            # FastGAN's self-supervised D: weight of its decoder's pixel
@@ -275,6 +278,9 @@ def resolve(preset: str, overrides: dict[str, Any]) -> Config:
     if not 0.0 <= cfg.apa < 1.0:
         raise ValueError(f"--apa {cfg.apa} is out of range; use 0 (off) or a target of E[sign D(real)] "
                          f"below 1 (0.6 is the paper's, as ADA's)")
+    if cfg.apa_late and not (cfg.apa and cfg.augment_target and cfg.augment):
+        raise ValueError("--apa-late needs --apa, --augment and --augment-target: it starts the "
+                         "pseudo augmentation once the adaptive augmentation's p reaches 1")
     if cfg.apa and cfg.loss != LOSS_GAN:
         raise ValueError(f"--apa needs --loss {LOSS_GAN}: the other formulations give D reconstructions "
                          f"beside the real images, which it does not swap")
