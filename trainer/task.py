@@ -84,8 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "above T, more of D's real images are swapped for the generator's, "
                         "labelled real (0 = off; the paper's T is 0.6)")
     p.add_argument("--apa-late", action="store_true", default=None,
-                   help="with --apa and --augment-target: --apa only once every real image is "
-                        "augmented (ADA's p at 1), as a second stage; off until then, at no cost")
+                   help="with --apa, --augment and --augment-target: --apa only once every real "
+                        "image is augmented (ADA's p at 1), as a second stage; off until then, "
+                        "at no cost")
     p.add_argument("--lecam", type=float, default=None, metavar="W",
                    help="LeCam regulariser (limited data): D's logits held near the moving "
                         "average of the other side's, weight W (0 = off)")
