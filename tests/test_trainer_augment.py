@@ -819,11 +819,12 @@ def test_d_scales_adds_a_logit_per_coarser_scale_that_sees_only_the_pooled_image
 
 @pytest.mark.slow
 @pytest.mark.parametrize("flag, value, other", [("--d-scales", 2, 1), ("--d-attn", 8, 0),
-                                                ("--g-mapping", 2, 0)])
+                                                ("--g-mapping", 2, 0), ("--g-attn", 8, 0)])
 def test_shape_flags_train_resume_and_refuse_another_value(tmp_path, tiny_dataset_dir, flag: str,
                                                              value: int, other: int) -> None:
     """The real trainer with --d-scales 2, --d-attn 8 (tiny: 16x16 images, D's first map
-    is 8x8) or --g-mapping 2 records it, resumes with it (and its weights) unasked, and
+    is 8x8), --g-mapping 2 or --g-attn 8 records it, resumes with it (and its weights) unasked,
+    exports it, and
     stops before building a network its checkpoint does not fit when asked for another
     value."""
     import json

@@ -42,12 +42,14 @@ def randomise(decoder, seed: int) -> None:
 CONFIGS = [("tiny", {}), ("tiny", {"image_size": 32}), ("tiny", {"image_size": 64, "width": 4}),
            ("tiny", {"image_size": 128, "width": 4}), ("quick", {"width": 16}), ("seed", {}),
            ("quick", {"width": 16, "g_depth": 2}), ("tiny", {"image_size": 32, "g_depth": 3}),
-           ("quick", {"width": 16, "g_mapping": 2})]
+           ("quick", {"width": 16, "g_mapping": 2}), ("quick", {"width": 16, "g_attn": 16}),
+           ("tiny", {"image_size": 32, "g_depth": 3, "g_attn": 4})]
 
 
 @pytest.mark.parametrize("preset,overrides", CONFIGS,
                          ids=[f"{p}-{o.get('image_size', '')}-{o.get('width', '')}-{o.get('g_depth', '')}"
                               f"{'-map' if o.get('g_mapping') else ''}"
+                              f"{'-attn' + str(o['g_attn']) if o.get('g_attn') else ''}"
                               for p, o in CONFIGS])
 def test_fast_decoder_matches_keras(preset: str, overrides: dict) -> None:
     cfg = resolve(preset, overrides)

@@ -304,6 +304,30 @@ def test_mapping_layer_keeps_he_scale_and_learns_lr_mul_as_fast(lr_mul: float) -
     np.testing.assert_allclose(moved, 1e-3 * lr_mul, rtol=0.05)
 
 
+def test_decoder_attention_joins_as_the_identity_at_its_size_and_then_trains() -> None:
+    """--g-attn S: the same block after the decoder's SxS level, its gate at 0, so a new
+    run's decoder draws what DCGAN's would; the gate takes a gradient through the pixels."""
+    import tensorflow as tf
+
+    from trainer.model import SelfAttention, build_decoder
+    cfg = presets.resolve("quick", {"g_attn": 16})
+    with_block, without = build_decoder(cfg), build_decoder(presets.resolve("quick", {}))
+    block = with_block.get_layer("attention")
+    assert isinstance(block, SelfAttention) and tuple(block.output.shape) == (None, 16, 16, 32)
+    assert len(with_block.trainable_weights) == len(without.trainable_weights) + 9
+    x = tf.random.stateless_normal([4, 16, 16, 32], seed=[1, 2])
+    assert float(tf.reduce_max(tf.abs(block(x) - x))) == 0.0
+    z = tf.random.stateless_normal([4, cfg.embedding_size], seed=[3, 4])
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(with_block(z, training=True) ** 2)
+    grads = dict(zip([v.path for v in with_block.trainable_variables],
+                     tape.gradient(loss, with_block.trainable_variables)))
+    assert float(tf.abs(grads["attention/gate"])) > 0.0
+    with pytest.raises(ValueError, match="--g-attn 32 is not one of the decoder's feature-map sizes "
+                                         "at image size 32: use 0 .off. or one of 16, 8, 4"):
+        presets.resolve("quick", {"g_attn": 32})
+
+
 def test_generator_depth_adds_3x3_stride_1_layers_at_its_coarse_levels() -> None:
     """--g-depth K: a 3x3 conv at the decoder's K coarsest levels, 4x4 first; 0 is DCGAN's
     generator layer for layer, so earlier jobs' checkpoints keep their layout."""

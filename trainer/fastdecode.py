@@ -13,6 +13,10 @@ Only export uses this; training keeps the Keras decoder. Two exact rewrites:
   channels badly) and loses for the wide hidden layers (the 3x3 form does 2.25x the
   multiply-adds), so hidden layers stay transposed convs. (With oneDNN off the sub-pixel
   form wins everywhere; that variant was measured, see docs/trainer.md, and dropped.)
+
+--g-attn's self-attention block is kept as it is (1x1 projections as matrix products, a
+softmax over positions) with its gate folded into the output projection: nothing in it
+is a batch statistic, so there is nothing else to fold.
 """
 from __future__ import annotations
 
@@ -88,6 +92,25 @@ class FastDecoder(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type 
             if kinds[:1] != ["Add"] or self.map_slope[-1] is not None or None in self.map_slope[:-1]:
                 raise ValueError(f"unexpected decoder layout: a mapping network that is not z + MLP(z): {kinds}")
             layers, kinds = layers[1:], kinds[1:]
+        # --g-attn's block, taken out of the layer list and kept with the number of conv
+        # stages before it, after whose ReLU it runs (0: after the first dense layer's).
+        self.attn_after = -1
+        self.attn: list[tf.Variable] = []
+        if "SelfAttention" in kinds:
+            j = kinds.index("SelfAttention")
+            if kinds.count("SelfAttention") > 1 or kinds[j - 1] != "ReLU":
+                raise ValueError(f"unexpected decoder layout: self-attention other than once after a ReLU: {kinds}")
+            block = layers[j]
+            self.attn_after = sum(k in ("Conv2D", "Conv2DTranspose") for k in kinds[:j])
+            gate = float(block.gate.numpy())
+            for name, conv in (("q", block.query), ("k", block.key), ("v", block.value), ("o", block.out)):
+                w = conv.kernel.numpy()[0, 0]                      # (1, 1, in, out) -> (in, out)
+                b = conv.bias.numpy() if conv.use_bias else np.zeros(w.shape[1], np.float32)
+                if name == "o":
+                    w, b = w * gate, b * gate
+                self.attn += [tf.Variable(w, trainable=False, name=f"attn_{name}_w"),
+                              tf.Variable(b, trainable=False, name=f"attn_{name}_b")]
+            layers, kinds = layers[:j] + layers[j + 1:], kinds[:j] + kinds[j + 1:]
         # Then Dense, Reshape, BN, ReLU, then (Conv2DTranspose or --g-depth's Conv2D, BN, ReLU)*,
         # Conv2DTranspose, tanh.
         if kinds[:4] != ["Dense", "Reshape", "BatchNormalization", "ReLU"] or \
@@ -149,6 +172,17 @@ class FastDecoder(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type 
         self.subpixel = tuple(subpixel)
         self.upsample = tuple(upsample)
 
+    def _attend(self, x: tf.Tensor) -> tf.Tensor:
+        """x + gate * out(softmax(q k^T) v), as SelfAttention.call computes it."""
+        n, h, w, c = tf.shape(x)[0], x.shape[1], x.shape[2], x.shape[3]
+        flat = tf.reshape(x, [-1, c])
+        qw, qb, kw, kb, vw, vb, ow, ob = self.attn
+        q, k, v = (tf.reshape(tf.matmul(flat, a) + b, [n, h * w, -1])
+                   for a, b in ((qw, qb), (kw, kb), (vw, vb)))
+        y = tf.matmul(tf.nn.softmax(tf.matmul(q, k, transpose_b=True), axis=-1), v)
+        y = tf.matmul(tf.reshape(y, [-1, vw.shape[1]]), ow) + ob
+        return x + tf.reshape(y, [n, h, w, c])
+
     def __call__(self, z: tf.Tensor) -> tf.Tensor:
         if self.map_w:
             h = z
@@ -159,6 +193,8 @@ class FastDecoder(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type 
             z = z + h
         x = tf.nn.relu(tf.matmul(z, self.dense_w) + self.dense_b)
         x = tf.reshape(x, [-1] + self.shape0)
+        if self.attn_after == 0:
+            x = self._attend(x)
         last = len(self.conv_w) - 1
         for i, (w, b, sub, up) in enumerate(zip(self.conv_w, self.conv_b, self.subpixel, self.upsample)):
             if sub or not up:
@@ -169,6 +205,8 @@ class FastDecoder(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type 
                 x = tf.nn.bias_add(tf.nn.conv2d_transpose(x, w, shape, 2, "SAME"), b)
             if i < last:
                 x = tf.nn.relu(x)
+                if i + 1 == self.attn_after:
+                    x = self._attend(x)
             if sub:
                 x = tf.nn.depth_to_space(x, 2)
         return tf.tanh(x)

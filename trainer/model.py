@@ -225,14 +225,16 @@ class SpectralConv2D(keras.layers.Layer):
 
 
 class SelfAttention(keras.layers.Layer):
-    """--d-attn: SAGAN's self-attention block (Zhang et al. 2019) in D at one resolution.
+    """--d-attn / --g-attn: SAGAN's self-attention block (Zhang et al. 2019) at one resolution.
 
     Every position of the feature map attends to every other, so D can compare parts of
     an image that its 4x4 kernels never see together (the two eyes of a face, the two
     halves of a symmetric icon). Query and key are 1x1 convolutions to C/8 channels, the
     value to C/2 and back to C, as in BigGAN; the output is added through a gate that
     starts at 0, so the block joins D as the identity and the gradient opens it. The
-    projections are spectrally normalised when D's convolutions are.
+    projections are spectrally normalised when D's convolutions are. In the decoder
+    (SAGAN's own use) the same block lets the parts of a picture agree with each other:
+    trainer/fastdecode.py gives its inference form.
     """
 
     def __init__(self, spectral: bool = False, **kwargs: Any) -> None:
@@ -307,6 +309,10 @@ def build_decoder(cfg: Config) -> keras.Model:
     3x at both learning rates tried (docs/trainer.md); the residual form with its last layer at zero
     starts as the identity, as DCGAN's generator, and warps only as far as training asks.
     --g-mapping-lr sets how fast the layers learn (MappingDense).
+
+    --g-attn S adds SelfAttention after the level whose map is SxS (after its --g-depth
+    conv): the samples' fragments are parts drawn as if each alone (docs/trainer.md, "what
+    the samples lack"), and a stack of 4x4 kernels relates distant parts only indirectly.
     """
     n = levels(cfg.image_size)
     top = _filters(cfg, n - 1)
@@ -329,6 +335,8 @@ def build_decoder(cfg: Config) -> keras.Model:
                                     kernel_initializer=_init())(x)
             x = BatchNorm(momentum=0.9, epsilon=1e-5)(x)
             x = keras.layers.ReLU()(x)
+        if cfg.g_attn == 4 << level:
+            x = SelfAttention(name="attention")(x)
         if i == 0:
             break
         x = keras.layers.Conv2DTranspose(_filters(cfg, i - 1), 4, 2, "same", use_bias=False,

@@ -34,6 +34,7 @@ class Config:
                                     # G's rate (StyleGAN's lrmul is 0.01)
     d_attn: int = 0                 # a self-attention block in D where its feature map is this
                                     # size (SAGAN; e.g. 16); 0: none
+    g_attn: int = 0                 # the same block in the decoder where its map is this size
     d_dropout: float = 0.0          # dropout after D's levels from the feature level on (0: none)
     d_scales: int = 1               # D also judges the image average-pooled by 2, 4, ... with a
                                     # stack and logit of its own each (pix2pixHD); 1: one scale
@@ -252,6 +253,9 @@ def resolve(preset: str, overrides: dict[str, Any]) -> Config:
     if cfg.d_attn and cfg.d_attn not in inner:
         raise ValueError(f"--d-attn {cfg.d_attn} is not one of D's feature-map sizes at image size "
                          f"{cfg.image_size}: use 0 (off) or one of {', '.join(map(str, inner))}")
+    if cfg.g_attn and cfg.g_attn not in inner:
+        raise ValueError(f"--g-attn {cfg.g_attn} is not one of the decoder's feature-map sizes at image "
+                         f"size {cfg.image_size}: use 0 (off) or one of {', '.join(map(str, inner))}")
     if not 0.0 <= cfg.d_dropout < 1.0:
         raise ValueError(f"--d-dropout {cfg.d_dropout} is out of range; use 0 (off) up to below 1 "
                          f"(the share of D's activations dropped, e.g. 0.3)")

@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, kind in [("max-steps", int), ("batch-size", int), ("seed", int),
                        ("image-size", int), ("embedding-size", int), ("width", int), ("d-width", int),
                        ("d-depth", int), ("g-depth", int), ("g-mapping", int), ("d-scales", int), ("d-attn", int),
-                       ("d-dropout", float), ("g-mapping-lr", float), ("g-latent", float),
+                       ("g-attn", int), ("d-dropout", float), ("g-mapping-lr", float), ("g-latent", float),
                        ("eval-every", int), ("sample-every", int), ("checkpoint-every", int),
                        ("keep-checkpoints", int), ("log-every", int), ("eval-images", int),
                        ("lr-e", float), ("lr-g", float), ("lr-d", float), ("gamma", float),
@@ -271,7 +271,7 @@ def run(args: argparse.Namespace, job_dir: str, data_dir: str, cluster: Any, jd:
                          f"allow ({limit}); rebuild the dataset with --image-size {cfg.image_size} "
                          f"or train with --image-size {limit} or less")
     for key in ("embedding_size", "image_size", "width", "d_width", "d_depth", "g_depth", "g_mapping",
-                "g_mapping_lr", "d_scales", "d_attn", "loss", "spectral_norm", "d_batch_norm", "mbstd",
+                "g_mapping_lr", "d_scales", "d_attn", "g_attn", "loss", "spectral_norm", "d_batch_norm", "mbstd",
                 "mbstd_mix", "mbstd_start"):
         # recorded_settings gives a key the record lacks its off value: the job ran without
         # it (a job from before --mbstd-start has no fade weight to restore).
