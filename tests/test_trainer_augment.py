@@ -823,10 +823,9 @@ def test_d_scales_adds_a_logit_per_coarser_scale_that_sees_only_the_pooled_image
 def test_shape_flags_train_resume_and_refuse_another_value(tmp_path, tiny_dataset_dir, flag: str,
                                                              value: int, other: int) -> None:
     """The real trainer with --d-scales 2, --d-attn 8 (tiny: 16x16 images, D's first map
-    is 8x8), --g-mapping 2 or --g-attn 8 records it, resumes with it (and its weights) unasked,
-    exports it, and
-    stops before building a network its checkpoint does not fit when asked for another
-    value."""
+    is 8x8), --g-mapping 2 or --g-attn 8 records it, resumes with it (and its weights)
+    unasked, exports it (the folded decoder must know every decoder layout), and stops
+    before building a network its checkpoint does not fit when asked for another value."""
     import json
 
     from tests.fixtures.models import run_trainer
@@ -838,6 +837,7 @@ def test_shape_flags_train_resume_and_refuse_another_value(tmp_path, tiny_datase
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads((job / "config.json").read_text())["trainer"][flag[2:].replace("-", "_")] == value
     assert json.loads((job / "status.json").read_text())["step"] == 4
+    assert (job / "model" / "genml.json").is_file()        # written after the SavedModel
     refused = run_trainer(tiny_dataset_dir, job, flag, str(other), "--max-steps", "5")
     assert refused.returncode != 0
     assert f"use {flag} {value} or a new job dir" in refused.stderr
