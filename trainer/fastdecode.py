@@ -104,8 +104,7 @@ class FastDecoder(tf.Module):  # type: ignore[misc]  # TensorFlow ships no type 
             self.attn_after = sum(k in ("Conv2D", "Conv2DTranspose") for k in kinds[:j])
             gate = float(block.gate.numpy())
             for name, conv in (("q", block.query), ("k", block.key), ("v", block.value), ("o", block.out)):
-                w = conv.kernel.numpy()[0, 0]                      # (1, 1, in, out) -> (in, out)
-                b = conv.bias.numpy() if conv.use_bias else np.zeros(w.shape[1], np.float32)
+                w, b = conv.kernel.numpy()[0, 0], conv.bias.numpy()   # (1, 1, in, out) -> (in, out)
                 if name == "o":
                     w, b = w * gate, b * gate
                 self.attn += [tf.Variable(w, trainable=False, name=f"attn_{name}_w"),

@@ -250,12 +250,10 @@ def resolve(preset: str, overrides: dict[str, Any]) -> Config:
         raise ValueError(f"--g-mapping-lr {cfg.g_mapping_lr} is out of range: use above 0 up to 1 "
                          f"(the mapping's learning rate as a share of G's; StyleGAN's is 0.01)")
     inner = [cfg.image_size >> i for i in range(1, levels(cfg.image_size) + 1)]
-    if cfg.d_attn and cfg.d_attn not in inner:
-        raise ValueError(f"--d-attn {cfg.d_attn} is not one of D's feature-map sizes at image size "
-                         f"{cfg.image_size}: use 0 (off) or one of {', '.join(map(str, inner))}")
-    if cfg.g_attn and cfg.g_attn not in inner:
-        raise ValueError(f"--g-attn {cfg.g_attn} is not one of the decoder's feature-map sizes at image "
-                         f"size {cfg.image_size}: use 0 (off) or one of {', '.join(map(str, inner))}")
+    for flag, size, net in (("--d-attn", cfg.d_attn, "D's"), ("--g-attn", cfg.g_attn, "the decoder's")):
+        if size and size not in inner:      # both nets have maps of these sizes, halving per level
+            raise ValueError(f"{flag} {size} is not one of {net} feature-map sizes at image size "
+                             f"{cfg.image_size}: use 0 (off) or one of {', '.join(map(str, inner))}")
     if not 0.0 <= cfg.d_dropout < 1.0:
         raise ValueError(f"--d-dropout {cfg.d_dropout} is out of range; use 0 (off) up to below 1 "
                          f"(the share of D's activations dropped, e.g. 0.3)")
