@@ -8,8 +8,11 @@ weights, Adam 2e-4 with beta1 0.5, batch 64, the non-saturating loss, a 100-d no
 (normal rather than the paper's uniform, as most reimplementations). No encoder, no EMA,
 no augmentation. It reads the same dataset pipeline, runs on the same clock (--clock cpu
 for CPU time / cores) and is evaluated by the trainer's own SWD code on the same real
-sets at the same minutes, and writes the same metrics.jsonl rows and sample grids, so
-quality.py can put it beside the trainer's runs.
+sets at the same minutes, with the trainer's draws (the embeddings', patches' and
+projections' seeds follow --seed; --eval-draws K scores the mean of K draws, as the
+trainer's flag does; before 2026-12-07 the patches and projections came from seed 0),
+and writes the same metrics.jsonl rows and sample grids, so quality.py can put it beside
+the trainer's runs.
 
 It checkpoints at every evaluation (job-dir/checkpoints, the newest only) and resumes from
 there with its clock where it stopped, so a finished run given a larger --max-minutes
@@ -72,6 +75,8 @@ def main() -> None:
     p.add_argument("--eval-images", type=int, default=2000)
     p.add_argument("--clock", choices=["wall", "cpu"], default="wall")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--eval-draws", type=int, default=1,
+                   help="SWD draws per evaluation, scored as their mean (the trainer's flag)")
     args = p.parse_args()
 
     import keras
@@ -121,19 +126,25 @@ def main() -> None:
 
     _, real_a, real_b = eval_sets(args.data_dir, manifest, args.image_size, args.eval_images)
     n = int(real_b.shape[0])
-    floor = metrics.swd(real_a, real_b)
-    z_eval = tf.random.stateless_normal([n, args.z], seed=[args.seed, 99])
+    # The trainer's draws: the same embeddings' seeds, and its patches and projections (from
+    # --seed), so a trainer run and this one at the same seed are scored pairwise per draw.
+    floor = float(np.mean(metrics.swd_draws(lambda d: real_a, real_b, args.eval_draws, args.seed)))
+    z_eval = [tf.random.stateless_normal([n, args.z], seed=[args.seed, 99 + d])
+              for d in range(args.eval_draws)]
     metrics_file = open(job / "metrics.jsonl", "a", encoding="utf-8")
 
     evaluated = [int(done.numpy()) if manager.latest_checkpoint else -1]
 
     def evaluate(s: int, trained: float) -> None:
         evaluated[0] = s
-        fake = tf.concat([g(b, training=False) for b in tf.split(z_eval, [256] * (n // 256) + [n % 256])
-                          if b.shape[0]], 0)
-        score = metrics.swd(fake, real_b)
+        fakes = [tf.concat([g(b, training=False) for b in tf.split(z, [256] * (n // 256) + [n % 256])
+                            if b.shape[0]], 0) for z in z_eval]
+        swds = metrics.swd_draws(lambda d: fakes[d], real_b, args.eval_draws, args.seed)
+        fake, score = fakes[0], float(np.mean(swds))
         row = {"kind": "eval", "step": s, "train_minutes": trained / 60, "swd": score,
                "swd_floor": floor, "images": n, "wall_time": time.time()}
+        if args.eval_draws > 1:
+            row["swd_draws"] = swds
         metrics_file.write(json.dumps(row) + "\n")
         metrics_file.flush()
         (job / "samples" / f"step-{s:08d}.png").write_bytes(png(image_grid(fake[:64], 8)))

@@ -13,7 +13,9 @@ trains, for each seed:
 
 each for the largest of --minutes, evaluated every --eval-minutes by the same SWD code
 on the same real images (2,000 generated vs 2,000 real, or half the real images each
-when there are fewer; the floor is real half A vs real half B).
+when there are fewer; the floor is real half A vs real half B). `--eval-draws K` scores
+each evaluation K times, the same K draws for every run of a seed, and prints each run's
+difference to the DCGAN draw by draw, with its standard error.
 
 Fairness on a noisy shared machine: all runs start together, but only one runs at a
 time; they take turns of --slice seconds (SIGSTOP/SIGCONT), so a burst of load falls on
@@ -84,7 +86,8 @@ def build_dataset(name: str, cache: Path, image_size: int, crop: str) -> Path:
 def command(kind: str, data: Path, job: Path, seed: int, args: argparse.Namespace) -> list[str]:
     common = ["--data-dir", str(data), "--job-dir", str(job), "--seed", str(seed),
               "--max-minutes", str(max(args.minutes)), "--eval-minutes", str(args.eval_minutes),
-              "--clock", args.clock, "--eval-images", str(args.eval_images)]
+              "--clock", args.clock, "--eval-images", str(args.eval_images),
+              "--eval-draws", str(args.eval_draws)]
     if kind == "dcgan":
         return [sys.executable, str(ROOT / "benchmarks" / "dcgan.py"), *common,
                 "--image-size", str(args.image_size)]
@@ -149,6 +152,38 @@ def print_probes(rows: dict[str, list[dict]]) -> None:
             cells = [f"{r['probe_swd'][d]:10.1f}" if d in r.get("probe_swd", {}) else f"{'':>10}"
                      for d in decays]
             print(f"{r['train_minutes']:8.1f} {r['step']:8d} {r['swd']:10.1f} " + " ".join(cells))
+
+
+def print_paired(rows: dict[str, list[dict]], kinds: list[str], seeds: list[int],
+                 marks: list[float]) -> None:
+    """With --eval-draws: each run minus the DCGAN of its seed, draw by draw, at each budget.
+
+    Runs of one seed share each draw's real patches and projections, so the per-draw
+    difference leaves out what the two scores share; its mean and standard error say
+    whether a run is below the DCGAN at that budget by more than the draws' noise.
+    """
+    runs = [k for k in kinds if k != "dcgan"]
+    if "dcgan" not in kinds or not runs:
+        return
+    print("\nrun minus the DCGAN, per draw (mean +- standard error over the draws; "
+          "below: draws where the run scores lower)")
+    print(f"{'minutes':>8} " + " ".join(f"{f'{k}-s{s}':>24}" for s in seeds for k in runs))
+    for m in marks:
+        cells = []
+        for s in seeds:
+            dc = at_minute(rows[f"dcgan-s{s}"], m)
+            for k in runs:
+                r = at_minute(rows[f"{k}-s{s}"], m)
+                if not (r and dc and len(r.get("swd_draws", [])) > 1
+                        and len(r["swd_draws"]) == len(dc.get("swd_draws", []))):
+                    cells.append(f"{'':>24}")
+                    continue
+                diff = [a - b for a, b in zip(r["swd_draws"], dc["swd_draws"])]
+                mean = sum(diff) / len(diff)
+                se = (sum((x - mean) ** 2 for x in diff) / (len(diff) - 1) / len(diff)) ** 0.5
+                below = sum(x < 0 for x in diff)
+                cells.append(f"{f'{mean:+.2f} +- {se:.2f} ({below}/{len(diff)})':>24}")
+        print(f"{m:8.1f} " + " ".join(cells))
 
 
 def side_by_side(jobs: dict[str, JobDir], rows: dict[str, list[dict]], minute: float,
@@ -239,6 +274,11 @@ def main() -> None:
                    help="budgets to report, comma-separated; each run trains for the largest")
     p.add_argument("--eval-minutes", type=float, default=5.0)
     p.add_argument("--eval-images", type=int, default=2000)
+    p.add_argument("--eval-draws", type=int, default=1, metavar="K",
+                   help="score every evaluation K times (other embeddings, patches and "
+                        "projections each, the same K for every run of a seed) and print each "
+                        "run's difference to the DCGAN per draw: settles budgets where one "
+                        "draw's spread (0.8-1.6) is larger than the gap")
     p.add_argument("--seeds", default="1", help="comma-separated seeds, each a set of runs")
     p.add_argument("--runs", default="default,seed,dcgan")
     p.add_argument("--dataset", choices=["emoji", "demo"], default="emoji")
@@ -300,6 +340,7 @@ def main() -> None:
     marks = sorted({round(r['train_minutes'], 1) for rs in rows.values() for r in rs})
     print_by_minute(rows, marks, lambda r: r["swd"])
     print_probes(rows)
+    print_paired(rows, kinds, seeds, marks)
 
     # A run's first row: the trainer's first train row, the DCGAN's first evaluation (it
     # writes no train rows); the earliest run sets the start.

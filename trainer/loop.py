@@ -628,6 +628,10 @@ class Trainer:
     def evaluate(self, step: int) -> dict[str, Any]:
         """SWD of n prior decodes against real images (with its floor), PSNR/SSIM of reconstructions.
 
+        With --eval-draws K both SWDs are the mean of K draws (other embeddings, patches
+        and projections each; metrics.swd_draws), so the best and the stop rule follow the
+        model rather than one draw's luck.
+
         Keeps the best SWD so far: a new best saves the `best` checkpoint the export uses,
         and `patience` evaluations without one mark the run as stalled.
         """
@@ -638,16 +642,21 @@ class Trainer:
         decoder = self.model.sampler(step)
         recon = tf.concat([decoder(self.model.encoder(b, training=False)[0], training=False)
                            for b in tf.split(held, _chunks(int(held.shape[0])))], 0)
-        z = tf.random.stateless_normal([n, cfg.embedding_size], seed=[cfg.seed, 99])
-        kw = dict(patches=cfg.swd_patches, projections=cfg.swd_projections, seed=cfg.seed)
+        zs = [tf.random.stateless_normal([n, cfg.embedding_size], seed=[cfg.seed, 99 + d])
+              for d in range(cfg.eval_draws)]
+
+        def draws(sample: Callable[[int], tf.Tensor]) -> list[float]:
+            return metrics.swd_draws(sample, real_b, cfg.eval_draws, cfg.seed,
+                                     cfg.swd_patches, cfg.swd_projections)
         if self._floor is None:
-            self._floor = metrics.swd(real_a, real_b, **kw)
-        score = metrics.swd(_decode(decoder, z), real_b, **kw)
+            self._floor = float(np.mean(draws(lambda d: real_a)))
+        swds = draws(lambda d: _decode(decoder, zs[d]))
+        score = float(np.mean(swds))
         # The same embeddings through each --ema-probes copy: a same-step comparison of decays.
         probes: dict[str, float] = {}
         for d in self.model.probes:
             probe = self.model.sampler(step, probe=d)
-            probes[str(d)] = metrics.swd(_decode(probe, z), real_b, **kw)
+            probes[str(d)] = float(np.mean(draws(lambda i: _decode(probe, zs[i]))))
             self.jd.write_probe_sample(f"ema-{d}", step,
                                        png(image_grid(probe(self.fixed_z, training=False),
                                                       cfg.sample_grid)))
@@ -669,6 +678,8 @@ class Trainer:
                "seconds": time.perf_counter() - t}
         if probes:
             row["probe_swd"] = probes
+        if cfg.eval_draws > 1:
+            row["swd_draws"] = swds
         self.jd.append_metrics(row)
         self.jd.status(best_step=best_step, best_swd=round(best, 3), stalled=self.stalled)
         with self.writer.as_default(step=step):
@@ -679,7 +690,8 @@ class Trainer:
             cols = min(8, int(held.shape[0]))
             summaries.image("reconstructions",
                             image_grid(tf.concat([held[:cols], recon[:cols]], 0), cols), step)
-        print(f"eval step {step}: swd={score:.1f} (floor {self._floor:.1f}, {n} images) "
+        spread = f" sd {np.std(swds, ddof=1):.2f} over {len(swds)} draws" if len(swds) > 1 else ""
+        print(f"eval step {step}: swd={score:.1f}{spread} (floor {self._floor:.1f}, {n} images) "
               f"psnr={row['psnr']:.2f} ssim={row['ssim']:.3f} best={best:.1f} at step {best_step} "
               f"[{row['seconds']:.0f} s]"
               + "".join(f" ema {name}: swd={v:.1f}" for name, v in probes.items()), flush=True)

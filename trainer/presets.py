@@ -67,6 +67,8 @@ class Config:
     max_minutes: float = 0.0        # stop after N minutes of training (0: by steps only)
     clock: str = "wall"             # "wall", or "cpu": process CPU time / cores (benchmarks)
     eval_images: int = 2000         # per set: generated vs real, and the real-vs-real floor
+    eval_draws: int = 1             # SWD draws per evaluation, scored as their mean (benchmarks:
+                                    # one draw moves by 0.8-1.6, as much as two recipes differ)
     patience: int = 4               # evaluations without a new best SWD before "stalled";
                                     # resolve() raises it to a third of the budget's evaluations
     stop_when_stalled: bool = False # end the run (and export the best) once stalled
@@ -231,8 +233,8 @@ def resolve(preset: str, overrides: dict[str, Any]) -> Config:
             raise ValueError(f"--{name.replace('_', '-')} must be 0 (off) or more")
     cfg.augment = ",".join(augment_policy(cfg.augment))
     for name in ("max_steps", "batch_size", "embedding_size", "width", "eval_every", "eval_images",
-                 "sample_every", "sample_grid", "checkpoint_every", "keep_checkpoints", "log_every",
-                 "patience"):
+                 "eval_draws", "sample_every", "sample_grid", "checkpoint_every", "keep_checkpoints",
+                 "log_every", "patience"):
         if getattr(cfg, name) < 1:      # every/ks of 0 would divide by zero mid-run
             raise ValueError(f"--{name.replace('_', '-')} {getattr(cfg, name)} must be at least 1")
     if overrides.get("patience") is None and "patience" not in PRESETS[preset]:

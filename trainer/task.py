@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--augment-late", default=None, metavar="POLICY",
                    help="with --augment-target: augmentations added once every image is "
                         "augmented (p may rise to 2; each image also gets these with p - 1)")
+    p.add_argument("--eval-draws", type=int, default=None, metavar="K",
+                   help="score each evaluation's SWD K times, each with other embeddings, patches "
+                        "and projections, and keep their mean (a steadier best and stop rule; "
+                        "each evaluation costs K times as much)")
     p.add_argument("--ema-probes", default=None, metavar="DECAYS",
                    help="also keep EMA copies of the decoder at these decays (e.g. "
                         "0.9995,0.9999) and report each one's SWD at every evaluation, to "
