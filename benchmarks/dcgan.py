@@ -78,6 +78,8 @@ def main() -> None:
     p.add_argument("--eval-draws", type=int, default=1,
                    help="SWD draws per evaluation, scored as their mean (the trainer's flag)")
     args = p.parse_args()
+    if args.eval_draws < 1:
+        p.error(f"--eval-draws {args.eval_draws} must be at least 1")
 
     import keras
     import numpy as np

@@ -297,6 +297,8 @@ def main() -> None:
                    help="print the tables for the runs already in --out (e.g. after stopping early)")
     p.add_argument("trainer_args", nargs="*", help="after --: extra flags for the trainer runs")
     args = p.parse_args()
+    if args.eval_draws < 1:
+        p.error(f"--eval-draws {args.eval_draws} must be at least 1")
     args.minutes = [float(m) for m in args.minutes.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
     kinds = args.runs.split(",")

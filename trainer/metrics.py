@@ -112,7 +112,7 @@ def swd_draws(sample: Callable[[int], tf.Tensor], real: tf.Tensor, draws: int, s
     One draw of a model moves by 0.8-1.6 at n = 2,000 (benchmarks/swd_levels.py --draws),
     as much as two recipes differ at a budget; the mean of several tells them apart. Two
     models scored with the same seed share each draw's real patches and projections, so
-    their difference per draw is paired and its spread is the models', not the draw's.
+    what those add to a score cancels from the two models' difference draw by draw.
     """
     return [swd(sample(d), real, patches, projections, seed + d * DRAW_SEED_STRIDE)
             for d in range(draws)]
