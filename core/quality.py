@@ -8,6 +8,7 @@ Lower SWD is better.
 """
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -35,6 +36,8 @@ class QualitySummary:
     psnr: float | None = None
     ssim: float | None = None
     swd_floor: float | None = None        # SWD between two halves of the real data: the best reachable
+    draws: int = 1                        # with --eval-draws K: swd is the mean of K draws...
+    swd_sd: float | None = None           # ...which spread this much (None for one draw)
 
     @property
     def has_eval(self) -> bool:
@@ -90,8 +93,10 @@ def summarize(evals: Sequence[Mapping[str, Any]], status: Mapping[str, Any] | No
         since = len(rows) - 1 - best_i
     patience = _int(last.get("patience")) or DEFAULT_PATIENCE
     stalled = status.get("stalled")
+    draws = [float(v) for v in last.get("swd_draws") or [] if _num(v) is not None]
     return QualitySummary(step=_int(last.get("step")), swd=swd, previous_swd=previous, best_step=best_step,
                           best_swd=best_swd, evals_since_best=since, patience=patience,
                           stalled_flag=stalled if isinstance(stalled, bool) else None,
                           psnr=_num(last.get("psnr")), ssim=_num(last.get("ssim")),
-                          swd_floor=_num(last.get("swd_floor")))
+                          swd_floor=_num(last.get("swd_floor")), draws=max(1, len(draws)),
+                          swd_sd=statistics.stdev(draws) if len(draws) > 1 else None)

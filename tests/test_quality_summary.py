@@ -41,3 +41,23 @@ def test_rows_without_swd_are_ignored() -> None:
     rows = [{"kind": "eval", "step": 10, "psnr": 11.0}, *evals([0.8])]
     q = summarize(rows)
     assert q.step == 100 and q.swd == 0.8 and q.trend == ""
+
+
+def test_several_draws_give_their_count_and_spread() -> None:
+    """With --eval-draws the row's swd is the mean; the summary keeps how many and how far
+    apart they were, so a reader can tell a change from a draw's noise."""
+    rows = evals([0.9, 0.7])
+    rows[-1]["swd_draws"] = [0.6, 0.8, 0.7]
+    q = summarize(rows)
+    assert q.swd == 0.7 and q.draws == 3 and q.swd_sd is not None
+    assert abs(q.swd_sd - 0.1) < 1e-9
+    one = summarize(evals([0.9, 0.7]))
+    assert one.draws == 1 and one.swd_sd is None
+
+
+def test_the_jobs_pane_says_the_score_is_a_mean_of_draws() -> None:
+    from tui.widgets.curves import quality_text
+    rows = evals([0.9, 0.7])
+    assert "draws" not in quality_text(summarize(rows))
+    rows[-1]["swd_draws"] = [0.6, 0.8, 0.7]
+    assert "SWD the mean of 3 draws, sd 0.1" in quality_text(summarize(rows))

@@ -122,11 +122,13 @@ def show(ctx: Context, job_id: str, as_json: bool) -> None:
     click.echo(f"job dir:   {job.job_dir}")
     if last_eval:
         click.echo("last eval: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                                             for k, v in last_eval.items() if k not in ("kind", "wall_time")))
+                                             for k, v in last_eval.items()
+                                             if k not in ("kind", "wall_time", "swd_draws")))
         q = summarize(jd.metrics().eval, jd.status()) if jd else None
         if q and q.has_eval and q.best_swd is not None:
             floor = f", floor {q.swd_floor:.1f}" if q.swd_floor is not None else ""
-            line = (f"quality:   SWD {q.swd:.1f}{floor}; best {q.best_swd:.1f} at step {q.best_step}; "
+            spread = f" (mean of {q.draws} draws, sd {q.swd_sd:.1f})" if q.swd_sd is not None else ""
+            line = (f"quality:   SWD {q.swd:.1f}{spread}{floor}; best {q.best_swd:.1f} at step {q.best_step}; "
                     f"{q.verdict}")
             if q.stalled:
                 line += (f" (no better SWD in {q.evals_since_best} evaluations: more training is "
