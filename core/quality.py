@@ -93,7 +93,8 @@ def summarize(evals: Sequence[Mapping[str, Any]], status: Mapping[str, Any] | No
         since = len(rows) - 1 - best_i
     patience = _int(last.get("patience")) or DEFAULT_PATIENCE
     stalled = status.get("stalled")
-    draws = [float(v) for v in last.get("swd_draws") or [] if _num(v) is not None]
+    listed = last.get("swd_draws")
+    draws = [float(v) for v in listed if _num(v) is not None] if isinstance(listed, list) else []
     return QualitySummary(step=_int(last.get("step")), swd=swd, previous_swd=previous, best_step=best_step,
                           best_swd=best_swd, evals_since_best=since, patience=patience,
                           stalled_flag=stalled if isinstance(stalled, bool) else None,

@@ -53,6 +53,9 @@ def test_several_draws_give_their_count_and_spread() -> None:
     assert abs(q.swd_sd - 0.1) < 1e-9
     one = summarize(evals([0.9, 0.7]))
     assert one.draws == 1 and one.swd_sd is None
+    for odd in (0.7, "0.6,0.8", None, [0.7, "x"]):       # a hand-edited row: read as one draw
+        rows[-1]["swd_draws"] = odd
+        assert summarize(rows).swd_sd is None and summarize(rows).draws == 1
 
 
 def test_the_jobs_pane_says_the_score_is_a_mean_of_draws() -> None:
