@@ -86,7 +86,7 @@ def main() -> None:
     import tensorflow as tf
     from trainer import data, metrics
     from trainer.jobdir import image_grid, png
-    from trainer.loop import eval_sets
+    from trainer.loop import decode_prior, eval_sets
     from trainer.manifest import read_manifest
 
     keras.utils.set_random_seed(args.seed)
@@ -139,10 +139,8 @@ def main() -> None:
 
     def evaluate(s: int, trained: float) -> None:
         evaluated[0] = s
-        def decode(z: tf.Tensor) -> tf.Tensor:     # one draw at a time: memory stays one draw's
-            return tf.concat([g(b, training=False) for b in tf.split(z, [256] * (n // 256) + [n % 256])
-                              if b.shape[0]], 0)
-        swds = metrics.swd_draws(lambda d: decode(z_eval[d]), real_b, args.eval_draws, args.seed)
+        # One draw decoded at a time, in the trainer's chunks: memory stays one draw's.
+        swds = metrics.swd_draws(lambda d: decode_prior(g, z_eval[d]), real_b, args.eval_draws, args.seed)
         score = float(np.mean(swds))
         row = {"kind": "eval", "step": s, "train_minutes": trained / 60, "swd": score,
                "swd_floor": floor, "images": n, "wall_time": time.time()}

@@ -41,6 +41,7 @@ import argparse
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -179,8 +180,7 @@ def print_paired(rows: dict[str, list[dict]], kinds: list[str], seeds: list[int]
                     cells.append(f"{'':>24}")
                     continue
                 diff = [a - b for a, b in zip(r["swd_draws"], dc["swd_draws"])]
-                mean = sum(diff) / len(diff)
-                se = (sum((x - mean) ** 2 for x in diff) / (len(diff) - 1) / len(diff)) ** 0.5
+                mean, se = statistics.mean(diff), statistics.stdev(diff) / len(diff) ** 0.5
                 below = sum(x < 0 for x in diff)
                 cells.append(f"{f'{mean:+.2f} +- {se:.2f} ({below}/{len(diff)})':>24}")
         print(f"{m:8.1f} " + " ".join(cells))

@@ -650,13 +650,13 @@ class Trainer:
                                      cfg.swd_patches, cfg.swd_projections)
         if self._floor is None:
             self._floor = float(np.mean(draws(lambda d: real_a)))
-        swds = draws(lambda d: _decode(decoder, zs[d]))
+        swds = draws(lambda d: decode_prior(decoder, zs[d]))
         score = float(np.mean(swds))
         # The same embeddings through each --ema-probes copy: a same-step comparison of decays.
         probes: dict[str, float] = {}
         for d in self.model.probes:
             probe = self.model.sampler(step, probe=d)
-            probes[str(d)] = float(np.mean(draws(lambda i: _decode(probe, zs[i]))))
+            probes[str(d)] = float(np.mean(draws(lambda i: decode_prior(probe, zs[i]))))
             self.jd.write_probe_sample(f"ema-{d}", step,
                                        png(image_grid(probe(self.fixed_z, training=False),
                                                       cfg.sample_grid)))
@@ -774,7 +774,7 @@ def eval_sets(data_dir: str, manifest: dict[str, Any], image_size: int,
     return held, real[:n], real[n:2 * n]
 
 
-def _decode(decoder: Any, z: tf.Tensor) -> tf.Tensor:
+def decode_prior(decoder: Any, z: tf.Tensor) -> tf.Tensor:
     """Prior decodes in chunks of 256 (memory stays flat for any --eval-images)."""
     return tf.concat([decoder(b, training=False) for b in tf.split(z, _chunks(int(z.shape[0])))], 0)
 
@@ -784,4 +784,4 @@ def _chunks(n: int, size: int = 256) -> list[int]:
     return [size] * (n // size) + ([n % size] if n % size else [])
 
 
-__all__ = ["Trainer", "make_strategy", "eval_sets"]
+__all__ = ["Trainer", "make_strategy", "eval_sets", "decode_prior"]
