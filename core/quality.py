@@ -66,6 +66,12 @@ class QualitySummary:
             return ""
         return "stalled" if self.stalled else "improving"
 
+    @property
+    def spread(self) -> str:
+        """'mean of K draws, sd X' for a score from --eval-draws K, else '': one wording for
+        every place that shows the score."""
+        return f"mean of {self.draws} draws, sd {self.swd_sd:.1f}" if self.swd_sd is not None else ""
+
 
 def summarize(evals: Sequence[Mapping[str, Any]], status: Mapping[str, Any] | None = None) -> QualitySummary:
     """The summary of a job from its eval rows (oldest first) and its status.json (may be empty)."""
@@ -94,7 +100,7 @@ def summarize(evals: Sequence[Mapping[str, Any]], status: Mapping[str, Any] | No
     patience = _int(last.get("patience")) or DEFAULT_PATIENCE
     stalled = status.get("stalled")
     listed = last.get("swd_draws")
-    draws = [float(v) for v in listed if _num(v) is not None] if isinstance(listed, list) else []
+    draws = [x for x in map(_num, listed) if x is not None] if isinstance(listed, list) else []
     return QualitySummary(step=_int(last.get("step")), swd=swd, previous_swd=previous, best_step=best_step,
                           best_swd=best_swd, evals_since_best=since, patience=patience,
                           stalled_flag=stalled if isinstance(stalled, bool) else None,

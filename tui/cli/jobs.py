@@ -127,7 +127,7 @@ def show(ctx: Context, job_id: str, as_json: bool) -> None:
         q = summarize(jd.metrics().eval, jd.status()) if jd else None
         if q and q.has_eval and q.best_swd is not None:
             floor = f", floor {q.swd_floor:.1f}" if q.swd_floor is not None else ""
-            spread = f" (mean of {q.draws} draws, sd {q.swd_sd:.1f})" if q.swd_sd is not None else ""
+            spread = f" ({q.spread})" if q.spread else ""
             line = (f"quality:   SWD {q.swd:.1f}{spread}{floor}; best {q.best_swd:.1f} at step {q.best_step}; "
                     f"{q.verdict}")
             if q.stalled:

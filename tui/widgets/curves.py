@@ -53,8 +53,8 @@ def quality_text(q: QualitySummary) -> str:
     if q.stalled:
         first += f" [dim]({q.evals_since_best} evals)[/dim]"
     second = [f"eval at {q.step}"]
-    if q.swd_sd is not None:
-        second.append(f"SWD the mean of {q.draws} draws, sd {q.swd_sd:.1f}")
+    if q.spread:
+        second.append(f"SWD the {q.spread}")
     if q.psnr is not None:
         second.append(f"PSNR {q.psnr:.1f} dB")
     if q.ssim is not None:
