@@ -63,6 +63,13 @@ def test_the_batch_doubles_over_the_end_of_the_budget_by_steps_or_by_minutes() -
     by_minutes = {"max_steps": 10, "max_minutes": 10.0, "batch_double": 0.5}
     assert [batch(9, t * 60, **by_minutes) for t in (0, 4.9, 5, 12)] == [8, 8, 16, 16]
     assert batch(99, **{"max_steps": 100}) == 8                  # off: one size throughout
+    # A count of images brings the switch forward, never back: 400 images are 50 steps of 8.
+    by_images = {"max_steps": 100, "batch_double_images": 400}
+    assert [batch(s, **by_images) for s in (0, 49, 50, 99)] == [8, 8, 16, 16]
+    assert batch(50, **by_steps, batch_double_images=400) == 16  # before the last quarter
+    assert batch(75, **by_steps, batch_double_images=8000) == 16  # the share comes first
+    with pytest.raises(ValueError, match="--batch-double-images -1 is out of range"):
+        resolve("tiny", {"batch_double_images": -1})
     with pytest.raises(ValueError, match="--batch-double 2.0 is out of range"):
         resolve("tiny", {"batch_double": 2.0})
 

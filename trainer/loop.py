@@ -488,7 +488,7 @@ class Trainer:
                 row = {k: float(v) for k, v in out.items()}
                 if cfg.lr_decay:
                     row["lr_scale"] = self._lr_scale        # what the step just taken used
-                if cfg.batch_double:
+                if cfg.batch_double or cfg.batch_double_images:
                     row["batch_size"] = float(self.batch)
                 now = time.perf_counter()
                 if step > n_mark:
@@ -541,9 +541,13 @@ class Trainer:
     def batch_for(self, step: int, trained: float) -> int:
         """The global batch a step takes: --batch-size, twice that over the last `batch_double`
         of the budget: less gradient noise late without lowering the learning rates, which
-        measured worse here (docs/trainer.md, "Twice the batch over the end of the budget")."""
+        measured worse here (docs/trainer.md, "Twice the batch over the end of the budget").
+        `batch_double_images` brings the switch forward to a count of images: where the
+        batch-32 plateau starts is a matter of images seen, not of the share of the budget,
+        so a fast CPU or a long budget need not wait on it."""
         cfg = self.cfg
-        late = cfg.batch_double and in_last(cfg, step, trained, cfg.batch_double)
+        late = ((cfg.batch_double and in_last(cfg, step, trained, cfg.batch_double))
+                or (cfg.batch_double_images and step * cfg.batch_size >= cfg.batch_double_images))
         return cfg.batch_size * (2 if late else 1)
 
     def topk_for(self, step: int, trained: float) -> bool:
@@ -581,11 +585,19 @@ class Trainer:
         self.batch, self.topk = batch, topk
         self._train_fn = self._make_train_fn()
         if "batch" in changed:
-            log(f"batch size {batch} from step {step} (--batch-double {self.cfg.batch_double:g})")
+            log(f"batch size {batch} from step {step} ({self._batch_flags()})")
         if "topk" in changed and step:          # from the first step: --g-topk says so already
             log(f"top-k training from step {step} (--g-topk {self.cfg.g_topk:g} "
                 f"--g-topk-last {self.cfg.g_topk_last:g})")
         return changed
+
+    def _batch_flags(self) -> str:
+        """The flags that schedule the batch, as the log names them."""
+        cfg = self.cfg
+        flags = [f"--batch-double {cfg.batch_double:g}"] if cfg.batch_double else []
+        if cfg.batch_double_images:
+            flags.append(f"--batch-double-images {cfg.batch_double_images}")
+        return " ".join(flags)
 
     def set_learning_rates(self, step: int, trained: float) -> None:
         f = self._lr_scale = self.lr_factor(step, trained) if self.cfg.lr_decay else 1.0

@@ -113,6 +113,8 @@ class Config:
                                     # rate falls linearly to 0 by the end; 0: constant
     batch_double: float = 0.0       # the last F of the budget (minutes, else steps) trains with
                                     # twice batch_size (a new input pipeline and trace); 0: off
+    batch_double_images: int = 0    # twice batch_size also once this many images are seen at
+                                    # batch_size, if that comes before batch_double; 0: off
     bcr: float = 0.0                # balanced consistency regularisation (Zhao et al. 2021): weight
                                     # of D's squared logit change between each image and its
                                     # augmented copy, real and fake alike; 0: off
@@ -318,6 +320,9 @@ def resolve(preset: str, overrides: dict[str, Any]) -> Config:
     if not 0.0 <= cfg.batch_double <= 1.0:
         raise ValueError(f"--batch-double {cfg.batch_double} is out of range; use 0 (one batch size "
                          f"throughout) up to 1 (twice the batch size from the first step)")
+    if cfg.batch_double_images < 0:
+        raise ValueError(f"--batch-double-images {cfg.batch_double_images} is out of range; use 0 "
+                         f"(off) or the count of images after which the batch doubles")
     if not 0.0 <= cfg.bcr < float("inf"):
         raise ValueError(f"--bcr {cfg.bcr} is out of range; use 0 (off) or more (the paper's is 10)")
     if cfg.bcr and not (cfg.augment and cfg.loss == LOSS_GAN):

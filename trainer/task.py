@@ -121,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-double", type=float, default=None, metavar="F",
                    help="over the last F (0-1) of the budget (--max-minutes, else --max-steps) "
                         "each step takes twice --batch-size images; 0 = one size throughout")
+    p.add_argument("--batch-double-images", type=int, default=None, metavar="N",
+                   help="twice --batch-size also from the step at which N images have been seen, "
+                        "if that comes first (a fast machine reaches it early); 0 = off")
     p.add_argument("--bcr", type=float, default=None, metavar="W",
                    help="balanced consistency regularisation: D's squared logit change between "
                         "each image and its --augment copy, real and fake, weight W (0 = off)")
