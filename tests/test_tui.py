@@ -453,6 +453,8 @@ async def test_new_job_dialog_hints_validates_and_submits_the_options(ws, monkey
         assert "tiny: 12" in hint("steps") and "tiny: 16; cats holds 64" in hint("size")
         dlg.query_one("#preset", Select).value = "quick"
         await until(pilot, lambda: "quick: up to 30 minutes" in hint("steps"))
+        assert ("quick: 32; 64 for the last 50% or from 750,000 images, whichever comes first"
+                in hint("batch")), hint("batch")
         await typed(pilot, app, "500", enter=False)            # steps (focused first)
         await pilot.press("tab", "7", "tab", "4", "tab", "4", "8")  # seed, batch size, image size
         await pilot.press("tab")
