@@ -191,7 +191,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # And from 750,000 images (23,438 steps of 32) when that comes first: a fast CPU (Zen 4)
     # reached batch 32's plateau by 20 minutes, where a 60-minute budget still waited for its
     # half; its own 30-minute budget, doubling at 15 (23,700 steps), scored 16.6 at 20 and
-    # 15.5 at 30 against 18.1 and 18.0 ("`quick`'s own 30 minutes on a Zen 4 CPU").
+    # 15.5 at 30 against 18.1 and 18.0 ("`quick`'s own 30 minutes on a Zen 4 CPU"); from 30
+    # to 60 level (15.8 at 60), the plateau the later switch reached at 40 (15.9).
     "quick": dict(image_size=PRESET_IMAGE_SIZES["quick"], embedding_size=64, width=32, batch_size=32,
                   max_steps=1_000_000, max_minutes=30.0, eval_minutes=2.5, stop_when_stalled=True,
                   sample_every=250, checkpoint_every=500, log_every=25, ema_decay=0.999,
