@@ -314,15 +314,15 @@ class NewJobDialog(FormDialog[NewJobRequest]):
         holds = self._sizes.get(str(ds))
         doubled = ([f"for the last {d['batch_double']:.0%}"] if d.get("batch_double") else []) + (
             [f"from {d['batch_double_images']:,} images"] if d.get("batch_double_images") else [])
+        when = " or ".join(doubled) + (", whichever comes first" if len(doubled) > 1 else "")
         return {
             "dataset": "" if self._datasets else "no dataset yet: make one in pane 1 (d)",
             "preset": "every field left empty takes the preset's value",
             "steps": (f"training steps; {preset}: {d['max_steps']}" if not d.get("max_minutes") else
                       f"{preset}: up to {d['max_minutes']:g} minutes; --max-minutes N in more options"),
             "seed": f"repeatable runs; {preset}: {d['seed']}",
-            "batch": f"images per step; {preset}: {d['batch_size']}" + (
-                f"; {2 * d['batch_size']} " + " or ".join(doubled) + ", whichever comes first"
-                if len(doubled) > 1 else f"; {2 * d['batch_size']} {doubled[0]}" if doubled else ""),
+            "batch": f"images per step; {preset}: {d['batch_size']}"
+                     + (f"; {2 * d['batch_size']} {when}" if when else ""),
             "size": f"{', '.join(map(str, IMAGE_SIZES))} px; {preset}: "
                     + (str(contract.train_image_size(preset, None, holds)) if holds
                        else str(contract.PRESET_IMAGE_SIZES[preset]) if preset in contract.PRESET_IMAGE_SIZES
